@@ -1,0 +1,1 @@
+//! diagnostic (being written).

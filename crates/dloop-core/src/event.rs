@@ -1,0 +1,404 @@
+//! The events of a run: one variant per record type of `events.jsonl` (DESIGN.md section 5).
+//!
+//! A record on disk is `{"seq":N,"ts":"...","type":"<variant in snake_case>",<fields>,"crc":"..."}`;
+//! [`Record`] is everything but the `crc`, which the store adds and checks. Fields are only ever
+//! added (as `Option` or with a default) so that logs written by older versions keep loading;
+//! readers ignore fields they do not know.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::timestamp::Timestamp;
+
+/// One record of the log, without its checksum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Position in the log, from 1, without gaps.
+    pub seq: u64,
+    /// When the record was made (UTC).
+    pub ts: Timestamp,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Why a run is paused. Every paused run is resumable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// `dloop stop` (SIGTERM) or `--drain`.
+    Stopped,
+    /// Ctrl-C in the foreground.
+    Interrupted,
+    /// `limits.max_steps` reached.
+    MaxSteps,
+    /// The agent handed off (`CONTEXT_HANDOFF:`); awaiting continuation.
+    Handoff,
+    /// An action was interrupted in a state with `on_interrupted: stop`: resume needs
+    /// `--rerun` or `--skip-to STATE`.
+    NeedsDecision,
+    /// The agent stayed rate limited past the backoff ladder.
+    RateLimited,
+}
+
+impl PauseReason {
+    /// The reason as written in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Interrupted => "interrupted",
+            Self::MaxSteps => "max_steps",
+            Self::Handoff => "handoff",
+            Self::NeedsDecision => "needs_decision",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// Which limit ended an action early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionTimeout {
+    /// The state's `timeout` (wall clock).
+    Wall,
+    /// The state's `idle_timeout` (no output).
+    Idle,
+    /// What was left of the run's `limits.timeout`.
+    Run,
+}
+
+/// The kind of action a state runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// `shell:`
+    Shell,
+    /// `prompt:`
+    Prompt,
+    /// `loop:`
+    SubLoop,
+}
+
+/// The result of an action as the log keeps it. Outputs up to the excerpt limit are kept whole
+/// (`complete: true`); larger ones live in full in `output_path` (fsynced before this record)
+/// and the log keeps the head and tail.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActionResult {
+    /// Exit status, when the process exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The signal that ended the process, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Set when a time limit ended the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<ActionTimeout>,
+    /// Wall time of the action.
+    pub duration_ms: u64,
+    /// Size of stdout+stderr, interleaved as they arrived.
+    pub bytes: u64,
+    /// SHA-256 (hex) of stdout+stderr.
+    pub sha256: String,
+    /// stdout+stderr, whole when `complete`, else head and tail with a marker between.
+    pub excerpt: String,
+    /// Whether `excerpt` is the whole output.
+    pub complete: bool,
+    /// stderr alone, bounded like `excerpt`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+    /// Where the full output is, relative to the run folder.
+    pub output_path: String,
+    /// An error that kept the action from running at all (spawn failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The agent's session id (prompt actions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+/// Overrides given to `dloop resume`, recorded so the fold knows them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResumeOverrides {
+    /// New `max_steps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u64>,
+    /// New run timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Context values set or replaced.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context: BTreeMap<String, String>,
+}
+
+/// Something that happened in a run. The variant name in snake_case is the record's `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The first record of every run.
+    RunStarted {
+        /// The run id.
+        run_id: String,
+        /// The loop's name.
+        loop_name: String,
+        /// SHA-256 (hex) of the loop file the run started with.
+        definition_sha256: String,
+        /// The state the run starts in.
+        initial: String,
+        /// The resolved context (defaults, then `--context`, then the input).
+        context: BTreeMap<String, String>,
+        /// State executions before the run pauses.
+        max_steps: u64,
+        /// Wall clock for the whole run, across resumes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+        /// Pause between steps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delay_ms: Option<u64>,
+    },
+    /// The run entered a state; `step` counts state executions from 1.
+    StateEntered {
+        /// The state.
+        state: String,
+        /// The step number this execution has.
+        step: u64,
+        /// How many times this state has been entered, this one included.
+        visit: u64,
+    },
+    /// The intent record: the action is about to be started.
+    ActionStarted {
+        /// The state.
+        state: String,
+        /// The step it belongs to.
+        step: u64,
+        /// The action's kind.
+        kind: ActionKind,
+        /// Stable across resumes: a re-run of an interrupted action has the same key.
+        idempotency_key: String,
+        /// Where its output goes, relative to the run folder.
+        output_path: String,
+    },
+    /// The action ended (by itself, by a timeout, or could not start).
+    ActionFinished {
+        /// The state.
+        state: String,
+        /// The step it belongs to.
+        step: u64,
+        /// The capture name in force (`capture:` of the state).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capture: Option<String>,
+        /// What it did.
+        #[serde(flatten)]
+        result: ActionResult,
+    },
+    /// An action that started and will not finish: the run was stopped or died during it.
+    ActionInterrupted {
+        /// The state.
+        state: String,
+        /// The step it belonged to.
+        step: u64,
+        /// Its idempotency key.
+        idempotency_key: String,
+        /// `stopped`, `interrupted` or `crashed`.
+        reason: String,
+    },
+    /// The evaluator's verdict.
+    Evaluated {
+        /// The state.
+        state: String,
+        /// The step.
+        step: u64,
+        /// The verdict.
+        verdict: String,
+        /// What the evaluator saw (the number read, the line matched, the error).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        /// The metric a `convergence` evaluator read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metric: Option<f64>,
+    },
+    /// Moved from one state to another.
+    Transitioned {
+        /// From.
+        from: String,
+        /// To.
+        to: String,
+        /// The verdict that chose the route.
+        verdict: String,
+    },
+    /// The state's action will be tried again.
+    RetryScheduled {
+        /// The state.
+        state: String,
+        /// The retry number, from 1.
+        retry: u32,
+        /// The verdict that caused it.
+        verdict: String,
+        /// Wait before the retry.
+        #[serde(default)]
+        delay_ms: u64,
+    },
+    /// The agent was rate limited; the action will be retried after `wait_ms`.
+    RateLimited {
+        /// The state.
+        state: String,
+        /// Rate-limit waits for this action so far, this one included.
+        attempt: u32,
+        /// The wait before the next try.
+        wait_ms: u64,
+        /// The text that was recognised.
+        #[serde(default)]
+        evidence: String,
+    },
+    /// The agent asked to hand off its context.
+    HandoffDetected {
+        /// The state.
+        state: String,
+        /// The handoff message.
+        message: String,
+    },
+    /// The run stopped and can be resumed.
+    RunPaused {
+        /// Why.
+        reason: PauseReason,
+        /// A sentence for the user (which state needs a decision, which limit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// A resume started a new session of the run.
+    RunResumed {
+        /// Overrides given with the resume.
+        #[serde(default, flatten)]
+        overrides: ResumeOverrides,
+        /// `--rerun`: re-run an interrupted action in an `on_interrupted: stop` state.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rerun: bool,
+        /// `--skip-to STATE`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        skip_to: Option<String>,
+    },
+    /// The run reached a `terminal: success` state.
+    RunCompleted {
+        /// The terminal state.
+        state: String,
+    },
+    /// The run ended in failure: a `terminal: failure` state or an error.
+    RunFailed {
+        /// The state it was in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<String>,
+        /// What went wrong.
+        error: String,
+    },
+    /// The run's wall clock (`limits.timeout`) ran out; resumable with a larger `--timeout`.
+    RunTimedOut {
+        /// The run's elapsed time.
+        elapsed_ms: u64,
+    },
+    /// `dloop cancel`: ended for good.
+    RunCancelled {},
+    /// Waiting for another run's overlapping scope.
+    ScopeWaiting {
+        /// This run's scope.
+        scope: Vec<String>,
+        /// The run holding an overlapping scope.
+        holder: String,
+    },
+    /// The scope was taken.
+    ScopeAcquired {
+        /// This run's scope.
+        scope: Vec<String>,
+    },
+    /// `resume --reload` accepted a changed loop file.
+    DefinitionReloaded {
+        /// SHA-256 (hex) of the new definition.
+        definition_sha256: String,
+    },
+    /// Opening the log cut off a torn or bad last line.
+    LogRepaired {
+        /// Bytes removed.
+        dropped_bytes: u64,
+        /// What was wrong with them.
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The record type as written in the log (`action_started`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::RunStarted { .. } => "run_started",
+            Self::StateEntered { .. } => "state_entered",
+            Self::ActionStarted { .. } => "action_started",
+            Self::ActionFinished { .. } => "action_finished",
+            Self::ActionInterrupted { .. } => "action_interrupted",
+            Self::Evaluated { .. } => "evaluated",
+            Self::Transitioned { .. } => "transitioned",
+            Self::RetryScheduled { .. } => "retry_scheduled",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::HandoffDetected { .. } => "handoff_detected",
+            Self::RunPaused { .. } => "run_paused",
+            Self::RunResumed { .. } => "run_resumed",
+            Self::RunCompleted { .. } => "run_completed",
+            Self::RunFailed { .. } => "run_failed",
+            Self::RunTimedOut { .. } => "run_timed_out",
+            Self::RunCancelled {} => "run_cancelled",
+            Self::ScopeWaiting { .. } => "scope_waiting",
+            Self::ScopeAcquired { .. } => "scope_acquired",
+            Self::DefinitionReloaded { .. } => "definition_reloaded",
+            Self::LogRepaired { .. } => "log_repaired",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_name_matches_the_serde_tag() {
+        let events = [
+            Event::RunCancelled {},
+            Event::Transitioned { from: "a".into(), to: "b".into(), verdict: "success".into() },
+            Event::RunPaused { reason: PauseReason::MaxSteps, message: None },
+            Event::ActionFinished {
+                state: "a".into(),
+                step: 1,
+                capture: None,
+                result: ActionResult::default(),
+            },
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).expect("serializable");
+            assert_eq!(json["type"], event.type_name());
+        }
+    }
+
+    #[test]
+    fn record_round_trips_through_json_with_flattened_fields() {
+        let record = Record {
+            seq: 7,
+            ts: Timestamp(1_795_170_430_123),
+            event: Event::ActionFinished {
+                state: "test".into(),
+                step: 3,
+                capture: Some("tests".into()),
+                result: ActionResult {
+                    exit_code: Some(1),
+                    duration_ms: 12,
+                    bytes: 5,
+                    sha256: "ab".into(),
+                    excerpt: "fail\n".into(),
+                    complete: true,
+                    output_path: "outputs/7-test.out".into(),
+                    ..ActionResult::default()
+                },
+            },
+        };
+        let line = serde_json::to_string(&record).expect("serializable");
+        assert!(line.starts_with(r#"{"seq":7,"ts":"2026-11-20T10:27:10.123Z","type":"action_finished""#), "{line}");
+        let back: Record = serde_json::from_str(&line).expect("parses");
+        assert_eq!(back, record);
+    }
+}

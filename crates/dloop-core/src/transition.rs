@@ -1,0 +1,1 @@
+//! transition (being written).
