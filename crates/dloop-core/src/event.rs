@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::evaluate::ConvergenceMemory;
 use crate::timestamp::Timestamp;
 
 /// One record of the log, without its checksum.
@@ -217,6 +218,10 @@ pub enum Event {
         /// The metric a `convergence` evaluator read.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         metric: Option<f64>,
+        /// A `convergence` state's memory after this visit (best value, visits without
+        /// progress), so the fold needs no definition to follow it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        convergence: Option<ConvergenceMemory>,
     },
     /// Moved from one state to another.
     Transitioned {
@@ -360,8 +365,15 @@ mod tests {
     fn type_name_matches_the_serde_tag() {
         let events = [
             Event::RunCancelled {},
-            Event::Transitioned { from: "a".into(), to: "b".into(), verdict: "success".into() },
-            Event::RunPaused { reason: PauseReason::MaxSteps, message: None },
+            Event::Transitioned {
+                from: "a".into(),
+                to: "b".into(),
+                verdict: "success".into(),
+            },
+            Event::RunPaused {
+                reason: PauseReason::MaxSteps,
+                message: None,
+            },
             Event::ActionFinished {
                 state: "a".into(),
                 step: 1,
@@ -397,7 +409,12 @@ mod tests {
             },
         };
         let line = serde_json::to_string(&record).expect("serializable");
-        assert!(line.starts_with(r#"{"seq":7,"ts":"2026-11-20T10:27:10.123Z","type":"action_finished""#), "{line}");
+        assert!(
+            line.starts_with(
+                r#"{"seq":7,"ts":"2026-11-20T10:27:10.123Z","type":"action_finished""#
+            ),
+            "{line}"
+        );
         let back: Record = serde_json::from_str(&line).expect("parses");
         assert_eq!(back, record);
     }

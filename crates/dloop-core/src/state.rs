@@ -1,14 +1,457 @@
-//! RunState: what a run knows, as a fold of its records.
+//! [`RunState`]: everything a run knows, rebuilt by folding its records in order.
+//!
+//! Invariants the fold keeps (and the property tests check):
+//! - folding a prefix, round-tripping the state through JSON, then folding the rest gives the
+//!   same state as folding everything at once (so `state.json` snapshots are exact);
+//! - the fold never needs the loop definition: every record carries what it means (the capture
+//!   name, a convergence state's memory), so a log can be read without its loop file;
+//! - [`Phase`] says exactly where in a step the log ends, for any prefix of a valid log, so a
+//!   run cut at any record boundary continues from the right place.
+
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
-/// What a run knows, rebuilt by folding its records (being written).
+
+use crate::evaluate::ConvergenceMemory;
+use crate::event::{ActionKind, ActionResult, Event, PauseReason, Record};
+use crate::timestamp::Timestamp;
+
+/// The statuses of DESIGN.md section 4 that the log itself can say. `crashed` is not among
+/// them: it is `Running` in the log with no live process holding the run lock, which only a
+/// reader that can test the lock knows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// A session is (or was, if its process died) driving the run.
+    #[default]
+    Running,
+    /// Stopped and resumable; see [`RunState::pause_reason`].
+    Paused,
+    /// Reached a `terminal: success` state.
+    Completed,
+    /// Reached a `terminal: failure` state or an error.
+    Failed,
+    /// Ended for good by `dloop cancel`.
+    Cancelled,
+    /// The run's `limits.timeout` ran out; resumable with a larger `--timeout`.
+    TimedOut,
+}
+
+impl RunStatus {
+    /// The status as `status --json` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+        }
+    }
+
+    /// Whether `dloop resume` can continue a run in this status.
+    pub fn is_resumable(self) -> bool {
+        matches!(self, Self::Running | Self::Paused | Self::TimedOut)
+    }
+
+    /// Whether the run has ended for good.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// An action that was started and has not finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAction {
+    /// The state it belongs to.
+    pub state: String,
+    /// The step number.
+    pub step: u64,
+    /// Its kind.
+    pub kind: ActionKind,
+    /// The idempotency key, the same on every re-run.
+    pub idempotency_key: String,
+    /// Where its output goes, relative to the run folder.
+    pub output_path: String,
+}
+
+/// Where in a step the log ends.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// No `run_started` yet.
+    #[default]
+    NotStarted,
+    /// Moved to [`RunState::current`] (start, transition, retry or `--skip-to`); not entered yet.
+    Entering,
+    /// Entered; the action has not started (or was interrupted, see [`RunState::interrupted`]).
+    Entered,
+    /// The action started and has not finished.
+    Acting(PendingAction),
+    /// The action finished; no verdict yet.
+    Finished {
+        /// Its result.
+        result: ActionResult,
+    },
+    /// Judged; not routed yet.
+    Evaluated {
+        /// The verdict.
+        verdict: String,
+        /// What the evaluator saw.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// The run has ended (completed, failed, cancelled).
+    Ended,
+}
+
+/// The result of an action as interpolation sees it (`captured.NAME.*`, `prev.*`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    /// The state that ran it.
+    pub state: String,
+    /// Its step number.
+    pub step: u64,
+    /// The verdict, once evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// What the action did.
+    #[serde(flatten)]
+    pub result: ActionResult,
+}
+
+/// Counters per state, for `inspect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateStats {
+    /// Times entered.
+    pub visits: u64,
+    /// Verdicts `failure` or `error`.
+    pub failures: u64,
+    /// Time spent in its actions.
+    pub time_ms: u64,
+}
+
+/// Everything a run knows. Rebuilt by [`RunState::apply`] from the log; saved as `state.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunState {
+    /// The run id.
+    pub run_id: String,
+    /// The loop's name.
+    pub loop_name: String,
+    /// SHA-256 of the definition in force (changes with `resume --reload`).
+    pub definition_sha256: String,
+    /// The status the log says.
+    pub status: RunStatus,
+    /// Why the run is paused, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<PauseReason>,
+    /// The pause message or the failure, while paused or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The last error seen (a failed run's cause, or the last `error` verdict's detail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The state the run is in (or moving to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// Where in the step the log ends.
+    pub phase: Phase,
+    /// An action interrupted by a stop or a crash, to be re-run (or decided on) at resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<PendingAction>,
+    /// `resume --rerun` was given for an `on_interrupted: stop` state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rerun_allowed: bool,
+    /// State executions so far (the number of the last `state_entered`).
+    pub step: u64,
+    /// Steps before the run pauses.
+    pub max_steps: u64,
+    /// Wall clock for the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Pause between steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// The context: defaults, then `--context`, then the input, then resume overrides.
+    pub context: BTreeMap<String, String>,
+    /// Captured results by capture name.
+    pub captures: BTreeMap<String, StepResult>,
+    /// The previous action's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<StepResult>,
+    /// Counters per state.
+    pub states: BTreeMap<String, StateStats>,
+    /// Transitions taken, keyed `from->to`.
+    pub edges: BTreeMap<String, u64>,
+    /// Retries used in the current stay in a state (reset when the run moves on).
+    pub retries: BTreeMap<String, u32>,
+    /// Rate-limit waits for the current action.
+    pub rate_limit_waits: u32,
+    /// Memory of each `convergence` state.
+    pub convergence: BTreeMap<String, ConvergenceMemory>,
+    /// When the run started.
+    pub started_at: Timestamp,
+    /// Time of the last record.
+    pub last_ts: Timestamp,
+    /// Run time of the sessions that have ended.
+    pub closed_sessions_ms: u64,
+    /// Start of the current session, while one is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_started: Option<Timestamp>,
+    /// Sessions so far (1 + resumes).
+    pub sessions: u32,
     /// The seq of the last record applied.
     pub last_seq: u64,
 }
+
 impl RunState {
-    /// Applies one record.
-    pub fn apply(&mut self, record: &crate::event::Record) {
-        self.last_seq = record.seq;
+    /// The run's elapsed time as of its last record: every session's time, summed.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.elapsed_ms_at(self.last_ts)
     }
+
+    /// The elapsed time if the current session is still going at `now`.
+    pub fn elapsed_ms_at(&self, now: Timestamp) -> u64 {
+        let open = self
+            .session_started
+            .map_or(0, |start| now.as_millis().saturating_sub(start.as_millis()));
+        self.closed_sessions_ms + open
+    }
+
+    /// Visits of `state` so far.
+    pub fn visits(&self, state: &str) -> u64 {
+        self.states.get(state).map_or(0, |s| s.visits)
+    }
+
+    /// Times the transition `from -> to` was taken.
+    pub fn edge_count(&self, from: &str, to: &str) -> u64 {
+        self.edges.get(&edge_key(from, to)).copied().unwrap_or(0)
+    }
+
+    fn close_session(&mut self) {
+        if let Some(start) = self.session_started.take() {
+            self.closed_sessions_ms += self.last_ts.as_millis().saturating_sub(start.as_millis());
+        }
+    }
+
+    fn move_to(&mut self, state: &str) {
+        self.current = Some(state.to_owned());
+        self.phase = Phase::Entering;
+        self.interrupted = None;
+    }
+
+    /// Applies one record. Records must come in `seq` order; the store guarantees it.
+    pub fn apply(&mut self, record: &Record) {
+        debug_assert!(
+            self.last_seq == 0 || record.seq == self.last_seq + 1,
+            "records applied out of order: {} after {}",
+            record.seq,
+            self.last_seq
+        );
+        self.last_seq = record.seq;
+        // A resume after a crash opens a new session while the old one is still open: the
+        // old one ends at its last record, before this record moves `last_ts`.
+        if let Event::RunResumed { .. } = record.event {
+            self.close_session();
+        }
+        self.last_ts = self.last_ts.max(record.ts);
+        match &record.event {
+            Event::RunStarted {
+                run_id,
+                loop_name,
+                definition_sha256,
+                initial,
+                context,
+                max_steps,
+                timeout_ms,
+                delay_ms,
+            } => {
+                self.run_id.clone_from(run_id);
+                self.loop_name.clone_from(loop_name);
+                self.definition_sha256.clone_from(definition_sha256);
+                self.context.clone_from(context);
+                self.max_steps = *max_steps;
+                self.timeout_ms = *timeout_ms;
+                self.delay_ms = *delay_ms;
+                self.started_at = record.ts;
+                self.session_started = Some(record.ts);
+                self.sessions = 1;
+                self.status = RunStatus::Running;
+                self.move_to(initial);
+            }
+            Event::StateEntered { state, step, visit } => {
+                self.current = Some(state.clone());
+                self.step = *step;
+                self.states.entry(state.clone()).or_default().visits = *visit;
+                self.rate_limit_waits = 0;
+                self.phase = Phase::Entered;
+            }
+            Event::ActionStarted {
+                state,
+                step,
+                kind,
+                idempotency_key,
+                output_path,
+            } => {
+                self.interrupted = None;
+                self.rerun_allowed = false;
+                self.phase = Phase::Acting(PendingAction {
+                    state: state.clone(),
+                    step: *step,
+                    kind: *kind,
+                    idempotency_key: idempotency_key.clone(),
+                    output_path: output_path.clone(),
+                });
+            }
+            Event::ActionFinished {
+                state,
+                step,
+                capture,
+                result,
+            } => {
+                let step_result = StepResult {
+                    state: state.clone(),
+                    step: *step,
+                    verdict: None,
+                    result: result.clone(),
+                };
+                if let Some(name) = capture {
+                    self.captures.insert(name.clone(), step_result.clone());
+                }
+                self.prev = Some(step_result);
+                self.states.entry(state.clone()).or_default().time_ms += result.duration_ms;
+                self.phase = Phase::Finished {
+                    result: result.clone(),
+                };
+            }
+            Event::ActionInterrupted { step, .. } => {
+                // Only the action in flight can be interrupted; after a `--skip-to` in the same
+                // batch the record is history and changes nothing.
+                if let Phase::Acting(pending) = &self.phase
+                    && pending.step == *step
+                {
+                    self.interrupted = Some(pending.clone());
+                    self.phase = Phase::Entered;
+                }
+            }
+            Event::Evaluated {
+                state,
+                step,
+                verdict,
+                detail,
+                convergence,
+                ..
+            } => {
+                for result in self.captures.values_mut().chain(self.prev.as_mut()) {
+                    if result.step == *step && result.state == *state {
+                        result.verdict = Some(verdict.clone());
+                    }
+                }
+                if let Some(memory) = convergence {
+                    self.convergence.insert(state.clone(), memory.clone());
+                }
+                if verdict == "failure" || verdict == "error" {
+                    self.states.entry(state.clone()).or_default().failures += 1;
+                }
+                if verdict == "error" {
+                    self.last_error = Some(match detail {
+                        Some(detail) => format!("{state}: {detail}"),
+                        None => format!("{state}: error"),
+                    });
+                }
+                self.phase = Phase::Evaluated {
+                    verdict: verdict.clone(),
+                    detail: detail.clone(),
+                };
+            }
+            Event::Transitioned { from, to, .. } => {
+                *self.edges.entry(edge_key(from, to)).or_default() += 1;
+                self.retries.remove(from);
+                self.move_to(to);
+            }
+            Event::RetryScheduled { state, retry, .. } => {
+                self.retries.insert(state.clone(), *retry);
+                self.move_to(state);
+            }
+            Event::RateLimited { attempt, .. } => {
+                self.rate_limit_waits = *attempt;
+            }
+            Event::HandoffDetected { .. } | Event::ScopeWaiting { .. } => {}
+            Event::ScopeAcquired { .. } => {}
+            Event::RunPaused { reason, message } => {
+                self.status = RunStatus::Paused;
+                self.pause_reason = Some(*reason);
+                self.message.clone_from(message);
+                self.close_session();
+            }
+            Event::RunResumed {
+                overrides,
+                rerun,
+                skip_to,
+            } => {
+                self.status = RunStatus::Running;
+                self.pause_reason = None;
+                self.message = None;
+                self.sessions += 1;
+                self.session_started = Some(record.ts);
+                if let Some(max_steps) = overrides.max_steps {
+                    self.max_steps = max_steps;
+                }
+                if overrides.timeout_ms.is_some() {
+                    self.timeout_ms = overrides.timeout_ms;
+                }
+                for (key, value) in &overrides.context {
+                    self.context.insert(key.clone(), value.clone());
+                }
+                self.rerun_allowed = *rerun;
+                if let Some(target) = skip_to {
+                    self.move_to(target);
+                }
+            }
+            Event::RunCompleted { state } => {
+                self.current = Some(state.clone());
+                self.finish(RunStatus::Completed, None);
+            }
+            Event::RunFailed { state, error } => {
+                if state.is_some() {
+                    self.current.clone_from(state);
+                }
+                self.last_error = Some(error.clone());
+                self.finish(RunStatus::Failed, Some(error.clone()));
+            }
+            Event::RunTimedOut { .. } => {
+                self.status = RunStatus::TimedOut;
+                self.message = Some("the run's timeout ran out".to_owned());
+                self.close_session();
+            }
+            Event::RunCancelled {} => self.finish(RunStatus::Cancelled, None),
+            Event::DefinitionReloaded { definition_sha256 } => {
+                self.definition_sha256.clone_from(definition_sha256);
+            }
+            Event::LogRepaired { .. } => {}
+        }
+    }
+
+    fn finish(&mut self, status: RunStatus, message: Option<String>) {
+        self.status = status;
+        self.pause_reason = None;
+        self.message = message;
+        self.phase = Phase::Ended;
+        self.close_session();
+    }
+
+    /// Folds records into a fresh state.
+    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a Record>) -> Self {
+        let mut state = Self::default();
+        for record in records {
+            state.apply(record);
+        }
+        state
+    }
+}
+
+/// The key of a transition in [`RunState::edges`].
+pub fn edge_key(from: &str, to: &str) -> String {
+    format!("{from}->{to}")
 }
