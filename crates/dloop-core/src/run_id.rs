@@ -313,7 +313,7 @@ mod tests {
         ));
         assert!(matches!(
             RunId::new("../x", TS, 1),
-            Err(NameError::BadStart { .. })
+            Err(NameError::InvalidChar { found: '/', .. })
         ));
     }
 
