@@ -1,0 +1,176 @@
+//! The run lock: an exclusive `flock` on `runs/<id>/lock`, held by the live runner for its whole
+//! life and dropped by the kernel when it dies (DESIGN.md principle 5: kernel locks, not PID
+//! files). The file's content, `pid host started_at`, is only for sending signals and for humans.
+//!
+//! Invariants: a process writes to a run only while holding its [`RunLock`]; readers never take
+//! the exclusive lock ([`is_locked`] tries a *shared* lock for an instant).
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{ErrorKind, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dloop_core::Timestamp;
+
+use crate::error::StoreError;
+
+/// A reader's [`is_locked`] holds a shared lock for microseconds; a writer that meets one retries
+/// this many times, a millisecond apart, before calling the run live.
+const CONTENDED_RETRIES: u32 = 50;
+
+/// What the holder wrote into the lock file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockInfo {
+    /// The holder's process id (for `dloop stop`).
+    pub pid: u32,
+    /// The holder's host name.
+    pub host: String,
+    /// When it took the lock.
+    pub started_at: Timestamp,
+}
+
+/// The held run lock. Dropping it unlocks (closing the file releases the flock).
+#[derive(Debug)]
+pub struct RunLock {
+    file: File,
+    path: PathBuf,
+}
+
+/// Why [`RunLock::try_acquire`] did not get the lock.
+#[derive(Debug)]
+pub enum AcquireError {
+    /// Someone else holds it.
+    Held(Option<LockInfo>),
+    /// The lock file could not be opened or written.
+    Store(StoreError),
+}
+
+impl RunLock {
+    /// Takes the lock at `path` without waiting (creating the file, mode 0600, if missing) and
+    /// records `pid host started_at` in it.
+    ///
+    /// Errors: [`AcquireError::Held`] with the holder's info when another process or handle
+    /// holds it.
+    pub fn try_acquire(path: &Path) -> std::result::Result<Self, AcquireError> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| AcquireError::Store(StoreError::io("open", path, e)))?;
+        let mut attempt = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if attempt < CONTENDED_RETRIES => {
+                    // A reader's shared probe lasts microseconds, a runner's lock the whole run:
+                    // waiting a little tells them apart without a false "already live".
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(TryLockError::WouldBlock) => return Err(AcquireError::Held(read_info(path))),
+                Err(TryLockError::Error(e)) => {
+                    return Err(AcquireError::Store(StoreError::io("lock", path, e)));
+                }
+            }
+        }
+        let info = format!("{} {} {}\n", std::process::id(), host_name(), now());
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+            .and_then(|()| file.write_all(info.as_bytes()));
+        written.map_err(|e| AcquireError::Store(StoreError::io("write", path, e)))?;
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Closing would release it too; unlocking first makes the release explicit.
+        let _ = self.file.unlock();
+    }
+}
+
+/// True when a live process holds the run lock at `path`. A missing file is "not locked". Never
+/// blocks and never takes the exclusive lock.
+pub fn is_locked(path: &Path) -> bool {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(_) => return false,
+    };
+    match file.try_lock_shared() {
+        // Dropping `file` releases the probe at once.
+        Ok(()) => false,
+        Err(TryLockError::WouldBlock) => true,
+        Err(TryLockError::Error(_)) => false,
+    }
+}
+
+/// Reads what the holder wrote (`pid host started_at`), if the file exists and parses.
+pub fn read_info(path: &Path) -> Option<LockInfo> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::NotFound => return None,
+        Err(_) => return None,
+    };
+    let mut parts = text.split_whitespace();
+    let pid = parts.next()?.parse().ok()?;
+    let host = parts.next()?.to_owned();
+    let started_at = Timestamp::parse(parts.next()?)?;
+    Some(LockInfo {
+        pid,
+        host,
+        started_at,
+    })
+}
+
+fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    Timestamp::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().replace(char::is_whitespace, "_"))
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_acquire_fails_until_drop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lock");
+        assert!(!is_locked(&path));
+        let lock = RunLock::try_acquire(&path).ok().expect("first acquire");
+        assert!(is_locked(&path));
+        let info = read_info(&path).expect("info written");
+        assert_eq!(info.pid, std::process::id());
+        assert!(matches!(
+            RunLock::try_acquire(&path),
+            Err(AcquireError::Held(Some(_)))
+        ));
+        drop(lock);
+        assert!(!is_locked(&path));
+        assert!(RunLock::try_acquire(&path).is_ok());
+    }
+}
