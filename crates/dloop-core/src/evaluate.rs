@@ -222,11 +222,12 @@ fn json(eval: &JsonEval, text: &str) -> Verdict {
     let operator = eval.operator.unwrap_or(Operator::Eq);
     let target = eval.target.clone().unwrap_or(serde_json::Value::Bool(true));
     let shown = shorten(&value.to_string(), 80);
-    let detail = format!(
-        "`{}` is {shown}, wanted {} {target}",
-        eval.path,
-        op_name(operator)
-    );
+    let place = if eval.path.is_empty() {
+        "the document".to_owned()
+    } else {
+        format!("`{}`", eval.path)
+    };
+    let detail = format!("{place} is {shown}, wanted {} {target}", op_name(operator));
     if let (Some(a), Some(b)) = (value.as_f64(), target.as_f64()) {
         return Verdict::pass_fail(compare_f64(operator, a, b), detail).with_metric(a);
     }
@@ -236,8 +237,7 @@ fn json(eval: &JsonEval, text: &str) -> Verdict {
         _ => Verdict::new(
             "error",
             format!(
-                "`{}` is {shown}: `{}` compares numbers only; use eq or ne",
-                eval.path,
+                "{place} is {shown}: `{}` compares numbers only; use eq or ne",
                 op_name(operator)
             ),
         ),
@@ -783,6 +783,18 @@ mod tests {
         )
         .expect("not llm");
         assert_eq!(v.metric, Some(0.0));
+        assert_eq!(
+            v.detail.as_deref(),
+            Some("`summary.failed` is 0, wanted eq 0")
+        );
+        let v = evaluate(
+            &json_eval("", Some(Lt), Some(json!(1))),
+            &text("\"a\""),
+            None,
+        )
+        .expect("not llm");
+        let want = "the document is \"a\": `lt` compares numbers only; use eq or ne";
+        assert_eq!(v.detail.as_deref(), Some(want));
     }
 
     fn conv(
