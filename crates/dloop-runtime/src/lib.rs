@@ -1,10 +1,22 @@
 //! dloop-runtime: drives runs.
 //!
 //! The runtime owns everything that touches processes: running actions in their own process
-//! groups with timeouts, turning signals into stop requests, taking locks, and the step loop
-//! that asks `dloop_core::transition::next` what to do and persists each step through
+//! groups with timeouts, turning signals into stop requests, taking the run lock, and the step
+//! loop that asks `dloop_core::transition::next` what to do and persists each step through
 //! `dloop-store` before the next side effect. It never prints: progress reaches the caller
 //! through [`observer::RunObserver`].
+//!
+//! # Brief overview
+//! - [`runs::start_run`] and [`runs::resume_run`]: begin or continue a run and drive it.
+//! - [`driver::Session`]: the step loop over one locked run.
+//! - [`process::run_action`]: one action process, with timeouts and stop handling.
 
+pub mod driver;
+pub mod error;
+pub mod interp;
+pub mod observer;
 pub mod process;
+pub mod runs;
 pub mod signals;
+
+pub use error::RuntimeError;

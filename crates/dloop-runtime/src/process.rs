@@ -125,7 +125,11 @@ pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResul
         .args(&spec.argv[1..])
         .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -148,8 +152,20 @@ pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResul
     let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
     let mut readers = Vec::new();
     for (is_stderr, pipe) in [
-        (false, child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
-        (true, child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
+        (
+            false,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+        (
+            true,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
     ] {
         let Some(mut pipe) = pipe else { continue };
         let tx = tx.clone();
@@ -213,7 +229,10 @@ pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResul
         if timed_out.is_none() && exit_status.is_none() {
             timed_out = if wall_deadline.is_some_and(|d| now >= d) {
                 Some(ActionTimeout::Wall)
-            } else if spec.idle_timeout.is_some_and(|t| now.duration_since(last_output) >= t) {
+            } else if spec
+                .idle_timeout
+                .is_some_and(|t| now.duration_since(last_output) >= t)
+            {
                 Some(ActionTimeout::Idle)
             } else if spec.run_deadline.is_some_and(|d| now >= d) {
                 Some(ActionTimeout::Run)
@@ -240,7 +259,11 @@ pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResul
     result.exit_code = status.code();
     result.signal = status.signal();
     result.timed_out = timed_out;
-    let ending = if stopped && timed_out.is_none() { Ending::Stopped } else { Ending::Finished };
+    let ending = if stopped && timed_out.is_none() {
+        Ending::Stopped
+    } else {
+        Ending::Finished
+    };
     Ok((result, ending))
 }
 
@@ -258,7 +281,12 @@ struct Killer {
 
 impl Killer {
     fn new(pgid: i32, grace: Duration) -> Self {
-        Self { pgid, grace, terminated_at: None, killed: false }
+        Self {
+            pgid,
+            grace,
+            terminated_at: None,
+            killed: false,
+        }
     }
 
     fn terminate(&mut self, now: Instant) {

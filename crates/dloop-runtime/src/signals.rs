@@ -30,11 +30,18 @@ pub fn signal_group(pgid: i32, signal: i32) {
 /// The OS error (no such process, not permitted).
 pub fn signal_process(pid: i32, signal: i32) -> io::Result<()> {
     if pid <= 1 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("refusing to signal pid {pid}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal pid {pid}"),
+        ));
     }
     // SAFETY: kill(2) has no memory-safety preconditions.
     let rc = unsafe { libc::kill(pid, signal) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Which stop signal arrived last, so the CLI can exit 130 after Ctrl-C and 3 after `stop`.
@@ -65,7 +72,11 @@ pub fn install(flag: Arc<StopFlag>, record: Arc<SignalRecord>) -> io::Result<()>
         signal_hook::low_level::register(SIGUSR1, move || drain.raise(StopLevel::Drain))?;
         signal_hook::low_level::register(SIGINT, move || {
             let before = record.interrupted.fetch_add(1, Ordering::SeqCst);
-            flag.raise(if before == 0 { StopLevel::Stop } else { StopLevel::Now });
+            flag.raise(if before == 0 {
+                StopLevel::Stop
+            } else {
+                StopLevel::Now
+            });
         })?;
     }
     Ok(())

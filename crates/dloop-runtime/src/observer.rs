@@ -1,0 +1,24 @@
+//! How a run's progress reaches the caller: the runtime never prints, it tells a
+//! [`RunObserver`], which the CLI implements for its live line and its JSON output.
+
+use dloop_core::state::PendingAction;
+use dloop_core::{Record, RunState};
+
+/// Receives a run's progress. Every method has a default that does nothing.
+pub trait RunObserver {
+    /// A record was made durable; `state` includes it (and any later records of its batch).
+    fn on_record(&mut self, record: &Record, state: &RunState) {
+        let _ = (record, state);
+    }
+
+    /// An action is about to be spawned.
+    fn on_action_start(&mut self, pending: &PendingAction, state: &RunState) {
+        let _ = (pending, state);
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl RunObserver for Silent {}

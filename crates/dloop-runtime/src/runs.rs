@@ -1,0 +1,351 @@
+//! Beginning, continuing and ending runs: `run`, `resume` and `cancel` below the CLI.
+//!
+//! Each takes the run lock for as long as it works on the run, so two processes never write
+//! one log. A resumed run uses the definition it started with (its copy in `run.json`), unless
+//! the loop file changed and the caller says `--reload`: the new text is then kept in the run
+//! folder (`definition-<sha256>.yaml`, made durable before the `definition_reloaded` record
+//! that names it) so later resumes find it even if the file changes again.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use dloop_core::RunState;
+use dloop_core::event::Event;
+use dloop_core::model::{ActionRef, Evaluate, LoopDef};
+use dloop_core::run_id::RunId;
+use dloop_core::state::{Phase, RunStatus};
+use dloop_core::transition::{ResumeRequest, resume_events};
+use dloop_store::{FileStore, RunHandle, RunMeta, Store, StoreError};
+
+use crate::driver::{Session, SessionOptions, now};
+use crate::error::RuntimeError;
+use crate::observer::RunObserver;
+
+/// What `dloop run` starts.
+#[derive(Debug, Clone)]
+pub struct StartRequest<'a> {
+    /// The loop, parsed and validated.
+    pub def: &'a LoopDef,
+    /// The loop file's text (kept in `run.json`).
+    pub definition_text: &'a str,
+    /// The loop's name (the run id starts with it).
+    pub loop_name: &'a str,
+    /// The resolved context.
+    pub context: BTreeMap<String, String>,
+    /// The command line, for `run.json`.
+    pub argv: Vec<String>,
+    /// `--max-steps`, else the loop's.
+    pub max_steps: u64,
+    /// `--timeout`, else the loop's.
+    pub timeout_ms: Option<u64>,
+    /// `--delay`, else the loop's.
+    pub delay_ms: Option<u64>,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    /// The run.
+    pub run_id: String,
+    /// Its status when the session ended.
+    pub status: RunStatus,
+    /// Its state.
+    pub state: RunState,
+}
+
+/// Refuses loops this version cannot run, before anything is created.
+///
+/// # Errors
+/// [`RuntimeError::Unsupported`] naming the state and what to do.
+pub fn check_supported(def: &LoopDef) -> Result<(), RuntimeError> {
+    for (name, state) in &def.states {
+        match state.action() {
+            Some(ActionRef::Prompt(_)) => {
+                return Err(RuntimeError::Unsupported(format!(
+                    "state `{name}` sends a prompt, and agent runners are not in this version \
+                     yet; use a `shell:` action that calls the agent CLI"
+                )));
+            }
+            Some(ActionRef::SubLoop(_)) => {
+                return Err(RuntimeError::Unsupported(format!(
+                    "state `{name}` runs a sub-loop, which this version cannot run yet; call \
+                     `dloop run` from a `shell:` action instead"
+                )));
+            }
+            Some(ActionRef::Shell(_)) | None => {}
+        }
+        if let Some(Evaluate::Llm(_)) = &state.evaluate {
+            return Err(RuntimeError::Unsupported(format!(
+                "state `{name}` uses the `llm` evaluator, which needs an agent runner; this \
+                 version has none yet"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn random_suffix(attempt: u32) -> u16 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u32(attempt);
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .elapsed()
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (hasher.finish() & 0xffff) as u16
+}
+
+/// Creates a run (a fresh id: two runs started in the same second never share a folder) and
+/// drives it until it ends, pauses or is stopped.
+///
+/// # Errors
+/// Store failures, or a loop this version cannot run.
+pub fn start_run(
+    store: &FileStore,
+    request: &StartRequest<'_>,
+    options: SessionOptions,
+    observer: &mut dyn RunObserver,
+) -> Result<RunEnd, RuntimeError> {
+    check_supported(request.def)?;
+    let created_at = now();
+    let mut created = None;
+    for attempt in 0..64 {
+        let id = RunId::new(request.loop_name, created_at, random_suffix(attempt))?;
+        let meta = RunMeta {
+            id: id.as_str().to_owned(),
+            loop_name: request.loop_name.to_owned(),
+            definition: request.definition_text.to_owned(),
+            definition_sha256: RunMeta::sha256_hex(request.definition_text),
+            context: request.context.clone(),
+            argv: request.argv.clone(),
+            created_at,
+            project_root: options.project_root.display().to_string(),
+        };
+        match store.create_run(&meta) {
+            Ok(run) => {
+                created = Some((run, meta));
+                break;
+            }
+            Err(StoreError::AlreadyExists { .. }) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let Some((run, meta)) = created else {
+        return Err(RuntimeError::NoFreeId(request.loop_name.to_owned()));
+    };
+    let run_dir = store.run_dir(&meta.id)?;
+    let initial = request.def.initial.clone().unwrap_or_default();
+    let mut session = Session::new(
+        request.def,
+        run,
+        run_dir,
+        RunState::default(),
+        options,
+        observer,
+    );
+    session.record(Event::RunStarted {
+        run_id: meta.id.clone(),
+        loop_name: meta.loop_name.clone(),
+        definition_sha256: meta.definition_sha256.clone(),
+        initial,
+        context: request.context.clone(),
+        max_steps: request.max_steps,
+        timeout_ms: request.timeout_ms,
+        delay_ms: request.delay_ms,
+    });
+    let status = session.drive()?;
+    Ok(RunEnd {
+        run_id: meta.id,
+        status,
+        state: session.into_state(),
+    })
+}
+
+/// What `dloop resume` continues.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeInput {
+    /// The run.
+    pub run_id: String,
+    /// The loop file as it is now, if it still exists.
+    pub current_definition: Option<String>,
+    /// `--reload`: accept a changed loop file.
+    pub reload: bool,
+    /// Overrides and decisions.
+    pub request: ResumeRequest,
+}
+
+fn reloaded_path(run_dir: &Path, sha256: &str) -> PathBuf {
+    run_dir.join(format!("definition-{sha256}.yaml"))
+}
+
+/// The definition text a run is using: its start copy, or the last one `--reload` accepted.
+///
+/// # Errors
+/// When a reloaded definition's file is missing.
+pub fn definition_in_force(
+    meta: &RunMeta,
+    state: &RunState,
+    run_dir: &Path,
+) -> Result<String, RuntimeError> {
+    if state.definition_sha256.is_empty() || state.definition_sha256 == meta.definition_sha256 {
+        return Ok(meta.definition.clone());
+    }
+    let path = reloaded_path(run_dir, &state.definition_sha256);
+    std::fs::read_to_string(&path).map_err(|source| RuntimeError::Io {
+        op: "read",
+        path,
+        source,
+    })
+}
+
+/// Parses a stored definition.
+///
+/// # Errors
+/// [`RuntimeError::StoredDefinition`] with the first problem.
+pub fn parse_definition(run_id: &str, text: &str) -> Result<LoopDef, RuntimeError> {
+    dloop_core::parse::parse_loop(text.as_bytes())
+        .map(|parsed| parsed.def)
+        .map_err(|diags| RuntimeError::StoredDefinition {
+            run_id: run_id.to_owned(),
+            message: diags
+                .first()
+                .map_or_else(|| "unknown error".to_owned(), |d| d.message.clone()),
+        })
+}
+
+fn write_durably(path: &Path, text: &str) -> Result<(), RuntimeError> {
+    let io = |op, source| RuntimeError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("yaml.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io("create", e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| io("write", e))?;
+    file.sync_all().map_err(|e| io("fsync", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("fsync", e))?;
+    }
+    Ok(())
+}
+
+/// Continues a paused, crashed or timed-out run and drives it.
+///
+/// # Errors
+/// The run is live elsewhere, finished, out of time, its file changed without `--reload`, or
+/// the store failed.
+pub fn resume_run(
+    store: &FileStore,
+    input: &ResumeInput,
+    options: SessionOptions,
+    observer: &mut dyn RunObserver,
+) -> Result<RunEnd, RuntimeError> {
+    let meta = store.read_meta(&input.run_id)?;
+    let mut run = store.open_run(&input.run_id)?;
+    let (state, info) = run.load_state::<RunState>()?;
+    let run_dir = store.run_dir(&input.run_id)?;
+    let mut text = definition_in_force(&meta, &state, &run_dir)?;
+    let mut reloaded = None;
+    if let Some(current) = &input.current_definition {
+        let sha = RunMeta::sha256_hex(current);
+        if sha != state.definition_sha256 {
+            if !input.reload {
+                return Err(RuntimeError::DefinitionChanged {
+                    run_id: input.run_id.clone(),
+                });
+            }
+            text = current.clone();
+            reloaded = Some(sha);
+        }
+    }
+    let def = parse_definition(&input.run_id, &text)?;
+    check_supported(&def)?;
+    if let Some(sha) = &reloaded {
+        let current = state.current.clone().unwrap_or_default();
+        if input.request.skip_to.is_none() && !def.states.contains_key(&current) {
+            return Err(RuntimeError::ReloadMissingState {
+                run_id: input.run_id.clone(),
+                state: current,
+            });
+        }
+        // Durable before the record that names it.
+        write_durably(&reloaded_path(&run_dir, sha), &text)?;
+    }
+    let mut events = resume_events(&def, &state, &input.request)?;
+    // `run_resumed` first: it closes the dead session at its last record, so the time the run
+    // spent stopped is not counted as run time.
+    let mut extra = Vec::new();
+    if let Some(repair) = &info.repair {
+        extra.push(Event::LogRepaired {
+            dropped_bytes: repair.dropped_bytes,
+            reason: repair.reason.to_string(),
+        });
+    }
+    if let Some(sha) = reloaded {
+        extra.push(Event::DefinitionReloaded {
+            definition_sha256: sha,
+        });
+    }
+    events.splice(1..1, extra);
+    let mut session = Session::new(&def, run, run_dir, state, options, observer);
+    for event in events {
+        session.record(event);
+    }
+    let status = session.drive()?;
+    Ok(RunEnd {
+        run_id: input.run_id.clone(),
+        status,
+        state: session.into_state(),
+    })
+}
+
+/// Ends a paused, crashed or timed-out run for good.
+///
+/// # Errors
+/// The run is live (stop it first), already finished, or the store failed.
+pub fn cancel_run(store: &FileStore, run_id: &str) -> Result<RunState, RuntimeError> {
+    let mut run = store.open_run(run_id)?;
+    let (mut state, info) = run.load_state::<RunState>()?;
+    if state.status.is_finished() {
+        return Err(dloop_core::transition::ResumeError::Finished {
+            run_id: run_id.to_owned(),
+            status: state.status.as_str(),
+        }
+        .into());
+    }
+    let mut events = Vec::new();
+    if let Some(repair) = &info.repair {
+        events.push(Event::LogRepaired {
+            dropped_bytes: repair.dropped_bytes,
+            reason: repair.reason.to_string(),
+        });
+    }
+    if let Phase::Acting(pending) = &state.phase {
+        events.push(Event::ActionInterrupted {
+            state: pending.state.clone(),
+            step: pending.step,
+            idempotency_key: pending.idempotency_key.clone(),
+            reason: "crashed".to_owned(),
+        });
+    }
+    events.push(Event::RunCancelled {});
+    for record in run.append(&events, now())? {
+        state.apply(&record);
+    }
+    run.save_snapshot(&state)?;
+    Ok(state)
+}
