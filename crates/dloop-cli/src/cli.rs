@@ -8,7 +8,7 @@ use crate::commands::{self, CmdResult, Ctx};
 /// dloop runs AI-agent loops durably: small YAML state machines whose states run shell
 /// commands or prompt agent CLIs, with every step logged before the next one starts.
 #[derive(Debug, Parser)]
-#[command(name = "dloop", version, about, max_term_width = 100)]
+#[command(name = "dloop", version, max_term_width = 100)]
 pub(crate) struct Cli {
     /// The command to run.
     #[command(subcommand)]

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use dloop_core::diagnostic::render;
+use dloop_core::model::Terminal;
 
 use super::Paint;
 use super::graph;
@@ -181,6 +182,13 @@ pub(crate) fn show(report: &ShowReport<'_>, color: bool) -> String {
                 );
             }
             _ => {}
+        }
+        if let Some(terminal) = state.terminal {
+            let outcome = match terminal {
+                Terminal::Success => Paint::Green.apply(color, "success"),
+                Terminal::Failure => Paint::Red.apply(color, "failure"),
+            };
+            let _ = write!(head, "  terminal: {outcome}");
         }
         let _ = writeln!(out, "{head}");
         for line in lines {
