@@ -5,7 +5,8 @@ use std::fs;
 use std::path::Path;
 
 use dloop_core::diagnostic::Diagnostic;
-use dloop_core::parse::{ParsedLoop, parse_loop};
+use dloop_core::parse::ParsedLoop;
+use dloop_core::validate::{check_loop, check_subloop_cycles};
 
 use crate::project::{LoopFile, Project};
 
@@ -92,17 +93,4 @@ pub(crate) fn load_all(
         }
     }
     loaded
-}
-
-/// Parses and validates one file (interim: parsing only, until core's validation lands).
-fn check_loop(bytes: &[u8]) -> (Option<ParsedLoop>, Vec<Diagnostic>) {
-    match parse_loop(bytes) {
-        Ok(parsed) => (Some(parsed), Vec::new()),
-        Err(diagnostics) => (None, diagnostics),
-    }
-}
-
-/// Sub-loop cycles (interim: none, until core's validation lands).
-fn check_subloop_cycles(_loops: &[(String, &ParsedLoop)]) -> Vec<(String, Diagnostic)> {
-    Vec::new()
 }

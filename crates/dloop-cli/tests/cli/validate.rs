@@ -110,3 +110,64 @@ fn json_is_an_empty_array_when_clean() {
     assert_eq!(out.code, 0, "{}", out.render());
     assert_eq!(out.json(), serde_json::json!([]));
 }
+
+#[test]
+fn missing_initial() {
+    insta::assert_snapshot!(rejected("states:\n  a:\n    terminal: success\n"));
+}
+
+#[test]
+fn route_to_missing_state() {
+    insta::assert_snapshot!(rejected(
+        "initial: a\nstates:\n  a:\n    shell: 'true'\n    on: { success: dne, failure: done }\n  done:\n    terminal: success\n"
+    ));
+}
+
+#[test]
+fn unreachable_state() {
+    insta::assert_snapshot!(rejected(
+        "initial: a\nstates:\n  a:\n    shell: 'true'\n    next: done\n  lost:\n    shell: 'true'\n    next: done\n  done:\n    terminal: success\n"
+    ));
+}
+
+#[test]
+fn unrouted_verdict() {
+    insta::assert_snapshot!(rejected(
+        "initial: a\nstates:\n  a:\n    shell: 'true'\n    on: { success: done }\n  done:\n    terminal: success\n"
+    ));
+}
+
+#[test]
+fn no_terminal_reachable() {
+    insta::assert_snapshot!(rejected(
+        "initial: a\nstates:\n  a:\n    shell: 'true'\n    next: b\n  b:\n    shell: 'true'\n    next: a\n"
+    ));
+}
+
+#[test]
+fn unknown_context_key() {
+    insta::assert_snapshot!(rejected(
+        "initial: a\ncontext:\n  known: x\nstates:\n  a:\n    shell: echo ${context.unknwn}\n    next: done\n  done:\n    terminal: success\n"
+    ));
+}
+
+#[test]
+fn subloop_cycle() {
+    let p = TestProject::new();
+    p.write_loop(
+        "bad",
+        "initial: a\nstates:\n  a:\n    loop: other\n    next: done\n  done:\n    terminal: success\n",
+    );
+    p.write_loop(
+        "other",
+        "initial: a\nstates:\n  a:\n    loop: bad\n    next: done\n  done:\n    terminal: success\n",
+    );
+    let out = p.dloop(&["validate", "bad"]);
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(
+        out.stdout.contains(".loops/bad.yaml:4:"),
+        "{}",
+        out.render()
+    );
+    insta::assert_snapshot!(out.render());
+}
