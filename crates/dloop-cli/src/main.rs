@@ -1,1 +1,48 @@
-fn main() {}
+//! The `dloop` binary: parse the command line, run the command, turn the outcome into an
+//! exit code. Everything else lives in the modules below.
+
+mod cli;
+mod commands;
+mod error;
+mod exit;
+mod load;
+mod project;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::commands::Ctx;
+use crate::exit::Exit;
+use crate::render::{Paint, Ui};
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let ui = Ui::from_env();
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(e) => {
+            ui.status(&format!("error: cannot read the working directory: {e}\n"));
+            return Exit::Failed.into();
+        }
+    };
+    let ctx = Ctx { ui, cwd };
+    match cli.command.run(&ctx) {
+        Ok(exit) => exit.into(),
+        // `dloop list | head -1`: the reader left; that is not our failure.
+        Err(err) if err.is_broken_pipe() => Exit::Ok.into(),
+        Err(err) => {
+            let report = err.report();
+            let report = report
+                .replacen("error:", &Paint::Red.apply(ui.color_stderr, "error:"), 1)
+                .replacen(
+                    "\nhint:",
+                    &format!("\n{}", Paint::Yellow.apply(ui.color_stderr, "hint:")),
+                    1,
+                );
+            ui.status(&report);
+            Exit::for_error(err.kind).into()
+        }
+    }
+}

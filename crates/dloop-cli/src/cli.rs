@@ -1,0 +1,59 @@
+//! The command line: the top-level [`Cli`] struct, the [`Command`] enum, and the dispatch.
+//! Adding a command is one variant here and one line in [`Command::run`].
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{self, CmdResult, Ctx};
+
+/// dloop runs AI-agent loops durably: small YAML state machines whose states run shell
+/// commands or prompt agent CLIs, with every step logged before the next one starts.
+#[derive(Debug, Parser)]
+#[command(name = "dloop", version, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Every `dloop` command.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create .loops/ with an example loop and a config.yaml
+    Init(commands::init::InitArgs),
+    /// Check loop files; exit 2 on any problem
+    Validate(commands::validate::ValidateArgs),
+    /// List the loops in .loops/: name, states, description
+    List(commands::list::ListArgs),
+    /// Show a loop's states, routes and limits, or draw it as a diagram
+    Show(commands::show::ShowArgs),
+    /// Print the JSON Schema of loop files (for editors)
+    Schema(commands::schema::SchemaArgs),
+    /// Print a shell completion script
+    Completions(commands::completions::CompletionsArgs),
+}
+
+impl Command {
+    /// Runs the command.
+    pub(crate) fn run(self, ctx: &Ctx) -> CmdResult {
+        match self {
+            Command::Init(args) => commands::init::cmd_init(ctx, args),
+            Command::Validate(args) => commands::validate::cmd_validate(ctx, args),
+            Command::List(args) => commands::list::cmd_list(ctx, args),
+            Command::Show(args) => commands::show::cmd_show(ctx, args),
+            Command::Schema(args) => commands::schema::cmd_schema(ctx, args),
+            Command::Completions(args) => commands::completions::cmd_completions(ctx, args),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

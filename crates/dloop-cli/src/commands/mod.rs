@@ -1,0 +1,27 @@
+//! One module per command: `<Name>Args` (clap derive; the doc comment is the help) and
+//! `cmd_<name>(ctx, args)`, which returns the exit status or a [`CliError`].
+
+pub(crate) mod completions;
+pub(crate) mod init;
+pub(crate) mod list;
+pub(crate) mod schema;
+pub(crate) mod show;
+pub(crate) mod validate;
+
+use std::path::PathBuf;
+
+use crate::error::CliError;
+use crate::exit::Exit;
+use crate::render::Ui;
+
+/// What every command gets: output settings and the working directory.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    /// Colors and the stdout/stderr writers.
+    pub(crate) ui: Ui,
+    /// The working directory the project is discovered from.
+    pub(crate) cwd: PathBuf,
+}
+
+/// What a command returns.
+pub(crate) type CmdResult = Result<Exit, CliError>;

@@ -1,0 +1,75 @@
+//! Renderers: `human` (terminal text, optionally colored), `json` (documented wire types) and
+//! `graph` (the loop as text arrows, Mermaid or Graphviz dot).
+//!
+//! Commands build a plain report value, then hand it to exactly one renderer.
+
+pub(crate) mod graph;
+pub(crate) mod human;
+pub(crate) mod json;
+
+use std::io::{IsTerminal, Write};
+
+/// Output settings decided once in `main` and passed down; renderers never probe the terminal.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ui {
+    /// Color on stdout: stdout is a terminal and `NO_COLOR` is unset or empty.
+    pub(crate) color: bool,
+    /// Color on stderr, by the same rule.
+    pub(crate) color_stderr: bool,
+}
+
+impl Ui {
+    /// Decides colors from the environment: only on a terminal, never with `NO_COLOR`.
+    pub(crate) fn from_env() -> Ui {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Ui {
+            color: !no_color && std::io::stdout().is_terminal(),
+            color_stderr: !no_color && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Writes `text` to stdout as one piece.
+    pub(crate) fn print(&self, text: &str) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+
+    /// Writes `text` to stderr (narration, warnings). Errors writing stderr are ignored: there
+    /// is nowhere left to report them.
+    pub(crate) fn status(&self, text: &str) {
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    }
+}
+
+/// A text style; rendered as ANSI escapes only when color is on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Paint {
+    /// Bold, for names.
+    Bold,
+    /// Dim, for secondary details.
+    Dim,
+    /// Red, for errors.
+    Red,
+    /// Green, for success.
+    Green,
+    /// Yellow, for warnings.
+    Yellow,
+}
+
+impl Paint {
+    /// `text` in this style when `color`, else `text` unchanged.
+    pub(crate) fn apply(self, color: bool, text: &str) -> String {
+        if !color {
+            return text.to_owned();
+        }
+        let code = match self {
+            Paint::Bold => "1",
+            Paint::Dim => "2",
+            Paint::Red => "31",
+            Paint::Green => "32",
+            Paint::Yellow => "33",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+}

@@ -1,0 +1,31 @@
+//! Integration tests of the `dloop` binary: one module per command, all in one test binary.
+
+mod common;
+
+mod completions;
+mod help;
+mod init;
+mod list;
+mod names;
+mod schema;
+mod show;
+mod validate;
+
+/// Every `.rs` file in this folder is a module above, so no test file is silently skipped.
+#[test]
+fn every_test_file_is_included() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli");
+    let main = std::fs::read_to_string(dir.join("main.rs")).expect("read main.rs");
+    for entry in std::fs::read_dir(&dir).expect("read tests/cli") {
+        let path = entry.expect("entry").path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "rs") && stem != "main" {
+            assert!(
+                main.contains(&format!("mod {stem};")),
+                "tests/cli/{stem}.rs is not a `mod` in main.rs"
+            );
+        }
+    }
+}
