@@ -96,6 +96,9 @@ pub struct ActionSpec {
     pub output_rel: String,
     /// Time between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
+    /// Where to note the action's process group while it runs (`<pgid> <idempotency key>`),
+    /// so a later `resume`, `cancel` or `stop --force` can end an action its dead runner left.
+    pub group_file: Option<(PathBuf, String)>,
 }
 
 /// How an action ended, beyond its [`ActionResult`].
@@ -143,6 +146,10 @@ pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResul
         }
     };
     let pgid = child.id() as i32;
+    if let Some((path, key)) = &spec.group_file {
+        // Not synced: it only matters while processes live, and a power loss ends them all.
+        std::fs::write(path, format!("{pgid} {key}\n"))?;
+    }
     if let (Some(input), Some(mut pipe)) = (spec.stdin.clone(), child.stdin.take()) {
         // A writer thread, so a child that does not read its stdin cannot block us.
         std::thread::spawn(move || {
@@ -255,6 +262,9 @@ pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResul
     // Whatever the main process left behind in its group ends with the step.
     killer.kill_now();
     reap(&mut child);
+    if let Some((path, _)) = &spec.group_file {
+        let _ = std::fs::remove_file(path);
+    }
     let mut result = sink.finish(started.elapsed(), &spec.output_rel)?;
     result.exit_code = status.code();
     result.signal = status.signal();
@@ -395,4 +405,39 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
     }
     out
+}
+
+/// The file in a run folder that names the running action's process group.
+pub const GROUP_FILE: &str = "action.pgid";
+
+/// Ends an action that a dead runner left running (its group is named in the run folder's
+/// [`GROUP_FILE`]), so a re-run never runs beside the old attempt. Returns whether a group was
+/// signalled.
+///
+/// A process group id cannot be reused while any member of the group lives, so a live group
+/// with that id is the action's, unless its leader is a new process: that case is told apart
+/// by the leader's environment, which carries the action's `DLOOP_IDEMPOTENCY_KEY`.
+pub fn end_leftover_action(run_dir: &std::path::Path) -> bool {
+    let path = run_dir.join(GROUP_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return false;
+    };
+    let mut parts = text.split_whitespace();
+    let pgid = parts.next().and_then(|p| p.parse::<i32>().ok());
+    let key = parts.next().unwrap_or_default().to_owned();
+    let mut ended = false;
+    if let Some(pgid) = pgid.filter(|p| *p > 1)
+        && crate::signals::group_exists(pgid)
+    {
+        let leader_is_other = std::fs::read(format!("/proc/{pgid}/environ")).is_ok_and(|env| {
+            let wanted = format!("DLOOP_IDEMPOTENCY_KEY={key}");
+            !env.split(|b| *b == 0).any(|var| var == wanted.as_bytes())
+        });
+        if !leader_is_other {
+            crate::signals::signal_group(pgid, libc::SIGKILL);
+            ended = true;
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    ended
 }

@@ -258,6 +258,7 @@ pub fn resume_run(
     let mut run = store.open_run(&input.run_id)?;
     let (state, info) = run.load_state::<RunState>()?;
     let run_dir = store.run_dir(&input.run_id)?;
+    crate::process::end_leftover_action(&run_dir);
     let mut text = definition_in_force(&meta, &state, &run_dir)?;
     let mut reloaded = None;
     if let Some(current) = &input.current_definition {
@@ -320,6 +321,7 @@ pub fn resume_run(
 pub fn cancel_run(store: &FileStore, run_id: &str) -> Result<RunState, RuntimeError> {
     let mut run = store.open_run(run_id)?;
     let (mut state, info) = run.load_state::<RunState>()?;
+    crate::process::end_leftover_action(&store.run_dir(run_id)?);
     if state.status.is_finished() {
         return Err(dloop_core::transition::ResumeError::Finished {
             run_id: run_id.to_owned(),

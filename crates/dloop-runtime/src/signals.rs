@@ -24,6 +24,15 @@ pub fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
+/// Whether any process of group `pgid` is alive.
+pub fn group_exists(pgid: i32) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: kill(2) with signal 0 only checks for existence and permission.
+    unsafe { libc::kill(-pgid, 0) == 0 }
+}
+
 /// Sends `signal` to one process.
 ///
 /// # Errors

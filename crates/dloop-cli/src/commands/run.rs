@@ -1,0 +1,113 @@
+//! `dloop run`: start a run of a loop and drive it in the foreground.
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+use dloop_core::HumanDuration;
+use dloop_runtime::runs::{StartRequest, check_supported, start_run};
+
+use crate::commands::session::{self, context_pairs};
+use crate::commands::{CmdResult, Ctx};
+use crate::error::{CliError, ErrorKind};
+use crate::load;
+use crate::project::{Project, resolve_loop};
+use crate::render::human;
+use crate::runs::store_for;
+
+/// Start a run of LOOP and drive it until it ends, pauses or is stopped
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The loop: a name from `.loops/`, or a path to a .yaml/.yml file
+    #[arg(value_name = "LOOP")]
+    pub(crate) loop_arg: String,
+    /// Sets the loop's `input_key` context value (default key: `input`)
+    #[arg(value_name = "INPUT")]
+    pub(crate) input: Option<String>,
+    /// Sets a context value (repeatable): -c KEY=VALUE
+    #[arg(short = 'c', long = "context", value_name = "K=V")]
+    pub(crate) context: Vec<String>,
+    /// State executions before the run pauses (default: the loop's, else 100)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_steps: Option<u64>,
+    /// Wall clock for the whole run, across resumes (e.g. 30m, 2h)
+    #[arg(long, value_name = "DUR")]
+    pub(crate) timeout: Option<HumanDuration>,
+    /// Pause between steps (e.g. 5s)
+    #[arg(long, value_name = "DUR")]
+    pub(crate) delay: Option<HumanDuration>,
+    /// Print the plan and the resolved context, and run nothing
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Print the run as JSON (the `inspect --json` shape) on stdout when the session ends
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Starts a run.
+pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
+    let project = Project::discover(&ctx.cwd);
+    let file = resolve_loop(&args.loop_arg, &ctx.cwd, project.as_ref())?;
+    let loaded = load::load(file, &ctx.cwd);
+    let Some(parsed) = loaded.parsed.as_ref().filter(|_| loaded.is_valid()) else {
+        ctx.ui.status(&human::diagnostics(&loaded, ctx.ui.color_stderr));
+        return Err(CliError::new(
+            ErrorKind::Invalid,
+            format!("{} is not a valid loop", loaded.display),
+        )
+        .with_hint(format!("`dloop validate {}` lists every problem", loaded.display)));
+    };
+    let def = &parsed.def;
+    let mut context: BTreeMap<String, String> = dloop_core::model::context_strings(&def.context);
+    context.extend(context_pairs(&args.context)?);
+    if let Some(input) = &args.input {
+        context.insert(def.input_key().to_owned(), input.clone());
+    }
+    let missing: Vec<&str> = def
+        .required
+        .iter()
+        .filter(|key| context.get(key.as_str()).is_none_or(|v| v.is_empty()))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        let hint = missing
+            .iter()
+            .map(|key| {
+                if *key == def.input_key() {
+                    format!("give INPUT or -c {key}=VALUE")
+                } else {
+                    format!("-c {key}=VALUE")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(CliError::usage(format!(
+            "loop `{}` needs context {}: missing {}",
+            loaded.file.name,
+            if missing.len() == 1 { "key" } else { "keys" },
+            missing.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        ))
+        .with_hint(hint));
+    }
+    check_supported(def).map_err(|e| CliError::new(ErrorKind::Refused, e))?;
+    let request = StartRequest {
+        def,
+        definition_text: &loaded.source,
+        loop_name: &loaded.file.name,
+        context,
+        argv: std::env::args().collect(),
+        max_steps: args.max_steps.unwrap_or_else(|| def.limits.max_steps()),
+        timeout_ms: args.timeout.or(def.limits.timeout).map(HumanDuration::as_millis),
+        delay_ms: args.delay.or(def.delay).map(HumanDuration::as_millis),
+    };
+    if args.dry_run {
+        ctx.ui.print(&session::plan(&loaded.file.name, def, &request))?;
+        return Ok(crate::exit::Exit::Ok);
+    }
+    let project = project.unwrap_or(Project { root: ctx.cwd.clone() });
+    let store = store_for(&project);
+    let (options, mut progress) = session::prepare(ctx, &project, args.json)?;
+    let end = start_run(&store, &request, options, &mut progress)
+        .map_err(|e| session::runtime_error(e, None))?;
+    drop(progress);
+    session::finish(ctx, &store, &end, args.json)
+}

@@ -1,0 +1,171 @@
+//! What `run` and `resume` share: context flags, signal handling, the observer, and turning
+//! the end of a session into output and an exit code.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use dloop_core::LoopDef;
+use dloop_core::model::ActionRef;
+use dloop_core::state::RunStatus;
+use dloop_runtime::RuntimeError;
+use dloop_runtime::driver::SessionOptions;
+use dloop_runtime::runs::{RunEnd, StartRequest};
+use dloop_store::FileStore;
+
+use crate::commands::Ctx;
+use crate::error::{CliError, ErrorKind};
+use crate::exit::Exit;
+use crate::project::Project;
+use crate::render::json::to_pretty;
+use crate::render::progress::{Progress, clock};
+use crate::render::run_json::RunJson;
+use crate::runs::{load_info, store_error};
+
+/// Parses `-c KEY=VALUE` flags.
+pub(crate) fn context_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+    let mut context = BTreeMap::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(CliError::usage(format!("--context `{pair}` has no `=`"))
+                .with_hint("write -c KEY=VALUE"));
+        };
+        let valid = !key.is_empty()
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(CliError::usage(format!("--context key `{key}` is not a valid name"))
+                .with_hint("keys are letters, digits, `_` and `-`"));
+        }
+        context.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(context)
+}
+
+/// Session options with signal handlers installed, and the progress printer.
+pub(crate) fn prepare(
+    ctx: &Ctx,
+    project: &Project,
+    json: bool,
+) -> Result<(SessionOptions, Progress), CliError> {
+    let mut options = SessionOptions::new(project.root.clone());
+    if let Some(ms) = std::env::var("DLOOP_KILL_GRACE_MS").ok().and_then(|v| v.parse().ok()) {
+        options.kill_grace = std::time::Duration::from_millis(ms);
+    }
+    if let Some(bytes) = std::env::var("DLOOP_CAPTURE_LIMIT").ok().and_then(|v| v.parse().ok()) {
+        options.capture_limit = bytes;
+    }
+    dloop_runtime::signals::install(Arc::clone(&options.stop), Arc::clone(&options.signals))
+        .map_err(|e| CliError::io("installing signal handlers", e))?;
+    let live = !json && std::io::stderr().is_terminal();
+    Ok((options, Progress::new(ctx.ui.color_stderr, live)))
+}
+
+/// The exit status of a session that ended with `status`.
+pub(crate) fn exit_for(end: &RunEnd) -> Exit {
+    match end.status {
+        RunStatus::Completed => Exit::Ok,
+        RunStatus::Failed | RunStatus::Cancelled => Exit::Failed,
+        RunStatus::TimedOut => Exit::TimedOut,
+        RunStatus::Paused
+            if end.state.pause_reason == Some(dloop_core::event::PauseReason::Interrupted) =>
+        {
+            Exit::Interrupted
+        }
+        RunStatus::Paused | RunStatus::Running => Exit::Paused,
+    }
+}
+
+/// Prints the end of a session (a summary on stderr, or the run's JSON on stdout).
+pub(crate) fn finish(ctx: &Ctx, store: &FileStore, end: &RunEnd, json: bool) -> Result<Exit, CliError> {
+    let exit = exit_for(end);
+    if json {
+        let info = load_info(store, &end.run_id)?;
+        ctx.ui.print(&to_pretty(&RunJson::from_info(&info)))?;
+        return Ok(exit);
+    }
+    let state = &end.state;
+    let took = clock(state.elapsed_ms());
+    let steps = format!("{} step{}", state.step, if state.step == 1 { "" } else { "s" });
+    let line = match end.status {
+        RunStatus::Completed => format!("completed in {steps} ({took})"),
+        RunStatus::Failed => format!(
+            "failed after {steps} ({took}): {}",
+            state.message.as_deref().or(state.last_error.as_deref()).unwrap_or("no detail")
+        ),
+        RunStatus::TimedOut => format!(
+            "timed out after {steps} ({took}); `dloop resume {} --timeout DUR` with a larger DUR continues",
+            end.run_id
+        ),
+        RunStatus::Paused | RunStatus::Running => format!(
+            "paused ({}) after {steps} ({took}){}; `dloop resume {}` continues",
+            state.pause_reason.map_or("stopped", |r| r.as_str()),
+            state.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(),
+            end.run_id
+        ),
+        RunStatus::Cancelled => format!("cancelled after {steps}"),
+    };
+    ctx.ui.status(&format!("{line}\n"));
+    Ok(exit)
+}
+
+/// A runtime error as a CLI error with the right kind.
+pub(crate) fn runtime_error(err: RuntimeError, run: Option<&str>) -> CliError {
+    match err {
+        RuntimeError::Store(e) => store_error(e, run.unwrap_or("RUN")),
+        RuntimeError::Resume(_)
+        | RuntimeError::DefinitionChanged { .. }
+        | RuntimeError::ReloadMissingState { .. }
+        | RuntimeError::Unsupported(_) => CliError::new(ErrorKind::Refused, err),
+        RuntimeError::Name(_) => CliError::usage(err),
+        other => CliError { kind: ErrorKind::Io, source: anyhow::Error::new(other), hint: None },
+    }
+}
+
+/// `run --dry-run`: the plan, the limits and the resolved context.
+pub(crate) fn plan(name: &str, def: &LoopDef, request: &StartRequest<'_>) -> String {
+    let mut out = format!("dry run of loop `{name}`: nothing is started\n");
+    out.push_str(&format!("initial state: {}\n", def.initial.as_deref().unwrap_or("?")));
+    out.push_str(&format!("max_steps: {}\n", request.max_steps));
+    if let Some(ms) = request.timeout_ms {
+        out.push_str(&format!("timeout: {}\n", dloop_core::HumanDuration(std::time::Duration::from_millis(ms))));
+    }
+    if let Some(ms) = request.delay_ms {
+        out.push_str(&format!("delay: {}\n", dloop_core::HumanDuration(std::time::Duration::from_millis(ms))));
+    }
+    out.push_str("context:\n");
+    if request.context.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for (key, value) in &request.context {
+        out.push_str(&format!("  {key} = {}\n", dloop_core::interpolate::shell_quote(value)));
+    }
+    out.push_str("states:\n");
+    for (state, state_def) in &def.states {
+        let action = match state_def.action() {
+            Some(ActionRef::Shell(cmd)) => format!("shell: {}", first_line(cmd)),
+            Some(ActionRef::Prompt(p)) => format!("prompt: {}", first_line(p)),
+            Some(ActionRef::SubLoop(l)) => format!("loop: {l}"),
+            None => match state_def.terminal {
+                Some(t) => format!("terminal: {}", if t == dloop_core::model::Terminal::Success { "success" } else { "failure" }),
+                None => "route".to_owned(),
+            },
+        };
+        let routes: Vec<String> =
+            state_def.edges().into_iter().map(|(verdict, to)| format!("{verdict} → {to}")).collect();
+        out.push_str(&format!("  {state}: {action}"));
+        if !routes.is_empty() {
+            out.push_str(&format!("  [{}]", routes.join(", ")));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    if line.chars().count() > 60 {
+        format!("{}…", line.chars().take(59).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}

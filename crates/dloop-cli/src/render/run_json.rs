@@ -1,0 +1,142 @@
+//! The JSON shape of one run: what `inspect --json`, `run --json` and `resume --json` print,
+//! and the first keys of every row of `status --json` and `history --json`.
+//!
+//! Stable wire types (README "JSON shapes"): fields may be added, never renamed or removed.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::runs::RunInfo;
+
+/// One run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RunJson {
+    /// The run id.
+    pub(crate) id: String,
+    /// The loop's name.
+    #[serde(rename = "loop")]
+    pub(crate) loop_name: String,
+    /// `running`, `paused`, `crashed`, `completed`, `failed`, `cancelled` or `timed_out`.
+    pub(crate) status: &'static str,
+    /// Why it is paused (`stopped`, `interrupted`, `max_steps`, `handoff`, `needs_decision`,
+    /// `rate_limited`) or why it failed; `null` otherwise.
+    pub(crate) reason: Option<String>,
+    /// The state it is in (or ended in).
+    pub(crate) state: Option<String>,
+    /// State executions so far.
+    pub(crate) step: u64,
+    /// When it started (RFC 3339, UTC).
+    pub(crate) started_at: String,
+    /// Run time, summed over its sessions (time stopped is not counted).
+    pub(crate) elapsed_ms: u64,
+    /// The context.
+    pub(crate) context: BTreeMap<String, String>,
+    /// Captured results by name.
+    pub(crate) captures: BTreeMap<String, CaptureJson>,
+    /// Counters per state.
+    pub(crate) states: BTreeMap<String, StateCountJson>,
+    /// The last error (a failed run's cause, or the last `error` verdict).
+    pub(crate) last_error: Option<String>,
+    /// `limits.max_steps` in force.
+    pub(crate) max_steps: u64,
+    /// Sessions so far (1 + resumes).
+    pub(crate) sessions: u32,
+    /// Whether a live process is driving it.
+    pub(crate) live: bool,
+    /// The message of a pause (what to do next).
+    pub(crate) message: Option<String>,
+}
+
+/// A captured result.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CaptureJson {
+    /// The state that produced it.
+    pub(crate) state: String,
+    /// Its step.
+    pub(crate) step: u64,
+    /// Exit status.
+    pub(crate) exit_code: Option<i32>,
+    /// Verdict.
+    pub(crate) verdict: Option<String>,
+    /// Action time.
+    pub(crate) duration_ms: u64,
+    /// Output size.
+    pub(crate) bytes: u64,
+    /// The full output, relative to the run folder.
+    pub(crate) output_path: String,
+    /// The output (whole up to 4 KiB, else head and tail).
+    pub(crate) excerpt: String,
+}
+
+/// Counters of one state.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StateCountJson {
+    /// Times entered.
+    pub(crate) visits: u64,
+    /// `failure` or `error` verdicts.
+    pub(crate) failures: u64,
+    /// Time in its actions.
+    pub(crate) time_ms: u64,
+}
+
+impl RunJson {
+    /// The wire form of `info`.
+    pub(crate) fn from_info(info: &RunInfo) -> RunJson {
+        let state = &info.state;
+        let reason = match (state.pause_reason, state.status) {
+            (Some(reason), _) => Some(reason.as_str().to_owned()),
+            (None, dloop_core::state::RunStatus::Failed) => state.message.clone(),
+            (None, _) => None,
+        };
+        RunJson {
+            id: info.id.clone(),
+            loop_name: if state.loop_name.is_empty() {
+                info.meta.as_ref().map(|m| m.loop_name.clone()).unwrap_or_default()
+            } else {
+                state.loop_name.clone()
+            },
+            status: info.status(),
+            reason,
+            state: state.current.clone(),
+            step: state.step,
+            started_at: state.started_at.to_string(),
+            elapsed_ms: state.elapsed_ms(),
+            context: state.context.clone(),
+            captures: state
+                .captures
+                .iter()
+                .map(|(name, c)| {
+                    (
+                        name.clone(),
+                        CaptureJson {
+                            state: c.state.clone(),
+                            step: c.step,
+                            exit_code: c.result.exit_code,
+                            verdict: c.verdict.clone(),
+                            duration_ms: c.result.duration_ms,
+                            bytes: c.result.bytes,
+                            output_path: c.result.output_path.clone(),
+                            excerpt: c.result.excerpt.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            states: state
+                .states
+                .iter()
+                .map(|(name, s)| {
+                    (
+                        name.clone(),
+                        StateCountJson { visits: s.visits, failures: s.failures, time_ms: s.time_ms },
+                    )
+                })
+                .collect(),
+            last_error: state.last_error.clone(),
+            max_steps: state.max_steps,
+            sessions: state.sessions,
+            live: info.live,
+            message: state.message.clone(),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Finding runs: the store of a project, a RUN argument resolved to one run id, and what a
+//! reader may say about a run (its status, `crashed` included).
+//!
+//! A RUN argument is a whole run id, a loop name (that loop's runs, newest first), or a unique
+//! prefix of a run id, in that order of precedence. When a loop name matches several runs, the
+//! command's filter (resumable, live, ...) keeps the ones it can act on: exactly one is taken,
+//! none or several is an error that lists them.
+
+use dloop_core::RunState;
+use dloop_core::run_id::{RunId, RunMatch, match_runs};
+use dloop_core::state::RunStatus;
+use dloop_store::{FileStore, RunMeta, Store, StoreError};
+
+use crate::error::{CliError, ErrorKind};
+use crate::project::{LOOPS_DIR, Project, RUNTIME_DIR};
+
+/// The store of `project`: `.loops/.dloop/`.
+pub(crate) fn store_for(project: &Project) -> FileStore {
+    FileStore::new(project.root.join(LOOPS_DIR).join(RUNTIME_DIR))
+}
+
+/// What a reader knows about one run.
+#[derive(Debug, Clone)]
+pub(crate) struct RunInfo {
+    /// The run id.
+    pub(crate) id: String,
+    /// `run.json`, when readable.
+    pub(crate) meta: Option<RunMeta>,
+    /// The fold of its log.
+    pub(crate) state: RunState,
+    /// Whether a live process holds its lock.
+    pub(crate) live: bool,
+}
+
+impl RunInfo {
+    /// The status a user sees: the log's, except a `running` run that no process holds is
+    /// `crashed` (resumable).
+    pub(crate) fn status(&self) -> &'static str {
+        status_word(&self.state, self.live)
+    }
+
+    /// Whether `dloop resume` can continue it now.
+    pub(crate) fn is_resumable(&self) -> bool {
+        !self.live && self.state.status.is_resumable()
+    }
+}
+
+/// The status word of a run whose log says `state` and whose lock is (or is not) held.
+pub(crate) fn status_word(state: &RunState, live: bool) -> &'static str {
+    match state.status {
+        RunStatus::Running if !live => "crashed",
+        status => status.as_str(),
+    }
+}
+
+/// Reads one run (read only: nothing is modified, no lock taken).
+pub(crate) fn load_info(store: &FileStore, id: &str) -> Result<RunInfo, CliError> {
+    let (state, _) = store.load_state::<RunState>(id).map_err(|e| store_error(e, id))?;
+    let live = store.is_live(id).map_err(|e| store_error(e, id))?;
+    let meta = store.read_meta(id).ok();
+    Ok(RunInfo { id: id.to_owned(), meta, state, live })
+}
+
+/// Every run id of the store, parsed; folders that are not run ids are skipped.
+pub(crate) fn run_ids(store: &FileStore) -> Result<Vec<RunId>, CliError> {
+    let ids = store.list_runs().map_err(|e| store_error(e, "(all runs)"))?;
+    Ok(ids.iter().filter_map(|id| RunId::parse(id).ok()).collect())
+}
+
+/// Resolves `query` to one run id. `wanted` keeps the runs the command can act on when a
+/// loop name matches several; `what` names them in errors ("resumable").
+pub(crate) fn resolve(
+    store: &FileStore,
+    query: &str,
+    what: &str,
+    wanted: &dyn Fn(&RunInfo) -> bool,
+) -> Result<String, CliError> {
+    let ids = run_ids(store)?;
+    match match_runs(query, &ids) {
+        RunMatch::One(id) => Ok(id.as_str().to_owned()),
+        RunMatch::None => Err(CliError::usage(format!("no run matches `{query}`"))
+            .with_hint("`dloop status --all` lists the runs")),
+        RunMatch::Many(candidates) => {
+            let is_loop_name = candidates.iter().all(|id| id.loop_name() == query);
+            if !is_loop_name {
+                return Err(CliError::usage(format!(
+                    "`{query}` matches several runs: {}",
+                    join_ids(candidates.iter().map(|id| id.as_str()))
+                ))
+                .with_hint("give more of the run id"));
+            }
+            // Newest first: the first wanted run is the loop's newest in a state the command
+            // needs; several wanted is ambiguous.
+            let mut matching = Vec::new();
+            for id in candidates {
+                let info = load_info(store, id.as_str())?;
+                if wanted(&info) {
+                    matching.push(info.id);
+                }
+            }
+            match matching.len() {
+                1 => Ok(matching.remove(0)),
+                0 => Err(CliError::usage(format!("loop `{query}` has no {what} run"))
+                    .with_hint("`dloop status --all` lists the runs")),
+                _ => Err(CliError::usage(format!(
+                    "loop `{query}` has several {what} runs: {}",
+                    join_ids(matching.iter().map(String::as_str))
+                ))
+                .with_hint("name one by its run id")),
+            }
+        }
+    }
+}
+
+/// The single run of the project that `wanted` accepts (for `dloop resume` without RUN).
+pub(crate) fn resolve_only(
+    store: &FileStore,
+    what: &str,
+    wanted: &dyn Fn(&RunInfo) -> bool,
+) -> Result<String, CliError> {
+    let mut matching = Vec::new();
+    for id in run_ids(store)? {
+        let info = load_info(store, id.as_str())?;
+        if wanted(&info) {
+            matching.push(info.id);
+        }
+    }
+    match matching.len() {
+        1 => Ok(matching.remove(0)),
+        0 => Err(CliError::usage(format!("there is no {what} run"))
+            .with_hint("`dloop status --all` lists the runs")),
+        _ => Err(CliError::usage(format!(
+            "there are several {what} runs: {}",
+            join_ids(matching.iter().map(String::as_str))
+        ))
+        .with_hint("name one: `dloop resume RUN`")),
+    }
+}
+
+fn join_ids<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+    ids.collect::<Vec<_>>().join(", ")
+}
+
+/// A store error as a CLI error, with the kind that picks the right exit code.
+pub(crate) fn store_error(err: StoreError, run: &str) -> CliError {
+    let (kind, hint) = match &err {
+        StoreError::NotFound { .. } | StoreError::InvalidRunId { .. } => {
+            (ErrorKind::Usage, Some("`dloop status --all` lists the runs".to_owned()))
+        }
+        StoreError::AlreadyLive { .. } => (
+            ErrorKind::Refused,
+            Some(format!("the run is live; `dloop stop {run}` stops it")),
+        ),
+        StoreError::Corrupt { .. } | StoreError::SeqGap { .. } => (ErrorKind::Refused, None),
+        _ => (ErrorKind::Io, None),
+    };
+    let error = CliError { kind, source: anyhow::Error::new(err), hint: None };
+    match hint {
+        Some(hint) => error.with_hint(hint),
+        None => error,
+    }
+}
