@@ -3,6 +3,7 @@
 mod common;
 
 mod completions;
+mod fake_agents;
 mod help;
 mod init;
 mod list;

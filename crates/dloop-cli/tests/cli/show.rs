@@ -123,3 +123,16 @@ fn long_actions_are_summarized() {
     insta::assert_snapshot!(out.render());
     assert_eq!(out.code, 0);
 }
+
+/// The README's Mermaid example is the real output, so it cannot go stale.
+#[test]
+fn readme_mermaid_block_is_current() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README");
+    let block = readme
+        .split("```mermaid\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a ```mermaid block in README.md");
+    let out = TestProject::new().dloop(&["show", &check_fix(), "--format", "mermaid"]);
+    assert_eq!(out.stdout, block);
+}
