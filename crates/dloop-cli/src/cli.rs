@@ -26,6 +26,14 @@ pub(crate) enum Command {
     List(commands::list::ListArgs),
     /// Show a loop's states, routes and limits, or draw it as a diagram
     Show(commands::show::ShowArgs),
+    /// Start a run of a loop and drive it until it ends, pauses or is stopped
+    Run(commands::run::RunArgs),
+    /// Continue a paused, crashed or timed-out run where it stopped
+    Resume(commands::resume::ResumeArgs),
+    /// Stop a live run (it pauses; resume continues it)
+    Stop(commands::stop::StopArgs),
+    /// End a paused or crashed run for good
+    Cancel(commands::cancel::CancelArgs),
     /// Print the JSON Schema of loop files (for editors)
     Schema(commands::schema::SchemaArgs),
     /// Print a shell completion script
@@ -40,6 +48,10 @@ impl Command {
             Command::Validate(args) => commands::validate::cmd_validate(ctx, args),
             Command::List(args) => commands::list::cmd_list(ctx, args),
             Command::Show(args) => commands::show::cmd_show(ctx, args),
+            Command::Run(args) => commands::run::cmd_run(ctx, args),
+            Command::Resume(args) => commands::resume::cmd_resume(ctx, args),
+            Command::Stop(args) => commands::stop::cmd_stop(ctx, args),
+            Command::Cancel(args) => commands::cancel::cmd_cancel(ctx, args),
             Command::Schema(args) => commands::schema::cmd_schema(ctx, args),
             Command::Completions(args) => commands::completions::cmd_completions(ctx, args),
         }

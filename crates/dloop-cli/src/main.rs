@@ -8,6 +8,7 @@ mod exit;
 mod load;
 mod project;
 mod render;
+mod runs;
 
 use std::process::ExitCode;
 

@@ -55,15 +55,24 @@ pub(crate) fn status_word(state: &RunState, live: bool) -> &'static str {
 
 /// Reads one run (read only: nothing is modified, no lock taken).
 pub(crate) fn load_info(store: &FileStore, id: &str) -> Result<RunInfo, CliError> {
-    let (state, _) = store.load_state::<RunState>(id).map_err(|e| store_error(e, id))?;
+    let (state, _) = store
+        .load_state::<RunState>(id)
+        .map_err(|e| store_error(e, id))?;
     let live = store.is_live(id).map_err(|e| store_error(e, id))?;
     let meta = store.read_meta(id).ok();
-    Ok(RunInfo { id: id.to_owned(), meta, state, live })
+    Ok(RunInfo {
+        id: id.to_owned(),
+        meta,
+        state,
+        live,
+    })
 }
 
 /// Every run id of the store, parsed; folders that are not run ids are skipped.
 pub(crate) fn run_ids(store: &FileStore) -> Result<Vec<RunId>, CliError> {
-    let ids = store.list_runs().map_err(|e| store_error(e, "(all runs)"))?;
+    let ids = store
+        .list_runs()
+        .map_err(|e| store_error(e, "(all runs)"))?;
     Ok(ids.iter().filter_map(|id| RunId::parse(id).ok()).collect())
 }
 
@@ -144,9 +153,10 @@ fn join_ids<'a>(ids: impl Iterator<Item = &'a str>) -> String {
 /// A store error as a CLI error, with the kind that picks the right exit code.
 pub(crate) fn store_error(err: StoreError, run: &str) -> CliError {
     let (kind, hint) = match &err {
-        StoreError::NotFound { .. } | StoreError::InvalidRunId { .. } => {
-            (ErrorKind::Usage, Some("`dloop status --all` lists the runs".to_owned()))
-        }
+        StoreError::NotFound { .. } | StoreError::InvalidRunId { .. } => (
+            ErrorKind::Usage,
+            Some("`dloop status --all` lists the runs".to_owned()),
+        ),
         StoreError::AlreadyLive { .. } => (
             ErrorKind::Refused,
             Some(format!("the run is live; `dloop stop {run}` stops it")),
@@ -154,7 +164,11 @@ pub(crate) fn store_error(err: StoreError, run: &str) -> CliError {
         StoreError::Corrupt { .. } | StoreError::SeqGap { .. } => (ErrorKind::Refused, None),
         _ => (ErrorKind::Io, None),
     };
-    let error = CliError { kind, source: anyhow::Error::new(err), hint: None };
+    let error = CliError {
+        kind,
+        source: anyhow::Error::new(err),
+        hint: None,
+    };
     match hint {
         Some(hint) => error.with_hint(hint),
         None => error,

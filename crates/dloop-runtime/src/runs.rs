@@ -33,6 +33,8 @@ pub struct StartRequest<'a> {
     pub definition_text: &'a str,
     /// The loop's name (the run id starts with it).
     pub loop_name: &'a str,
+    /// The loop file's absolute path, when it came from a file.
+    pub loop_path: Option<String>,
     /// The resolved context.
     pub context: BTreeMap<String, String>,
     /// The command line, for `run.json`.
@@ -124,6 +126,7 @@ pub fn start_run(
             argv: request.argv.clone(),
             created_at,
             project_root: options.project_root.display().to_string(),
+            loop_path: request.loop_path.clone(),
         };
         match store.create_run(&meta) {
             Ok(run) => {

@@ -15,7 +15,9 @@ pub struct Project {
 
 impl Project {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("temp dir") }
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -43,6 +45,7 @@ impl Project {
             def: &def,
             definition_text: yaml,
             loop_name: "test-loop",
+            loop_path: None,
             context: dloop_core::model::context_strings(&def.context),
             argv: vec!["dloop".into(), "run".into()],
             max_steps: def.limits.max_steps(),

@@ -34,8 +34,13 @@ states:
     for (i, record) in records.iter().enumerate() {
         assert_eq!(record.seq, i as u64 + 1);
     }
-    assert!(matches!(records.last().map(|r| &r.event), Some(Event::RunCompleted { .. })));
-    let (folded, _) = store.load_state::<dloop_core::RunState>(&end.run_id).expect("loads");
+    assert!(matches!(
+        records.last().map(|r| &r.event),
+        Some(Event::RunCompleted { .. })
+    ));
+    let (folded, _) = store
+        .load_state::<dloop_core::RunState>(&end.run_id)
+        .expect("loads");
     assert_eq!(folded, end.state);
 }
 
@@ -61,7 +66,12 @@ states:
         m = marker.display()
     );
     let end = project.run(&yaml);
-    assert_eq!(end.status, RunStatus::Completed, "{:?}", end.state.last_error);
+    assert_eq!(
+        end.status,
+        RunStatus::Completed,
+        "{:?}",
+        end.state.last_error
+    );
     assert!(!marker.exists(), "interpolated output ran as shell syntax");
     let run_dir = project.store().run_dir(&end.run_id).expect("run dir");
     let echoed = std::fs::read_to_string(run_dir.join("work/echo")).expect("echo written");

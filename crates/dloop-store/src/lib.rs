@@ -45,6 +45,7 @@
 //!     argv: vec!["dloop".into(), "run".into(), "demo".into()],
 //!     created_at: Timestamp::from_millis(0),
 //!     project_root: "/tmp/project".into(),
+//!     loop_path: None,
 //! };
 //! let mut run = store.create_run(&meta)?;
 //! let event = Event::LogRepaired { dropped_bytes: 0, reason: "example".into() };

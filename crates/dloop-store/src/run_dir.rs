@@ -45,6 +45,9 @@ pub struct RunMeta {
     pub created_at: Timestamp,
     /// The project root (absolute path, as text).
     pub project_root: String,
+    /// The loop file the run started from (absolute path), so resume can notice a change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_path: Option<String>,
     // Fields added later must carry `#[serde(default)]` so older run.json files keep loading.
 }
 

@@ -1,11 +1,16 @@
 //! One module per command: `<Name>Args` (clap derive; the doc comment is the help) and
 //! `cmd_<name>(ctx, args)`, which returns the exit status or a [`CliError`].
 
+pub(crate) mod cancel;
 pub(crate) mod completions;
 pub(crate) mod init;
 pub(crate) mod list;
+pub(crate) mod resume;
+pub(crate) mod run;
 pub(crate) mod schema;
+pub(crate) mod session;
 pub(crate) mod show;
+pub(crate) mod stop;
 pub(crate) mod validate;
 
 use std::path::PathBuf;

@@ -49,12 +49,16 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
     let file = resolve_loop(&args.loop_arg, &ctx.cwd, project.as_ref())?;
     let loaded = load::load(file, &ctx.cwd);
     let Some(parsed) = loaded.parsed.as_ref().filter(|_| loaded.is_valid()) else {
-        ctx.ui.status(&human::diagnostics(&loaded, ctx.ui.color_stderr));
+        ctx.ui
+            .status(&human::diagnostics(&loaded, ctx.ui.color_stderr));
         return Err(CliError::new(
             ErrorKind::Invalid,
             format!("{} is not a valid loop", loaded.display),
         )
-        .with_hint(format!("`dloop validate {}` lists every problem", loaded.display)));
+        .with_hint(format!(
+            "`dloop validate {}` lists every problem",
+            loaded.display
+        )));
     };
     let def = &parsed.def;
     let mut context: BTreeMap<String, String> = dloop_core::model::context_strings(&def.context);
@@ -84,7 +88,11 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
             "loop `{}` needs context {}: missing {}",
             loaded.file.name,
             if missing.len() == 1 { "key" } else { "keys" },
-            missing.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            missing
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
         .with_hint(hint));
     }
@@ -93,17 +101,26 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
         def,
         definition_text: &loaded.source,
         loop_name: &loaded.file.name,
+        loop_path: std::fs::canonicalize(ctx.cwd.join(&loaded.file.path))
+            .ok()
+            .map(|p| p.display().to_string()),
         context,
         argv: std::env::args().collect(),
         max_steps: args.max_steps.unwrap_or_else(|| def.limits.max_steps()),
-        timeout_ms: args.timeout.or(def.limits.timeout).map(HumanDuration::as_millis),
+        timeout_ms: args
+            .timeout
+            .or(def.limits.timeout)
+            .map(HumanDuration::as_millis),
         delay_ms: args.delay.or(def.delay).map(HumanDuration::as_millis),
     };
     if args.dry_run {
-        ctx.ui.print(&session::plan(&loaded.file.name, def, &request))?;
+        ctx.ui
+            .print(&session::plan(&loaded.file.name, def, &request))?;
         return Ok(crate::exit::Exit::Ok);
     }
-    let project = project.unwrap_or(Project { root: ctx.cwd.clone() });
+    let project = project.unwrap_or(Project {
+        root: ctx.cwd.clone(),
+    });
     let store = store_for(&project);
     let (options, mut progress) = session::prepare(ctx, &project, args.json)?;
     let end = start_run(&store, &request, options, &mut progress)

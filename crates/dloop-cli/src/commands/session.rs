@@ -31,10 +31,14 @@ pub(crate) fn context_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>
                 .with_hint("write -c KEY=VALUE"));
         };
         let valid = !key.is_empty()
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !valid {
-            return Err(CliError::usage(format!("--context key `{key}` is not a valid name"))
-                .with_hint("keys are letters, digits, `_` and `-`"));
+            return Err(
+                CliError::usage(format!("--context key `{key}` is not a valid name"))
+                    .with_hint("keys are letters, digits, `_` and `-`"),
+            );
         }
         context.insert(key.to_owned(), value.to_owned());
     }
@@ -48,10 +52,16 @@ pub(crate) fn prepare(
     json: bool,
 ) -> Result<(SessionOptions, Progress), CliError> {
     let mut options = SessionOptions::new(project.root.clone());
-    if let Some(ms) = std::env::var("DLOOP_KILL_GRACE_MS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(ms) = std::env::var("DLOOP_KILL_GRACE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         options.kill_grace = std::time::Duration::from_millis(ms);
     }
-    if let Some(bytes) = std::env::var("DLOOP_CAPTURE_LIMIT").ok().and_then(|v| v.parse().ok()) {
+    if let Some(bytes) = std::env::var("DLOOP_CAPTURE_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         options.capture_limit = bytes;
     }
     dloop_runtime::signals::install(Arc::clone(&options.stop), Arc::clone(&options.signals))
@@ -76,7 +86,12 @@ pub(crate) fn exit_for(end: &RunEnd) -> Exit {
 }
 
 /// Prints the end of a session (a summary on stderr, or the run's JSON on stdout).
-pub(crate) fn finish(ctx: &Ctx, store: &FileStore, end: &RunEnd, json: bool) -> Result<Exit, CliError> {
+pub(crate) fn finish(
+    ctx: &Ctx,
+    store: &FileStore,
+    end: &RunEnd,
+    json: bool,
+) -> Result<Exit, CliError> {
     let exit = exit_for(end);
     if json {
         let info = load_info(store, &end.run_id)?;
@@ -85,12 +100,20 @@ pub(crate) fn finish(ctx: &Ctx, store: &FileStore, end: &RunEnd, json: bool) -> 
     }
     let state = &end.state;
     let took = clock(state.elapsed_ms());
-    let steps = format!("{} step{}", state.step, if state.step == 1 { "" } else { "s" });
+    let steps = format!(
+        "{} step{}",
+        state.step,
+        if state.step == 1 { "" } else { "s" }
+    );
     let line = match end.status {
         RunStatus::Completed => format!("completed in {steps} ({took})"),
         RunStatus::Failed => format!(
             "failed after {steps} ({took}): {}",
-            state.message.as_deref().or(state.last_error.as_deref()).unwrap_or("no detail")
+            state
+                .message
+                .as_deref()
+                .or(state.last_error.as_deref())
+                .unwrap_or("no detail")
         ),
         RunStatus::TimedOut => format!(
             "timed out after {steps} ({took}); `dloop resume {} --timeout DUR` with a larger DUR continues",
@@ -99,7 +122,11 @@ pub(crate) fn finish(ctx: &Ctx, store: &FileStore, end: &RunEnd, json: bool) -> 
         RunStatus::Paused | RunStatus::Running => format!(
             "paused ({}) after {steps} ({took}){}; `dloop resume {}` continues",
             state.pause_reason.map_or("stopped", |r| r.as_str()),
-            state.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(),
+            state
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default(),
             end.run_id
         ),
         RunStatus::Cancelled => format!("cancelled after {steps}"),
@@ -117,27 +144,43 @@ pub(crate) fn runtime_error(err: RuntimeError, run: Option<&str>) -> CliError {
         | RuntimeError::ReloadMissingState { .. }
         | RuntimeError::Unsupported(_) => CliError::new(ErrorKind::Refused, err),
         RuntimeError::Name(_) => CliError::usage(err),
-        other => CliError { kind: ErrorKind::Io, source: anyhow::Error::new(other), hint: None },
+        other => CliError {
+            kind: ErrorKind::Io,
+            source: anyhow::Error::new(other),
+            hint: None,
+        },
     }
 }
 
 /// `run --dry-run`: the plan, the limits and the resolved context.
 pub(crate) fn plan(name: &str, def: &LoopDef, request: &StartRequest<'_>) -> String {
     let mut out = format!("dry run of loop `{name}`: nothing is started\n");
-    out.push_str(&format!("initial state: {}\n", def.initial.as_deref().unwrap_or("?")));
+    out.push_str(&format!(
+        "initial state: {}\n",
+        def.initial.as_deref().unwrap_or("?")
+    ));
     out.push_str(&format!("max_steps: {}\n", request.max_steps));
     if let Some(ms) = request.timeout_ms {
-        out.push_str(&format!("timeout: {}\n", dloop_core::HumanDuration(std::time::Duration::from_millis(ms))));
+        out.push_str(&format!(
+            "timeout: {}\n",
+            dloop_core::HumanDuration(std::time::Duration::from_millis(ms))
+        ));
     }
     if let Some(ms) = request.delay_ms {
-        out.push_str(&format!("delay: {}\n", dloop_core::HumanDuration(std::time::Duration::from_millis(ms))));
+        out.push_str(&format!(
+            "delay: {}\n",
+            dloop_core::HumanDuration(std::time::Duration::from_millis(ms))
+        ));
     }
     out.push_str("context:\n");
     if request.context.is_empty() {
         out.push_str("  (none)\n");
     }
     for (key, value) in &request.context {
-        out.push_str(&format!("  {key} = {}\n", dloop_core::interpolate::shell_quote(value)));
+        out.push_str(&format!(
+            "  {key} = {}\n",
+            dloop_core::interpolate::shell_quote(value)
+        ));
     }
     out.push_str("states:\n");
     for (state, state_def) in &def.states {
@@ -146,12 +189,22 @@ pub(crate) fn plan(name: &str, def: &LoopDef, request: &StartRequest<'_>) -> Str
             Some(ActionRef::Prompt(p)) => format!("prompt: {}", first_line(p)),
             Some(ActionRef::SubLoop(l)) => format!("loop: {l}"),
             None => match state_def.terminal {
-                Some(t) => format!("terminal: {}", if t == dloop_core::model::Terminal::Success { "success" } else { "failure" }),
+                Some(t) => format!(
+                    "terminal: {}",
+                    if t == dloop_core::model::Terminal::Success {
+                        "success"
+                    } else {
+                        "failure"
+                    }
+                ),
                 None => "route".to_owned(),
             },
         };
-        let routes: Vec<String> =
-            state_def.edges().into_iter().map(|(verdict, to)| format!("{verdict} → {to}")).collect();
+        let routes: Vec<String> = state_def
+            .edges()
+            .into_iter()
+            .map(|(verdict, to)| format!("{verdict} → {to}"))
+            .collect();
         out.push_str(&format!("  {state}: {action}"));
         if !routes.is_empty() {
             out.push_str(&format!("  [{}]", routes.join(", ")));
@@ -162,7 +215,11 @@ pub(crate) fn plan(name: &str, def: &LoopDef, request: &StartRequest<'_>) -> Str
 }
 
 fn first_line(text: &str) -> String {
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     if line.chars().count() > 60 {
         format!("{}…", line.chars().take(59).collect::<String>())
     } else {

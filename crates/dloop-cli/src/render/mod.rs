@@ -6,6 +6,8 @@
 pub(crate) mod graph;
 pub(crate) mod human;
 pub(crate) mod json;
+pub(crate) mod progress;
+pub(crate) mod run_json;
 
 use std::io::{IsTerminal, Write};
 

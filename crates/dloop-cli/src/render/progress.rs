@@ -53,7 +53,13 @@ impl Progress {
                 }
             });
         }
-        Progress { color, live, stop_ticker, last_step: 0, last_result: None }
+        Progress {
+            color,
+            live,
+            stop_ticker,
+            last_step: 0,
+            last_result: None,
+        }
     }
 
     fn line(&self, text: &str) {
@@ -119,8 +125,13 @@ impl RunObserver for Progress {
     fn on_record(&mut self, record: &Record, state: &RunState) {
         let paint = |p: Paint, t: &str| p.apply(self.color, t);
         match &record.event {
-            Event::RunStarted { run_id, loop_name, .. } => {
-                self.line(&format!("run {} started (loop {loop_name})", paint(Paint::Bold, run_id)));
+            Event::RunStarted {
+                run_id, loop_name, ..
+            } => {
+                self.line(&format!(
+                    "run {} started (loop {loop_name})",
+                    paint(Paint::Bold, run_id)
+                ));
             }
             Event::RunResumed { .. } => {
                 self.line(&format!(
@@ -136,12 +147,13 @@ impl RunObserver for Progress {
                 {
                     live.action = None;
                 }
-                self.last_result = Some(match (&result.error, result.timed_out, result.exit_code) {
-                    (Some(_), _, _) => "not started".to_owned(),
-                    (None, Some(_), _) => "timed out".to_owned(),
-                    (None, None, Some(code)) => format!("exit {code}"),
-                    (None, None, None) => format!("signal {}", result.signal.unwrap_or(0)),
-                });
+                self.last_result =
+                    Some(match (&result.error, result.timed_out, result.exit_code) {
+                        (Some(_), _, _) => "not started".to_owned(),
+                        (None, Some(_), _) => "timed out".to_owned(),
+                        (None, None, Some(code)) => format!("exit {code}"),
+                        (None, None, None) => format!("signal {}", result.signal.unwrap_or(0)),
+                    });
             }
             Event::Evaluated { step, .. } => self.last_step = *step,
             Event::Transitioned { from, to, verdict } => {
@@ -151,18 +163,37 @@ impl RunObserver for Progress {
                     self.last_step
                 ));
             }
-            Event::RetryScheduled { state: name, retry, verdict, delay_ms } => {
+            Event::RetryScheduled {
+                state: name,
+                retry,
+                verdict,
+                delay_ms,
+            } => {
                 let result = self.last_result.take().unwrap_or_default();
                 self.line(&format!(
                     "  {:>4}  {name:<14} {result:<12} {verdict} → retry {retry}{}",
                     self.last_step,
-                    if *delay_ms > 0 { format!(" in {}", clock(*delay_ms)) } else { String::new() }
+                    if *delay_ms > 0 {
+                        format!(" in {}", clock(*delay_ms))
+                    } else {
+                        String::new()
+                    }
                 ));
             }
-            Event::ActionInterrupted { state: name, reason, .. } => {
-                self.line(&format!("  {:>4}  {name:<14} interrupted ({reason})", state.step));
+            Event::ActionInterrupted {
+                state: name,
+                reason,
+                ..
+            } => {
+                self.line(&format!(
+                    "  {:>4}  {name:<14} interrupted ({reason})",
+                    state.step
+                ));
             }
-            Event::LogRepaired { dropped_bytes, reason } => {
+            Event::LogRepaired {
+                dropped_bytes,
+                reason,
+            } => {
                 self.line(&format!(
                     "{} the log's last {dropped_bytes} bytes were cut ({reason}); the run continues from the last whole record",
                     paint(Paint::Yellow, "warning:")

@@ -92,7 +92,10 @@ impl RunJson {
         RunJson {
             id: info.id.clone(),
             loop_name: if state.loop_name.is_empty() {
-                info.meta.as_ref().map(|m| m.loop_name.clone()).unwrap_or_default()
+                info.meta
+                    .as_ref()
+                    .map(|m| m.loop_name.clone())
+                    .unwrap_or_default()
             } else {
                 state.loop_name.clone()
             },
@@ -128,7 +131,11 @@ impl RunJson {
                 .map(|(name, s)| {
                     (
                         name.clone(),
-                        StateCountJson { visits: s.visits, failures: s.failures, time_ms: s.time_ms },
+                        StateCountJson {
+                            visits: s.visits,
+                            failures: s.failures,
+                            time_ms: s.time_ms,
+                        },
                     )
                 })
                 .collect(),

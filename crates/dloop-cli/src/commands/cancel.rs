@@ -1,0 +1,30 @@
+//! `dloop cancel`: end a paused, crashed or timed-out run for good (status `cancelled`).
+
+use clap::Args;
+use dloop_runtime::runs::cancel_run;
+
+use crate::commands::session::runtime_error;
+use crate::commands::{CmdResult, Ctx};
+use crate::exit::Exit;
+use crate::project::Project;
+use crate::runs::{RunInfo, resolve, store_for};
+
+/// End a paused or crashed run for good (status cancelled)
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    /// The run: an id, a unique id prefix, or a loop name (its resumable run)
+    #[arg(value_name = "RUN")]
+    pub(crate) run: String,
+}
+
+/// Cancels a run.
+pub(crate) fn cmd_cancel(ctx: &Ctx, args: CancelArgs) -> CmdResult {
+    let project = Project::require(&ctx.cwd)?;
+    let store = store_for(&project);
+    let run_id = resolve(&store, &args.run, "resumable", &|info: &RunInfo| {
+        info.is_resumable()
+    })?;
+    cancel_run(&store, &run_id).map_err(|e| runtime_error(e, Some(&run_id)))?;
+    ctx.ui.status(&format!("cancelled run {run_id}\n"));
+    Ok(Exit::Ok)
+}

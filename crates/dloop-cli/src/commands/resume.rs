@@ -1,0 +1,83 @@
+//! `dloop resume`: continue a paused, crashed or timed-out run where it stopped.
+
+use clap::Args;
+use dloop_core::HumanDuration;
+use dloop_core::transition::ResumeRequest;
+use dloop_runtime::runs::{ResumeInput, resume_run};
+
+use crate::commands::session::{self, context_pairs};
+use crate::commands::{CmdResult, Ctx};
+use crate::project::{Project, resolve_loop};
+use crate::runs::{RunInfo, resolve, resolve_only, store_for};
+
+/// Continue a paused, crashed or timed-out run; a finished step is never run again
+#[derive(Debug, Args)]
+pub(crate) struct ResumeArgs {
+    /// The run: an id, a unique id prefix, or a loop name (its resumable run). Default: the
+    /// project's only resumable run
+    #[arg(value_name = "RUN")]
+    pub(crate) run: Option<String>,
+    /// Sets or replaces a context value (repeatable): -c KEY=VALUE
+    #[arg(short = 'c', long = "context", value_name = "K=V")]
+    pub(crate) context: Vec<String>,
+    /// A new step limit (default for a run paused at max_steps: its steps plus the loop's limit)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_steps: Option<u64>,
+    /// A new wall clock limit for the whole run (must exceed its elapsed time)
+    #[arg(long, value_name = "DUR")]
+    pub(crate) timeout: Option<HumanDuration>,
+    /// Accept a loop file that changed since the run started
+    #[arg(long)]
+    pub(crate) reload: bool,
+    /// Re-run an interrupted action of an `on_interrupted: stop` state
+    #[arg(long, conflicts_with = "skip_to")]
+    pub(crate) rerun: bool,
+    /// Continue from STATE instead of where the run stopped
+    #[arg(long, value_name = "STATE")]
+    pub(crate) skip_to: Option<String>,
+    /// Print the run as JSON (the `inspect --json` shape) on stdout when the session ends
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Resumes a run.
+pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
+    let project = Project::require(&ctx.cwd)?;
+    let store = store_for(&project);
+    let resumable = |info: &RunInfo| info.is_resumable();
+    let run_id = match &args.run {
+        Some(query) => resolve(&store, query, "resumable", &resumable)?,
+        None => resolve_only(&store, "resumable", &resumable)?,
+    };
+    let meta = dloop_store::Store::read_meta(&store, &run_id)
+        .map_err(|e| crate::runs::store_error(e, &run_id))?;
+    // The loop file as it is now, to notice a change since the run started. A file that is
+    // gone is no change: the run keeps its own copy.
+    let current_definition = meta
+        .loop_path
+        .as_deref()
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            resolve_loop(&meta.loop_name, &ctx.cwd, Some(&project))
+                .ok()
+                .map(|f| project.root.join(f.path))
+        })
+        .and_then(|path| std::fs::read_to_string(path).ok());
+    let input = ResumeInput {
+        run_id: run_id.clone(),
+        current_definition,
+        reload: args.reload,
+        request: ResumeRequest {
+            max_steps: args.max_steps,
+            timeout_ms: args.timeout.map(HumanDuration::as_millis),
+            context: context_pairs(&args.context)?,
+            rerun: args.rerun,
+            skip_to: args.skip_to.clone(),
+        },
+    };
+    let (options, mut progress) = session::prepare(ctx, &project, args.json)?;
+    let end = resume_run(&store, &input, options, &mut progress)
+        .map_err(|e| session::runtime_error(e, Some(&run_id)))?;
+    drop(progress);
+    session::finish(ctx, &store, &end, args.json)
+}

@@ -1,0 +1,83 @@
+//! `dloop stop`: ask a live run to stop (it records the stop and exits paused), let it finish
+//! its current action first (`--drain`), or kill it (`--force`; the run is then `crashed`).
+
+use clap::Args;
+use dloop_runtime::signals::signal_process;
+
+use crate::commands::{CmdResult, Ctx};
+use crate::error::{CliError, ErrorKind};
+use crate::exit::Exit;
+use crate::project::Project;
+use crate::runs::{RunInfo, resolve, store_error, store_for};
+
+/// Stop a live run; it pauses and `dloop resume` continues it
+#[derive(Debug, Args)]
+pub(crate) struct StopArgs {
+    /// The run: an id, a unique id prefix, or a loop name (its live run)
+    #[arg(value_name = "RUN")]
+    pub(crate) run: String,
+    /// Let the action in flight finish, then pause
+    #[arg(long, conflicts_with = "force")]
+    pub(crate) drain: bool,
+    /// Kill the runner and its action now (SIGKILL); the run becomes `crashed`, still resumable
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// Signals a live run.
+pub(crate) fn cmd_stop(ctx: &Ctx, args: StopArgs) -> CmdResult {
+    let project = Project::require(&ctx.cwd)?;
+    let store = store_for(&project);
+    let run_id = resolve(&store, &args.run, "live", &|info: &RunInfo| info.live)?;
+    if !dloop_store::Store::is_live(&store, &run_id).unwrap_or(false) {
+        return Err(
+            CliError::new(ErrorKind::Refused, format!("run {run_id} is not live")).with_hint(
+                format!("`dloop resume {run_id}` continues it; `dloop cancel {run_id}` ends it"),
+            ),
+        );
+    }
+    let info = store
+        .lock_info(&run_id)
+        .map_err(|e| store_error(e, &run_id))?;
+    let Some(pid) = info.map(|i| i.pid as i32).filter(|pid| *pid > 1) else {
+        return Err(CliError::new(
+            ErrorKind::Io,
+            format!("run {run_id} is live but its lock file names no process"),
+        ));
+    };
+    let signal = if args.force {
+        libc::SIGKILL
+    } else if args.drain {
+        libc::SIGUSR1
+    } else {
+        libc::SIGTERM
+    };
+    signal_process(pid, signal)
+        .map_err(|e| CliError::io(format!("signalling run {run_id} (pid {pid})"), e))?;
+    if args.force {
+        // The runner cannot end its action now; end the action's process group for it.
+        if let Ok(dir) = store.run_dir(&run_id) {
+            wait_gone(&store, &run_id);
+            dloop_runtime::process::end_leftover_action(&dir);
+        }
+        ctx.ui.status(&format!(
+            "killed run {run_id}; it is crashed and `dloop resume {run_id}` continues it\n"
+        ));
+    } else if args.drain {
+        ctx.ui.status(&format!(
+            "run {run_id} will pause after its current action\n"
+        ));
+    } else {
+        ctx.ui.status(&format!("asked run {run_id} to stop\n"));
+    }
+    Ok(Exit::Ok)
+}
+
+fn wait_gone(store: &dloop_store::FileStore, run_id: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while dloop_store::Store::is_live(store, run_id).unwrap_or(false)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
