@@ -18,7 +18,10 @@ pub fn run_with(store: &FileStore, id: &str, sizes: &[usize]) -> Vec<Record> {
     let mut run = store.create_run(&meta(id)).expect("create");
     let mut all = Vec::new();
     for (i, n) in sizes.iter().enumerate() {
-        all.extend(run.append(&batch(*n, "b"), Timestamp::from_millis(i as u64)).expect("append"));
+        all.extend(
+            run.append(&batch(*n, "b"), Timestamp::from_millis(i as u64))
+                .expect("append"),
+        );
     }
     all
 }
@@ -39,5 +42,9 @@ pub fn fold(records: &[Record]) -> TestFold {
 
 /// Every record currently readable.
 pub fn read_all(store: &FileStore, id: &str) -> Vec<Record> {
-    store.records_from(id, 1).expect("records").map(|r| r.expect("record")).collect()
+    store
+        .records_from(id, 1)
+        .expect("records")
+        .map(|r| r.expect("record"))
+        .collect()
 }
