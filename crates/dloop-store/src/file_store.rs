@@ -183,10 +183,10 @@ impl Store for FileStore {
         for entry in entries {
             let entry = entry.map_err(|e| StoreError::io("list", &runs, e))?;
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
-                if run_dir::validate_run_id(name).is_ok() {
-                    ids.push(name.to_owned());
-                }
+            if let (true, Some(name)) = (is_dir, entry.file_name().to_str())
+                && run_dir::validate_run_id(name).is_ok()
+            {
+                ids.push(name.to_owned());
             }
         }
         ids.sort_unstable();

@@ -499,14 +499,15 @@ impl LogReader {
             };
             // Lines before the wanted seq are skipped by their prefix, unverified (fast path for
             // `logs` from a seq); a line without a readable prefix gets the full check.
-            if complete && self.batch.is_empty() {
-                if let Some(seq) = seq_prefix(body) {
-                    if seq < self.min_seq && has_valid_checksum(body) {
-                        self.expected = Some(seq + 1);
-                        self.committed = self.pos;
-                        continue;
-                    }
-                }
+            if complete
+                && self.batch.is_empty()
+                && let Some(seq) = seq_prefix(body)
+                && seq < self.min_seq
+                && has_valid_checksum(body)
+            {
+                self.expected = Some(seq + 1);
+                self.committed = self.pos;
+                continue;
             }
             let decoded = if complete {
                 decode_line(body)
