@@ -167,3 +167,37 @@ proptest! {
         prop_assert_eq!(repair.is_some(), end as usize != cut);
     }
 }
+
+/// A reader racing a writer sees whole batches only and never mistakes a write in progress for
+/// corruption.
+#[test]
+fn readers_during_appends_see_whole_batches_only() {
+    let (_tmp, store) = store();
+    let mut run = store
+        .create_run(&dloop_store::conformance::meta("r"))
+        .expect("create");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
+                let (state, _) = store.load_state::<TestFold>("r").expect("read-only load");
+                assert_eq!(state.count % 3, 0);
+                let n = store
+                    .records_from("r", 1)
+                    .expect("reader")
+                    .map(|r| r.expect("record"))
+                    .count();
+                assert_eq!(n % 3, 0);
+                reads += 1;
+            }
+        })
+    };
+    for i in 0..300 {
+        run.append(&batch(3, &"x".repeat(i)), Timestamp::from_millis(i as u64))
+            .expect("append");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().expect("reader");
+}
