@@ -20,13 +20,6 @@ pub enum Damage {
     BadChecksum,
     /// The checksum matches but the line is not a record this version understands.
     BadJson(String),
-    /// The line's `seq` is not the previous one plus 1.
-    SeqMismatch {
-        /// The seq the line should have.
-        expected: u64,
-        /// The seq it has.
-        found: u64,
-    },
     /// The last lines are a batch whose closing line never reached the disk.
     IncompleteBatch {
         /// How many whole records of the batch were written.
@@ -41,9 +34,6 @@ impl fmt::Display for Damage {
             Self::MissingChecksum => f.write_str("no checksum"),
             Self::BadChecksum => f.write_str("bad checksum"),
             Self::BadJson(why) => write!(f, "not a valid record: {why}"),
-            Self::SeqMismatch { expected, found } => {
-                write!(f, "seq {found} where {expected} was expected")
-            }
             Self::IncompleteBatch { records } => {
                 write!(
                     f,

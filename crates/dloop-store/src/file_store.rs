@@ -63,6 +63,10 @@ impl FileStore {
 
 /// Loads a fold from the snapshot in `dir` plus the log after it. `writer`: open the log for
 /// appending (cutting a damaged tail); otherwise read only.
+///
+/// The log before a valid snapshot is not re-read (that is what keeps resume cost independent
+/// of the log's length): only the snapshot's resume point and everything after it is verified.
+/// `dloop inspect` or a full replay (delete `state.json`) verifies the whole log.
 fn load<F: Fold>(dir: &Path, id: &str, writer: bool) -> Result<(F, LoadInfo, Option<EventLog>)> {
     let events = run_dir::events_path(dir);
     if !events.is_file() {
@@ -183,10 +187,10 @@ impl Store for FileStore {
         for entry in entries {
             let entry = entry.map_err(|e| StoreError::io("list", &runs, e))?;
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
-                if run_dir::validate_run_id(name).is_ok() {
-                    ids.push(name.to_owned());
-                }
+            if let (true, Some(name)) = (is_dir, entry.file_name().to_str())
+                && run_dir::validate_run_id(name).is_ok()
+            {
+                ids.push(name.to_owned());
             }
         }
         ids.sort_unstable();

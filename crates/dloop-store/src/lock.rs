@@ -38,11 +38,14 @@ pub struct RunLock {
 }
 
 /// Why [`RunLock::try_acquire`] did not get the lock.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AcquireError {
-    /// Someone else holds it.
+    /// Someone else holds it; what it wrote into the file, when readable.
+    #[error("the lock is held{}", .0.as_ref().map(|i| format!(" by pid {} on {}", i.pid, i.host)).unwrap_or_default())]
     Held(Option<LockInfo>),
     /// The lock file could not be opened or written.
+    #[error(transparent)]
     Store(StoreError),
 }
 
@@ -161,7 +164,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("lock");
         assert!(!is_locked(&path));
-        let lock = RunLock::try_acquire(&path).ok().expect("first acquire");
+        let lock = RunLock::try_acquire(&path).expect("first acquire");
         assert!(is_locked(&path));
         let info = read_info(&path).expect("info written");
         assert_eq!(info.pid, std::process::id());

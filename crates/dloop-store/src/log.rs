@@ -191,8 +191,11 @@ fn scan(
             continue;
         }
         if !complete {
+            // A line without `\n` is what `read_until` returns at end of file only. Stop here:
+            // reading on while a writer appends would see the rest of this line as a separate
+            // fragment, then valid records after it, and cry corruption.
             damaged = Some((Damage::Torn, offset, this_line));
-            continue;
+            break;
         }
         match decode_line(body) {
             Err(damage) => damaged = Some((damage, offset, this_line)),
@@ -499,14 +502,15 @@ impl LogReader {
             };
             // Lines before the wanted seq are skipped by their prefix, unverified (fast path for
             // `logs` from a seq); a line without a readable prefix gets the full check.
-            if complete && self.batch.is_empty() {
-                if let Some(seq) = seq_prefix(body) {
-                    if seq < self.min_seq && has_valid_checksum(body) {
-                        self.expected = Some(seq + 1);
-                        self.committed = self.pos;
-                        continue;
-                    }
-                }
+            if complete
+                && self.batch.is_empty()
+                && let Some(seq) = seq_prefix(body)
+                && seq < self.min_seq
+                && has_valid_checksum(body)
+            {
+                self.expected = Some(seq + 1);
+                self.committed = self.pos;
+                continue;
             }
             let decoded = if complete {
                 decode_line(body)
@@ -536,6 +540,11 @@ impl LogReader {
                         expected: self.expected.unwrap_or(0),
                         found: d.record.seq,
                     });
+                }
+                // End of file inside a line: a torn tail or a write in progress (see `scan`).
+                Err(Damage::Torn) => {
+                    self.done = true;
+                    return Ok(());
                 }
                 Err(damage) => {
                     self.done = true;
