@@ -48,6 +48,7 @@ pub fn meta(id: &str) -> RunMeta {
         argv: vec!["dloop".to_owned(), "run".to_owned(), "demo".to_owned()],
         created_at: Timestamp::from_millis(1_795_170_430_123),
         project_root: "/project".to_owned(),
+        loop_path: None,
     }
 }
 
