@@ -349,15 +349,22 @@ pub fn resume_events(
         rerun: request.rerun,
         skip_to: request.skip_to.clone(),
     }];
-    if let Phase::Acting(pending) = &state.phase {
-        events.push(Event::ActionInterrupted {
-            state: pending.state.clone(),
-            step: pending.step,
-            idempotency_key: pending.idempotency_key.clone(),
-            reason: "crashed".to_owned(),
-        });
-    }
+    events.extend(interrupt_in_flight(state, "crashed"));
     Ok(events)
+}
+
+/// The `action_interrupted` record for an action a dead session started and never finished,
+/// if the log ends inside one.
+pub fn interrupt_in_flight(state: &RunState, reason: &str) -> Option<Event> {
+    let Phase::Acting(pending) = &state.phase else {
+        return None;
+    };
+    Some(Event::ActionInterrupted {
+        state: pending.state.clone(),
+        step: pending.step,
+        idempotency_key: pending.idempotency_key.clone(),
+        reason: reason.to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -8,15 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use dloop_core::RunState;
 use dloop_core::event::Event;
 use dloop_core::model::{ActionRef, Evaluate, LoopDef};
 use dloop_core::run_id::RunId;
-use dloop_core::state::{Phase, RunStatus};
+use dloop_core::state::RunStatus;
 use dloop_core::transition::{ResumeRequest, resume_events};
 use dloop_store::{FileStore, RunHandle, RunMeta, Store, StoreError};
 
@@ -182,7 +180,11 @@ pub struct ResumeInput {
 }
 
 fn reloaded_path(run_dir: &Path, sha256: &str) -> PathBuf {
-    run_dir.join(format!("definition-{sha256}.yaml"))
+    run_dir.join(reloaded_name(sha256))
+}
+
+fn reloaded_name(sha256: &str) -> String {
+    format!("definition-{sha256}.yaml")
 }
 
 /// The definition text a run is using: its start copy, or the last one `--reload` accepted.
@@ -218,32 +220,6 @@ pub fn parse_definition(run_id: &str, text: &str) -> Result<LoopDef, RuntimeErro
                 .first()
                 .map_or_else(|| "unknown error".to_owned(), |d| d.message.clone()),
         })
-}
-
-fn write_durably(path: &Path, text: &str) -> Result<(), RuntimeError> {
-    let io = |op, source| RuntimeError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    };
-    let tmp = path.with_extension("yaml.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("create", e))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| io("write", e))?;
-    file.sync_all().map_err(|e| io("fsync", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("fsync", e))?;
-    }
-    Ok(())
 }
 
 /// Continues a paused, crashed or timed-out run and drives it.
@@ -287,7 +263,12 @@ pub fn resume_run(
             });
         }
         // Durable before the record that names it.
-        write_durably(&reloaded_path(&run_dir, sha), &text)?;
+        dloop_store::snapshot::replace_file(
+            &run_dir,
+            &reloaded_name(sha),
+            text.as_bytes(),
+            "definition",
+        )?;
     }
     let mut events = resume_events(&def, &state, &input.request)?;
     // `run_resumed` first: it closes the dead session at its last record, so the time the run
@@ -339,14 +320,9 @@ pub fn cancel_run(store: &FileStore, run_id: &str) -> Result<RunState, RuntimeEr
             reason: repair.reason.to_string(),
         });
     }
-    if let Phase::Acting(pending) = &state.phase {
-        events.push(Event::ActionInterrupted {
-            state: pending.state.clone(),
-            step: pending.step,
-            idempotency_key: pending.idempotency_key.clone(),
-            reason: "crashed".to_owned(),
-        });
-    }
+    events.extend(dloop_core::transition::interrupt_in_flight(
+        &state, "crashed",
+    ));
     events.push(Event::RunCancelled {});
     for record in run.append(&events, now())? {
         state.apply(&record);

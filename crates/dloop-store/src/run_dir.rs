@@ -15,16 +15,15 @@
 //! escapes `runs/`; creation never reuses an existing folder.
 
 use std::collections::BTreeMap;
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::DirBuilder;
+use std::io::ErrorKind;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use dloop_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
-use crate::snapshot::sync_dir;
 
 /// `run.json`: what a run was started with, written once at creation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,35 +157,14 @@ pub(crate) fn create_run_dir(layout: &Layout, id: &str) -> Result<PathBuf> {
 
 /// Writes `run.json` once.
 ///
-/// Durability steps:
-/// 1. write `run.json.tmp` (0600);
-/// 2. `fsync` it;
-/// 3. rename it to `run.json` (readers never see half a file);
-/// 4. `fsync` the run folder (the rename, and the folder's other new entries, survive).
+/// Written with [`crate::snapshot::replace_file`] (temp, fsync, rename, fsync the folder), which
+/// also makes the folder's other new entries durable.
 pub(crate) fn write_meta(dir: &Path, meta: &RunMeta) -> Result<()> {
-    let temp = dir.join("run.json.tmp");
-    let target = meta_path(dir);
     let bytes = serde_json::to_vec_pretty(meta).map_err(|source| StoreError::BadMeta {
-        path: target.clone(),
+        path: meta_path(dir),
         source,
     })?;
-    // Step 1.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| StoreError::io("create", &temp, e))?;
-    file.write_all(&bytes)
-        .map_err(|e| StoreError::io("write", &temp, e))?;
-    // Step 2.
-    file.sync_all()
-        .map_err(|e| StoreError::io("fsync", &temp, e))?;
-    drop(file);
-    // Step 3.
-    std::fs::rename(&temp, &target).map_err(|e| StoreError::io("rename", &temp, e))?;
-    // Step 4.
-    sync_dir(dir)
+    crate::snapshot::replace_file(dir, "run.json", &bytes, "meta")
 }
 
 /// Reads `run.json` of the run folder `dir`.

@@ -28,7 +28,6 @@ use crate::error::{Result, StoreError};
 
 /// The file's name in the run folder.
 pub const FILE_NAME: &str = "state.json";
-const TEMP_NAME: &str = "state.json.tmp";
 
 /// The contents of `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,25 +47,34 @@ struct SnapshotRef<'a, T> {
     state: &'a T,
 }
 
-/// Writes `state.json` in `dir` atomically.
-///
-/// Durability steps:
-/// 1. write `state.json.tmp` (mode 0600, truncated) in the same folder;
-/// 2. `fsync` it, so the rename never exposes a file whose data is not on disk;
-/// 3. rename it over `state.json` (atomic: readers see the old or the new one, whole);
-/// 4. `fsync` the folder, so the rename itself survives a power loss.
+/// Writes `state.json` in `dir` atomically, with [`replace_file`]; the crash points
+/// `snapshot_before_rename` and `snapshot_after_rename` sit between its steps 2-3 and 3-4.
 pub fn write<T: Serialize>(dir: &Path, seq: u64, log_offset: u64, state: &T) -> Result<()> {
-    let temp = dir.join(TEMP_NAME);
-    let target = dir.join(FILE_NAME);
     let bytes = serde_json::to_vec(&SnapshotRef {
         seq,
         log_offset,
         state,
     })
     .map_err(|source| StoreError::EncodeSnapshot {
-        path: target.clone(),
+        path: dir.join(FILE_NAME),
         source,
     })?;
+    replace_file(dir, FILE_NAME, &bytes, "snapshot")
+}
+
+/// Replaces (or creates) the file `name` in `dir` so that readers see the old or the new
+/// contents, whole, and the new contents survive a power loss once this returns.
+///
+/// Durability steps:
+/// 1. write `<name>.tmp` (mode 0600, truncated) in the same folder;
+/// 2. `fsync` it, so the rename never exposes a file whose data is not on disk;
+/// 3. rename it over `<name>` (atomic);
+/// 4. `fsync` the folder, so the rename itself survives a power loss.
+///
+/// `crash_prefix` names the crash points `<prefix>_before_rename` and `<prefix>_after_rename`.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8], crash_prefix: &str) -> Result<()> {
+    let temp = dir.join(format!("{name}.tmp"));
+    let target = dir.join(name);
     // Step 1.
     let mut file = OpenOptions::new()
         .write(true)
@@ -75,16 +83,16 @@ pub fn write<T: Serialize>(dir: &Path, seq: u64, log_offset: u64, state: &T) -> 
         .mode(0o600)
         .open(&temp)
         .map_err(|e| StoreError::io("create", &temp, e))?;
-    file.write_all(&bytes)
+    file.write_all(bytes)
         .map_err(|e| StoreError::io("write", &temp, e))?;
     // Step 2.
     file.sync_all()
         .map_err(|e| StoreError::io("fsync", &temp, e))?;
     drop(file);
-    crash::crash_point("snapshot_before_rename");
+    crash::crash_point(&format!("{crash_prefix}_before_rename"));
     // Step 3.
     std::fs::rename(&temp, &target).map_err(|e| StoreError::io("rename", &temp, e))?;
-    crash::crash_point("snapshot_after_rename");
+    crash::crash_point(&format!("{crash_prefix}_after_rename"));
     // Step 4.
     sync_dir(dir)
 }
@@ -130,7 +138,7 @@ mod tests {
                 state: vec![1, 2]
             }
         );
-        assert!(!dir.path().join(TEMP_NAME).exists());
+        assert!(!dir.path().join(format!("{FILE_NAME}.tmp")).exists());
     }
 
     #[test]
