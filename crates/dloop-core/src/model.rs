@@ -304,10 +304,10 @@ impl StateDef {
             if let Some(target) = on.get(verdict) {
                 return Some(target);
             }
-            if verdict != "error" {
-                if let Some(target) = on.get(DEFAULT_ROUTE) {
-                    return Some(target);
-                }
+            if verdict != "error"
+                && let Some(target) = on.get(DEFAULT_ROUTE)
+            {
+                return Some(target);
             }
         }
         if verdict != "error" {
@@ -328,10 +328,8 @@ impl StateDef {
         if let Some(next) = &self.next {
             edges.push(("next".to_owned(), next.as_str()));
         }
-        if let Some(retries) = &self.retries {
-            if let Some(target) = &retries.on_exhausted {
-                edges.push(("retries exhausted".to_owned(), target.as_str()));
-            }
+        if let Some(target) = self.retries.as_ref().and_then(|r| r.on_exhausted.as_ref()) {
+            edges.push(("retries exhausted".to_owned(), target.as_str()));
         }
         edges
     }

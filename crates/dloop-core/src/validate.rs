@@ -11,7 +11,7 @@ mod refs;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use crate::diagnostic::{Diagnostic, Span, suggest};
-use crate::model::{Evaluate, StateDef};
+use crate::model::{Evaluate, LlmEval, StateDef};
 use crate::parse::{ParsedLoop, parse_loop};
 
 /// Parses and validates a loop file: the parsed loop when it could be read, and every problem.
@@ -423,10 +423,12 @@ impl<'a> Validator<'a> {
                 if let Some(source) = evaluate.source() {
                     texts.push((vec!["states", name, "evaluate", "source"], source));
                 }
-                if let Evaluate::Llm(llm) = evaluate {
-                    if let Some(prompt) = &llm.prompt {
-                        texts.push((vec!["states", name, "evaluate", "prompt"], prompt));
-                    }
+                if let Evaluate::Llm(LlmEval {
+                    prompt: Some(prompt),
+                    ..
+                }) = evaluate
+                {
+                    texts.push((vec!["states", name, "evaluate", "prompt"], prompt));
                 }
             }
             for (key, value) in &state.with {

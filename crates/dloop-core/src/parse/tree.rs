@@ -367,7 +367,13 @@ impl<'s> Builder<'s> {
                 "invalid YAML: unbalanced end",
             ));
         };
-        let start = self.offset(frame.start);
+        // A block collection's start event comes after its first entry's key (a mapping) has
+        // been read, so the collection starts where its first entry does.
+        let first = match &frame.kind {
+            FrameKind::Seq(items) => items.first().map(|n| n.span.offset),
+            FrameKind::Map { entries, .. } => entries.first().map(|(k, _)| k.span.offset),
+        };
+        let start = self.offset(frame.start).min(first.unwrap_or(usize::MAX));
         let len = self.offset(end).saturating_sub(start).max(1);
         let span = self.lines.span(self.source, start, len);
         let kind = match frame.kind {
