@@ -321,4 +321,16 @@ mod tests {
         assert_eq!(parsed.def.context["n"].0, "5");
         assert_eq!(parsed.def.context["b"].0, "true");
     }
+
+    #[test]
+    fn byte_order_mark_and_crlf() {
+        assert_eq!(
+            errors("\u{feff}initial: a\r\nstates:\r\n  a:\r\n    shel: x\r\n"),
+            ["4:5 unknown field `shel`"]
+        );
+        assert_eq!(
+            errors("\u{feff}intial: a\r\n"),
+            ["1:2 unknown field `intial`"]
+        );
+    }
 }

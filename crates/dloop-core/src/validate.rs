@@ -453,11 +453,18 @@ impl<'a> Validator<'a> {
             };
             // The reference as written is usually in the source after the previous one; a
             // quoted string with escapes may differ, and then the whole value is the span.
+            // The search window is bounded so that many references cannot make this quadratic.
+            let mut window_end = cursor
+                .saturating_add(text.len() * 2 + 256)
+                .min(source.len());
+            while !source.is_char_boundary(window_end) {
+                window_end -= 1;
+            }
             let found = source
-                .get(cursor..)
+                .get(cursor..window_end)
                 .and_then(|rest| rest.find(reference.text));
             let span = match found {
-                Some(at) if at <= text.len() * 2 + 256 => {
+                Some(at) => {
                     cursor += at + reference.text.len();
                     Some(spans.span_at(cursor - reference.text.len(), reference.text.len()))
                 }

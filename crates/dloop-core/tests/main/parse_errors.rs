@@ -190,3 +190,49 @@ states:
         ]
     );
 }
+
+/// Inputs up to the 1 MiB limit built to hit the slow paths (many keys, duplicates, references,
+/// states, long lists) are still answered quickly. The bound is loose because tests run
+/// unoptimized on shared machines; it catches quadratic work, which would take minutes.
+#[test]
+fn large_adversarial_files_are_answered_quickly() {
+    let states: String = (0..15_000)
+        .map(|i| {
+            format!(
+                "  s{i}: {{ shell: \"${{context.x{i}}}\", next: s{} }}\n",
+                i + 1
+            )
+        })
+        .collect();
+    let inputs = [
+        (0..45_000)
+            .map(|i| format!("k{i}: v\n"))
+            .collect::<String>(),
+        (0..45_000)
+            .map(|i| format!("k{}: v\n", i % 20_000))
+            .collect(),
+        (0..60_000).map(|i| format!("k{i}: v\n")).collect(),
+        format!("initial: [{}]\n", "1,".repeat(99_000)),
+        format!("initial: s0\nstates:\n{states}"),
+        format!(
+            "initial: s\nstates:\n  s:\n    next: s\n    prompt: \"{}\"\n",
+            "\\u0041${contxt.a} ".repeat(50_000)
+        ),
+    ];
+    for input in &inputs {
+        assert!(
+            input.len() <= dloop_core::parse::MAX_FILE_BYTES,
+            "{}",
+            input.len()
+        );
+        let start = Instant::now();
+        let found = problems(input);
+        let took = start.elapsed();
+        assert!(!found.is_empty());
+        assert!(
+            took < Duration::from_secs(10),
+            "took {took:?} for {:?}...",
+            &input[..40]
+        );
+    }
+}
