@@ -333,4 +333,17 @@ mod tests {
             ["1:2 unknown field `intial`"]
         );
     }
+
+    #[test]
+    fn wrong_types_and_missing_fields_in_plain_words() {
+        let src = "states:\n  a:\n    retries: { on: [error] }\n  b:\n    retries: 3\n  c:\n    retries: { max: -1 }\n";
+        assert_eq!(
+            errors(src),
+            [
+                "3:14 missing field `max`",
+                "5:14 expected a mapping of fields, found the number 3",
+                "7:21 expected a whole number from 0, found the number -1",
+            ]
+        );
+    }
 }

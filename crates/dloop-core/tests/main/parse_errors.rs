@@ -62,7 +62,7 @@ fn negative_limit() {
 #[test]
 fn wrong_type() {
     let (at, _) = only("initial: a\nscope: src/\nstates:\n  a: { terminal: success }\n");
-    assert_eq!(at, "2:8 expected a sequence, found the string `src/`");
+    assert_eq!(at, "2:8 expected a list, found the string `src/`");
 }
 
 #[test]
@@ -185,7 +185,7 @@ states:
             "2:1 unknown field `limts`",
             "5:5 unknown field `shel`",
             "6:14 duration `5 parsecs` has an unknown unit `parsecs`: use ms, s, m, h or d",
-            "10:21 expected u32, found the number -1",
+            "10:21 expected a whole number from 0, found the number -1",
             "12:15 unknown value `sucess`",
         ]
     );
