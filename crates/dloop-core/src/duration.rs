@@ -55,9 +55,7 @@ impl HumanDuration {
         let mut total: u128 = 0;
         let mut rest = trimmed;
         while !rest.is_empty() {
-            let digits_end = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
+            let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
             if digits_end == 0 {
                 return Err(DurationError::Malformed(trimmed.to_owned()));
             }
@@ -65,9 +63,7 @@ impl HumanDuration {
                 .parse()
                 .map_err(|_| DurationError::TooLarge(trimmed.to_owned()))?;
             rest = rest[digits_end..].trim_start();
-            let unit_end = rest
-                .find(|c: char| !c.is_ascii_alphabetic())
-                .unwrap_or(rest.len());
+            let unit_end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
             let unit = &rest[..unit_end];
             if unit.is_empty() {
                 return Err(if rest.is_empty() {
@@ -114,12 +110,7 @@ impl fmt::Display for HumanDuration {
     /// Writes the shortest exact form: `1h30m`, `250ms`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut ms = self.as_millis();
-        let units = [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-        ];
+        let units = [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)];
         let mut wrote = false;
         for (name, size) in units {
             if ms >= size {
@@ -204,11 +195,7 @@ mod tests {
             ("1m 30s", 90_000),
         ];
         for (text, ms) in table {
-            assert_eq!(
-                HumanDuration::parse(text).map(|d| d.as_millis()),
-                Ok(ms),
-                "{text}"
-            );
+            assert_eq!(HumanDuration::parse(text).map(|d| d.as_millis()), Ok(ms), "{text}");
         }
     }
 
@@ -218,23 +205,11 @@ mod tests {
             HumanDuration::parse("5 parsecs"),
             Err(DurationError::UnknownUnit { unit, .. }) if unit == "parsecs"
         ));
-        assert_eq!(
-            HumanDuration::parse("5"),
-            Err(DurationError::MissingUnit("5".into()))
-        );
+        assert_eq!(HumanDuration::parse("5"), Err(DurationError::MissingUnit("5".into())));
         assert_eq!(HumanDuration::parse(""), Err(DurationError::Empty));
-        assert_eq!(
-            HumanDuration::parse("0s"),
-            Err(DurationError::Zero("0s".into()))
-        );
-        assert!(matches!(
-            HumanDuration::parse("-5s"),
-            Err(DurationError::Malformed(_))
-        ));
-        assert!(matches!(
-            HumanDuration::parse("m5"),
-            Err(DurationError::Malformed(_))
-        ));
+        assert_eq!(HumanDuration::parse("0s"), Err(DurationError::Zero("0s".into())));
+        assert!(matches!(HumanDuration::parse("-5s"), Err(DurationError::Malformed(_))));
+        assert!(matches!(HumanDuration::parse("m5"), Err(DurationError::Malformed(_))));
         assert!(matches!(
             HumanDuration::parse("99999999999999999999999999999999d"),
             Err(DurationError::TooLarge(_))

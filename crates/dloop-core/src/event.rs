@@ -360,15 +360,8 @@ mod tests {
     fn type_name_matches_the_serde_tag() {
         let events = [
             Event::RunCancelled {},
-            Event::Transitioned {
-                from: "a".into(),
-                to: "b".into(),
-                verdict: "success".into(),
-            },
-            Event::RunPaused {
-                reason: PauseReason::MaxSteps,
-                message: None,
-            },
+            Event::Transitioned { from: "a".into(), to: "b".into(), verdict: "success".into() },
+            Event::RunPaused { reason: PauseReason::MaxSteps, message: None },
             Event::ActionFinished {
                 state: "a".into(),
                 step: 1,
@@ -404,12 +397,7 @@ mod tests {
             },
         };
         let line = serde_json::to_string(&record).expect("serializable");
-        assert!(
-            line.starts_with(
-                r#"{"seq":7,"ts":"2026-11-20T10:27:10.123Z","type":"action_finished""#
-            ),
-            "{line}"
-        );
+        assert!(line.starts_with(r#"{"seq":7,"ts":"2026-11-20T10:27:10.123Z","type":"action_finished""#), "{line}");
         let back: Record = serde_json::from_str(&line).expect("parses");
         assert_eq!(back, record);
     }

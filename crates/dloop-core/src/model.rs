@@ -157,14 +157,10 @@ impl<'de> Deserialize<'de> for PositiveInt {
                 }
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<PositiveInt, E> {
-                Err(E::custom(format!(
-                    "must be a whole number greater than zero, got {v}"
-                )))
+                Err(E::custom(format!("must be a whole number greater than zero, got {v}")))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PositiveInt, E> {
-                Err(E::custom(format!(
-                    "must be a whole number greater than zero, got \"{v}\""
-                )))
+                Err(E::custom(format!("must be a whole number greater than zero, got \"{v}\"")))
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -320,10 +316,7 @@ impl StateDef {
     pub fn edges(&self) -> Vec<(String, &str)> {
         let mut edges: Vec<(String, &str)> = Vec::new();
         if let Some(on) = &self.on {
-            edges.extend(
-                on.iter()
-                    .map(|(verdict, target)| (verdict.clone(), target.as_str())),
-            );
+            edges.extend(on.iter().map(|(verdict, target)| (verdict.clone(), target.as_str())));
         }
         if let Some(next) = &self.next {
             edges.push(("next".to_owned(), next.as_str()));
@@ -568,11 +561,7 @@ impl<'de> Deserialize<'de> for LineSelector {
                         .ok()
                         .filter(|n| *n > 0)
                         .map(LineSelector::Nth)
-                        .ok_or_else(|| {
-                            E::custom(format!(
-                                "line must be `last`, `first` or a number from 1, got `{other}`"
-                            ))
-                        }),
+                        .ok_or_else(|| E::custom(format!("line must be `last`, `first` or a number from 1, got `{other}`"))),
                 }
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LineSelector, E> {
@@ -647,10 +636,7 @@ impl Evaluate {
 
 /// `context` as plain strings, in file order.
 pub fn context_strings(context: &IndexMap<String, ContextValue>) -> BTreeMap<String, String> {
-    context
-        .iter()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect()
+    context.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()
 }
 
 impl LoopDef {
@@ -705,15 +691,7 @@ fn deserialize_evaluate<'de, D: Deserializer<'de>>(
                 other => {
                     return Err(E::unknown_variant(
                         other,
-                        &[
-                            "exit_code",
-                            "contains",
-                            "numeric",
-                            "json",
-                            "convergence",
-                            "llm",
-                            "classify",
-                        ],
+                        &["exit_code", "contains", "numeric", "json", "convergence", "llm", "classify"],
                     ));
                 }
             };

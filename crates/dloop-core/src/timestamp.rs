@@ -143,14 +143,8 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            Timestamp(1_795_170_430_123).to_string(),
-            "2026-11-20T10:27:10.123Z"
-        );
-        assert_eq!(
-            Timestamp(951_782_400_000).to_string(),
-            "2000-02-29T00:00:00.000Z"
-        );
+        assert_eq!(Timestamp(1_795_170_430_123).to_string(), "2026-11-20T10:27:10.123Z");
+        assert_eq!(Timestamp(951_782_400_000).to_string(), "2000-02-29T00:00:00.000Z");
         assert_eq!(Timestamp(1_795_170_430_123).compact(), "20261120T102710");
     }
 
