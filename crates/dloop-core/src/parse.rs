@@ -321,4 +321,29 @@ mod tests {
         assert_eq!(parsed.def.context["n"].0, "5");
         assert_eq!(parsed.def.context["b"].0, "true");
     }
+
+    #[test]
+    fn byte_order_mark_and_crlf() {
+        assert_eq!(
+            errors("\u{feff}initial: a\r\nstates:\r\n  a:\r\n    shel: x\r\n"),
+            ["4:5 unknown field `shel`"]
+        );
+        assert_eq!(
+            errors("\u{feff}intial: a\r\n"),
+            ["1:2 unknown field `intial`"]
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_missing_fields_in_plain_words() {
+        let src = "states:\n  a:\n    retries: { on: [error] }\n  b:\n    retries: 3\n  c:\n    retries: { max: -1 }\n";
+        assert_eq!(
+            errors(src),
+            [
+                "3:14 missing field `max`",
+                "5:14 expected a mapping of fields, found the number 3",
+                "7:21 expected a whole number from 0, found the number -1",
+            ]
+        );
+    }
 }

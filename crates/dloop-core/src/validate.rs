@@ -7,11 +7,14 @@
 //! (`sucess`), and the suggestion makes it a one-character fix.
 
 mod refs;
+mod subloops;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+pub use subloops::check_subloop_cycles;
+
+use std::collections::{HashSet, VecDeque};
 
 use crate::diagnostic::{Diagnostic, Span, suggest};
-use crate::model::{Evaluate, StateDef};
+use crate::model::{Evaluate, LlmEval, StateDef};
 use crate::parse::{ParsedLoop, parse_loop};
 
 /// Parses and validates a loop file: the parsed loop when it could be read, and every problem.
@@ -423,10 +426,12 @@ impl<'a> Validator<'a> {
                 if let Some(source) = evaluate.source() {
                     texts.push((vec!["states", name, "evaluate", "source"], source));
                 }
-                if let Evaluate::Llm(llm) = evaluate {
-                    if let Some(prompt) = &llm.prompt {
-                        texts.push((vec!["states", name, "evaluate", "prompt"], prompt));
-                    }
+                if let Evaluate::Llm(LlmEval {
+                    prompt: Some(prompt),
+                    ..
+                }) = evaluate
+                {
+                    texts.push((vec!["states", name, "evaluate", "prompt"], prompt));
                 }
             }
             for (key, value) in &state.with {
@@ -451,11 +456,18 @@ impl<'a> Validator<'a> {
             };
             // The reference as written is usually in the source after the previous one; a
             // quoted string with escapes may differ, and then the whole value is the span.
+            // The search window is bounded so that many references cannot make this quadratic.
+            let mut window_end = cursor
+                .saturating_add(text.len() * 2 + 256)
+                .min(source.len());
+            while !source.is_char_boundary(window_end) {
+                window_end -= 1;
+            }
             let found = source
-                .get(cursor..)
+                .get(cursor..window_end)
                 .and_then(|rest| rest.find(reference.text));
             let span = match found {
-                Some(at) if at <= text.len() * 2 + 256 => {
+                Some(at) => {
                     cursor += at + reference.text.len();
                     Some(spans.span_at(cursor - reference.text.len(), reference.text.len()))
                 }
@@ -488,74 +500,4 @@ fn join(items: &[&str], word: &str) -> String {
         Some((last, [])) => last.clone(),
         Some((last, rest)) => format!("{} {word} {last}", rest.join(", ")),
     }
-}
-
-/// Sub-loop problems across loop files, each with the name of the loop whose file has it:
-/// a `loop:` naming a loop that does not exist (with a suggestion), and a loop whose `loop:`
-/// states reach itself, directly or through other loops (reported at each such state).
-pub fn check_subloop_cycles(loops: &[(String, &ParsedLoop)]) -> Vec<(String, Diagnostic)> {
-    let graph: BTreeMap<&str, &ParsedLoop> = loops
-        .iter()
-        .map(|(name, parsed)| (name.as_str(), *parsed))
-        .collect();
-    let calls = |parsed: &'_ ParsedLoop| -> Vec<(String, String)> {
-        parsed
-            .def
-            .states
-            .iter()
-            .filter_map(|(state, def)| def.sub_loop.clone().map(|target| (state.clone(), target)))
-            .collect()
-    };
-    let mut found = Vec::new();
-    for (name, parsed) in loops {
-        for (state, target) in calls(parsed) {
-            let span = parsed.spans.value(&["states", &state, "loop"]);
-            if !graph.contains_key(target.as_str()) {
-                let diag = Diagnostic::new(
-                    span,
-                    format!("state `{state}` runs loop `{target}`, which does not exist"),
-                )
-                .with_suggestion(suggest(&target, graph.keys().copied()));
-                found.push((name.clone(), diag));
-                continue;
-            }
-            // Breadth-first from the called loop back to this one, keeping parents for the path.
-            let mut parent: BTreeMap<String, String> = BTreeMap::new();
-            let mut queue = VecDeque::from([target.clone()]);
-            let mut seen: HashSet<String> = HashSet::from([target.clone()]);
-            let mut closing = (target == *name).then(|| target.clone());
-            while let Some(current) = queue.pop_front().filter(|_| closing.is_none()) {
-                let Some(callee) = graph.get(current.as_str()) else {
-                    continue;
-                };
-                for (_, next) in calls(callee) {
-                    if next == *name {
-                        closing = Some(current.clone());
-                        break;
-                    }
-                    if seen.insert(next.clone()) {
-                        parent.insert(next.clone(), current.clone());
-                        queue.push_back(next);
-                    }
-                }
-            }
-            let Some(closing) = closing else { continue };
-            // The path target -> ... -> closing, read back through the parents.
-            let mut back = vec![closing];
-            while let Some(p) = back.last().and_then(|last| parent.get(last)) {
-                back.push(p.clone());
-            }
-            back.reverse();
-            let mut chain = vec![name.clone()];
-            if target != *name {
-                chain.extend(back);
-            }
-            chain.push(name.clone());
-            let path: Vec<String> = chain.iter().map(|c| format!("`{c}`")).collect();
-            let diag = Diagnostic::new(span, format!("sub-loop cycle: {}", path.join(" -> ")))
-                .with_help("a loop cannot run itself, directly or through other loops");
-            found.push((name.clone(), diag));
-        }
-    }
-    found
 }

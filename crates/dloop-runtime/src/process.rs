@@ -429,9 +429,12 @@ pub fn end_leftover_action(run_dir: &std::path::Path) -> bool {
     if let Some(pgid) = pgid.filter(|p| *p > 1)
         && crate::signals::group_exists(pgid)
     {
+        // An empty environment is what a process shows while it is in execve (bash replacing
+        // itself with the command): that is still ours, so only a non-empty environment without
+        // our key marks a stranger.
         let leader_is_other = std::fs::read(format!("/proc/{pgid}/environ")).is_ok_and(|env| {
             let wanted = format!("DLOOP_IDEMPOTENCY_KEY={key}");
-            !env.split(|b| *b == 0).any(|var| var == wanted.as_bytes())
+            !env.is_empty() && !env.split(|b| *b == 0).any(|var| var == wanted.as_bytes())
         });
         if !leader_is_other {
             crate::signals::signal_group(pgid, libc::SIGKILL);

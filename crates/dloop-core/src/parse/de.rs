@@ -116,6 +116,20 @@ fn describe(unexpected: &Unexpected<'_>) -> String {
     }
 }
 
+/// serde's words for what was expected, in a loop file's terms (no Rust type names).
+fn plain_expected(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number from 0".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "a boolean" => "`true` or `false`".to_owned(),
+        "a sequence" => "a list".to_owned(),
+        "a map" => "a mapping".to_owned(),
+        other if other.starts_with("struct ") => "a mapping of fields".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         Self {
@@ -125,17 +139,15 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexpected: Unexpected<'_>, expected: &dyn de::Expected) -> Self {
-        Self::custom(format_args!(
-            "expected {expected}, found {}",
-            describe(&unexpected)
-        ))
+        let expected = plain_expected(&expected.to_string());
+        let found = describe(&unexpected);
+        Self::custom(format_args!("expected {expected}, found {found}"))
     }
 
     fn invalid_value(unexpected: Unexpected<'_>, expected: &dyn de::Expected) -> Self {
-        Self::custom(format_args!(
-            "expected {expected}, found {}",
-            describe(&unexpected)
-        ))
+        let expected = plain_expected(&expected.to_string());
+        let found = describe(&unexpected);
+        Self::custom(format_args!("expected {expected}, found {found}"))
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {

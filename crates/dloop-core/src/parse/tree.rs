@@ -2,7 +2,7 @@
 //! resolved by the YAML 1.2 core schema, duplicate keys refused and aliases expanded under a
 //! node budget.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
@@ -166,7 +166,15 @@ fn is_core_float(text: &str) -> bool {
 /// dropped.
 pub(crate) fn build(source: &str) -> Result<(Option<Node>, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut builder = Builder::new(source);
-    let mut parser = Parser::new_from_str(source);
+    // yaml_rust2 reads a byte order mark as text; skip it, and count it in the offsets.
+    let text = match source.strip_prefix('\u{feff}') {
+        Some(rest) => {
+            builder.skipped_chars = 1;
+            rest
+        }
+        None => source,
+    };
+    let mut parser = Parser::new_from_str(text);
     let mut documents = 0;
     loop {
         let (event, mark) = parser
@@ -216,7 +224,8 @@ enum FrameKind {
         entries: Vec<(Node, Node)>,
         /// A key waiting for its value; `false` when it repeats an earlier key.
         pending: Option<(Node, bool)>,
-        seen: HashSet<String>,
+        /// The line of each scalar key so far.
+        seen: HashMap<String, u32>,
     },
 }
 
@@ -234,7 +243,7 @@ impl Frame {
         let kind = FrameKind::Map {
             entries: Vec::new(),
             pending: None,
-            seen: HashSet::new(),
+            seen: HashMap::new(),
         };
         Self {
             anchor,
@@ -250,9 +259,13 @@ struct Builder<'s> {
     lines: LineIndex,
     /// Byte offset of each char, when the source is not ASCII (markers count chars).
     char_offsets: Option<Vec<usize>>,
+    /// Chars at the start of the source the parser did not see (a byte order mark).
+    skipped_chars: usize,
     stack: Vec<Frame>,
     anchors: HashMap<usize, (Node, usize)>,
     nodes: usize,
+    /// Whether an alias was expanded (changes the budget's message).
+    aliases_used: bool,
     root: Option<Node>,
     diagnostics: Vec<Diagnostic>,
 }
@@ -265,21 +278,21 @@ impl<'s> Builder<'s> {
             source,
             lines: LineIndex::new(source),
             char_offsets,
+            skipped_chars: 0,
             stack: Vec::new(),
             anchors: HashMap::new(),
             nodes: 0,
+            aliases_used: false,
             root: None,
             diagnostics: Vec::new(),
         }
     }
 
     fn offset(&self, mark: Marker) -> usize {
+        let index = mark.index() + self.skipped_chars;
         match &self.char_offsets {
-            None => mark.index(),
-            Some(offsets) => offsets
-                .get(mark.index())
-                .copied()
-                .unwrap_or(self.source.len()),
+            None => index,
+            Some(offsets) => offsets.get(index).copied().unwrap_or(self.source.len()),
         }
     }
 
@@ -299,7 +312,11 @@ impl<'s> Builder<'s> {
         if self.nodes > MAX_NODES {
             return Err(Diagnostic::new(
                 Some(self.span(mark, 1)),
-                format!("too many nodes after expanding aliases (more than {MAX_NODES})"),
+                if self.aliases_used {
+                    format!("too many nodes after expanding aliases (more than {MAX_NODES})")
+                } else {
+                    format!("too many values: more than {MAX_NODES} YAML nodes")
+                },
             )
             .with_help("a loop file does not need this many values; check aliases (`*name`)"));
         }
@@ -314,6 +331,7 @@ impl<'s> Builder<'s> {
             ));
         };
         let size = *size;
+        self.aliases_used = true;
         self.count(size, mark)?;
         let node = self.anchors[&id].0.clone();
         self.push(node, size);
@@ -367,7 +385,13 @@ impl<'s> Builder<'s> {
                 "invalid YAML: unbalanced end",
             ));
         };
-        let start = self.offset(frame.start);
+        // A block collection's start event comes after its first entry's key (a mapping) has
+        // been read, so the collection starts where its first entry does.
+        let first = match &frame.kind {
+            FrameKind::Seq(items) => items.first().map(|n| n.span.offset),
+            FrameKind::Map { entries, .. } => entries.first().map(|(k, _)| k.span.offset),
+        };
+        let start = self.offset(frame.start).min(first.unwrap_or(usize::MAX));
         let len = self.offset(end).saturating_sub(start).max(1);
         let span = self.lines.span(self.source, start, len);
         let kind = match frame.kind {
@@ -399,35 +423,23 @@ impl<'s> Builder<'s> {
                 Some((key, true)) => entries.push((key, node)),
                 Some((_, false)) => {}
                 None => {
-                    let fresh = match &node.kind {
-                        NodeKind::Scalar(text, _) => seen.insert(text.clone()),
-                        _ => true,
+                    let first = match &node.kind {
+                        NodeKind::Scalar(text, _) => seen.insert(text.clone(), node.span.line),
+                        _ => None,
                     };
-                    if !fresh {
-                        let first = entries
-                            .iter()
-                            .find(|(k, _)| matches!(&k.kind, NodeKind::Scalar(t, _) if Some(t.as_str()) == node_text(&node)))
-                            .map(|(k, _)| k.span.line);
-                        let text = node_text(&node).unwrap_or_default();
-                        let mut diag =
-                            Diagnostic::new(Some(node.span), format!("duplicate key `{text}`"));
-                        if let Some(line) = first {
-                            diag =
-                                diag.with_help(format!("`{text}` is already set on line {line}"));
-                        }
-                        self.diagnostics.push(diag);
+                    let fresh = first.is_none();
+                    if let (Some(line), NodeKind::Scalar(text, _)) = (first, &node.kind) {
+                        // Keep the first line, so a third copy still points at the first.
+                        seen.insert(text.clone(), line);
+                        self.diagnostics.push(
+                            Diagnostic::new(Some(node.span), format!("duplicate key `{text}`"))
+                                .with_help(format!("`{text}` is already set on line {line}")),
+                        );
                     }
                     *pending = Some((node, fresh));
                 }
             },
         }
-    }
-}
-
-fn node_text(node: &Node) -> Option<&str> {
-    match &node.kind {
-        NodeKind::Scalar(text, _) => Some(text),
-        _ => None,
     }
 }
 
