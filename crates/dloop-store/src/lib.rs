@@ -51,7 +51,8 @@
 //! let event = Event::LogRepaired { dropped_bytes: 0, reason: "example".into() };
 //! let records = run.append(&[event.clone(), event], Timestamp::from_millis(1))?;
 //! assert_eq!(records[1].seq, 2);
-//! run.save_snapshot(&RunState { last_seq: 2 })?;
+//! let folded = RunState::from_records(&records);
+//! run.save_snapshot(&folded)?;
 //! drop(run); // releases the run lock
 //!
 //! let mut run = store.open_run(&meta.id)?;
