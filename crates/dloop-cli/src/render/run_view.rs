@@ -319,7 +319,7 @@ pub(crate) fn inspect(info: &RunInfo, now: Timestamp, color: bool) -> String {
             })
             .collect();
         for line in table(
-            &["STATE", "VISITS", "FAILURES", "TIME"],
+            &["STATE", "VISITS", "FAILURES", "ACTION TIME"],
             &rows,
             color,
             usize::MAX,
