@@ -24,8 +24,8 @@ fn json_agrees_with_the_log() {
         .map(|r| r["step"].as_u64().expect("step"))
         .max()
         .expect("a state was entered");
-    let last_move = of_type("transitioned").last().expect("a transition");
-    let paused = of_type("run_paused").last().expect("paused");
+    let last_move = of_type("transitioned").next_back().expect("a transition");
+    let paused = of_type("run_paused").next_back().expect("paused");
 
     assert_eq!(run["id"], id.as_str());
     assert_eq!(run["loop"], "twostep");
