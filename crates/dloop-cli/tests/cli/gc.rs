@@ -45,7 +45,11 @@ fn deletes_only_old_finished_runs() {
         "{}",
         out.stderr
     );
-    assert_eq!(p.run_ids(), std::slice::from_ref(&paused), "the paused run stays");
+    assert_eq!(
+        p.run_ids(),
+        std::slice::from_ref(&paused),
+        "the paused run stays"
+    );
     let status = p.dloop(&["status", "--json"]);
     assert_eq!(status.json()[0]["id"], paused.as_str());
 }
