@@ -34,6 +34,16 @@ pub(crate) enum Command {
     Stop(commands::stop::StopArgs),
     /// End a paused or crashed run for good
     Cancel(commands::cancel::CancelArgs),
+    /// Show live and resumable runs (--all: finished ones too)
+    Status(commands::status::StatusArgs),
+    /// Show finished runs, newest first: outcome, steps, duration
+    History(commands::history::HistoryArgs),
+    /// Print a run's event timeline, readable or raw
+    Logs(commands::logs::LogsArgs),
+    /// Show a run: status, state, step, context, captures, counters, last error
+    Inspect(commands::inspect::InspectArgs),
+    /// Delete old finished runs
+    Gc(commands::gc::GcArgs),
     /// Print the JSON Schema of loop files (for editors)
     Schema(commands::schema::SchemaArgs),
     /// Print a shell completion script
@@ -52,6 +62,11 @@ impl Command {
             Command::Resume(args) => commands::resume::cmd_resume(ctx, args),
             Command::Stop(args) => commands::stop::cmd_stop(ctx, args),
             Command::Cancel(args) => commands::cancel::cmd_cancel(ctx, args),
+            Command::Status(args) => commands::status::cmd_status(ctx, args),
+            Command::History(args) => commands::history::cmd_history(ctx, args),
+            Command::Logs(args) => commands::logs::cmd_logs(ctx, args),
+            Command::Inspect(args) => commands::inspect::cmd_inspect(ctx, args),
+            Command::Gc(args) => commands::gc::cmd_gc(ctx, args),
             Command::Schema(args) => commands::schema::cmd_schema(ctx, args),
             Command::Completions(args) => commands::completions::cmd_completions(ctx, args),
         }

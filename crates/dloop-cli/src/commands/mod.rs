@@ -3,13 +3,18 @@
 
 pub(crate) mod cancel;
 pub(crate) mod completions;
+pub(crate) mod gc;
+pub(crate) mod history;
 pub(crate) mod init;
+pub(crate) mod inspect;
 pub(crate) mod list;
+pub(crate) mod logs;
 pub(crate) mod resume;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod session;
 pub(crate) mod show;
+pub(crate) mod status;
 pub(crate) mod stop;
 pub(crate) mod validate;
 

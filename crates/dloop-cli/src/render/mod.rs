@@ -8,6 +8,8 @@ pub(crate) mod human;
 pub(crate) mod json;
 pub(crate) mod progress;
 pub(crate) mod run_json;
+pub(crate) mod run_view;
+pub(crate) mod timeline;
 
 use std::io::{IsTerminal, Write};
 

@@ -95,6 +95,11 @@ impl RunJson {
                 info.meta
                     .as_ref()
                     .map(|m| m.loop_name.clone())
+                    .or_else(|| {
+                        dloop_core::run_id::RunId::parse(&info.id)
+                            .ok()
+                            .map(|id| id.loop_name().to_owned())
+                    })
                     .unwrap_or_default()
             } else {
                 state.loop_name.clone()
@@ -144,6 +149,29 @@ impl RunJson {
             sessions: state.sessions,
             live: info.live,
             message: state.message.clone(),
+        }
+    }
+}
+
+/// One row of `history --json`: the [`RunJson`] keys first, then how the run ended.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct HistoryRowJson {
+    /// The run, as `inspect --json` shows it.
+    #[serde(flatten)]
+    pub(crate) run: RunJson,
+    /// How it ended: `completed`, `failed`, `cancelled` or `timed_out` (the same as `status`).
+    pub(crate) outcome: &'static str,
+    /// When it ended: the time of its last record (RFC 3339, UTC).
+    pub(crate) finished_at: String,
+}
+
+impl HistoryRowJson {
+    /// The wire form of a finished run.
+    pub(crate) fn from_info(info: &RunInfo) -> HistoryRowJson {
+        HistoryRowJson {
+            run: RunJson::from_info(info),
+            outcome: info.status(),
+            finished_at: info.state.last_ts.to_string(),
         }
     }
 }

@@ -131,3 +131,142 @@ pub fn example_files() -> Vec<PathBuf> {
     assert!(!files.is_empty(), "no examples");
     files
 }
+
+impl TestProject {
+    /// Runs `dloop ARGS` in the project root with extra environment variables.
+    pub fn dloop_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = self
+            .command(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run dloop");
+        Output {
+            stdout: self.redact(&String::from_utf8_lossy(&out.stdout)),
+            stderr: self.redact(&String::from_utf8_lossy(&out.stderr)),
+            code: out.status.code().unwrap_or(-1),
+        }
+    }
+
+    /// `dloop ARGS` in the project root, pinned like [`TestProject::dloop`], not started: for
+    /// runs in the background.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dloop"));
+        cmd.args(args)
+            .current_dir(self.root())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.root().join("home"))
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "100");
+        cmd
+    }
+
+    /// The ids of the project's runs (folder names), sorted.
+    pub fn run_ids(&self) -> Vec<String> {
+        let dir = self.root().join(".loops/.dloop/runs");
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = entries
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// Replaces what changes from run to run with placeholders of the same width (so columns stay
+/// aligned): the time and suffix in run ids, clock times, dates, and durations (a duration and
+/// the spaces after it become `[DUR]` padded to the same length).
+pub fn redact_runs(text: &str) -> String {
+    let id = regex::Regex::new(r"-\d{8}T\d{6}-[0-9a-f]{4}\b").expect("regex");
+    let text = id.replace_all(text, "-YYYYMMDDTHHMMSS-XXXX");
+    let date_time = regex::Regex::new(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}").expect("regex");
+    let text = date_time.replace_all(&text, "YYYY-MM-DD HH:MM:SS");
+    let clock = regex::Regex::new(r"\b\d{2}:\d{2}:\d{2}\.\d{3}\b").expect("regex");
+    let text = clock.replace_all(&text, "HH:MM:SS.mmm");
+    let duration = regex::Regex::new(r"\b(\d+ms|\d+\.\ds|\d+m\d{2}s|\d+h\d{2}m|\d+d\d{2}h)( *)")
+        .expect("regex");
+    duration
+        .replace_all(&text, |caps: &regex::Captures<'_>| {
+            // Keep a separating space when the placeholder is wider than the duration.
+            let width = caps[0].len().max(5 + usize::from(!caps[2].is_empty()));
+            format!("{:<width$}", "[DUR]")
+        })
+        .into_owned()
+}
+
+/// Loops the run tests share: `quick` completes in one step, `twostep` takes two (so
+/// `--max-steps 1` pauses it), `broken` fails, `slow` sleeps about a second.
+pub fn project_with_loops() -> TestProject {
+    let p = TestProject::new();
+    p.write_loop(
+        "quick",
+        "initial: a\nstates:\n  a:\n    shell: echo quick\n    next: done\n  done:\n    terminal: success\n",
+    );
+    p.write_loop(
+        "twostep",
+        "initial: a\nstates:\n  a:\n    shell: echo one\n    capture: first\n    next: b\n  b:\n    shell: echo two\n    next: done\n  done:\n    terminal: success\n",
+    );
+    p.write_loop(
+        "broken",
+        "initial: a\nstates:\n  a:\n    shell: echo broken; exit 1\n    on: { success: done, failure: bad }\n  done:\n    terminal: success\n  bad:\n    terminal: failure\n",
+    );
+    p.write_loop(
+        "slow",
+        "initial: a\nstates:\n  a:\n    shell: sleep 1; echo slept\n    next: done\n  done:\n    terminal: success\n",
+    );
+    p
+}
+
+/// Runs `dloop run ARGS` and asserts its exit code; returns the new run's id.
+pub fn run_loop(p: &TestProject, args: &[&str], code: i32) -> String {
+    let before = p.run_ids();
+    let mut full = vec!["run"];
+    full.extend_from_slice(args);
+    let out = p.dloop(&full);
+    assert_eq!(out.code, code, "{}", out.render());
+    new_run(p, &before)
+}
+
+/// The one run id in the project that is not in `before`.
+pub fn new_run(p: &TestProject, before: &[String]) -> String {
+    let mut new: Vec<String> = p
+        .run_ids()
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert_eq!(new.len(), 1, "expected one new run, got {new:?}");
+    new.remove(0)
+}
+
+/// The keys of the first object of a pretty-printed JSON array, in order.
+pub fn first_object_keys(stdout: &str) -> Vec<String> {
+    let key = regex::Regex::new(r#"^    "([a-z_]+)":"#).expect("regex");
+    stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| *l != "  }," && *l != "  }")
+        .filter_map(|l| key.captures(l).map(|c| c[1].to_owned()))
+        .collect()
+}
+
+/// The first keys every run row has (`inspect --json`'s shape), in order.
+pub const RUN_KEYS: &[&str] = &[
+    "id",
+    "loop",
+    "status",
+    "reason",
+    "state",
+    "step",
+    "started_at",
+    "elapsed_ms",
+    "context",
+    "captures",
+    "states",
+    "last_error",
+    "max_steps",
+    "sessions",
+    "live",
+    "message",
+];

@@ -4,12 +4,17 @@ mod common;
 
 mod completions;
 mod fake_agents;
+mod gc;
 mod help;
+mod history;
 mod init;
+mod inspect;
 mod list;
+mod logs;
 mod names;
 mod schema;
 mod show;
+mod status;
 mod validate;
 
 /// Every `.rs` file in this folder is a module above, so no test file is silently skipped.

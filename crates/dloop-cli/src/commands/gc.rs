@@ -1,0 +1,101 @@
+//! `dloop gc`: delete finished runs (completed, failed, cancelled) whose last record is older
+//! than a duration. Never a live, paused, crashed or timed-out run: those can still be resumed.
+//!
+//! Each run is deleted under its lock (`Store::open_run`), so a process that holds it (a
+//! resume, a cancel) is never cut off mid-write; such a run is skipped with a warning.
+
+use clap::Args;
+use dloop_core::HumanDuration;
+use dloop_core::RunState;
+use dloop_store::{RunHandle as _, Store};
+
+use crate::commands::status::now;
+use crate::commands::{CmdResult, Ctx};
+use crate::error::CliError;
+use crate::exit::Exit;
+use crate::project::Project;
+use crate::runs::{load_all, store_error, store_for};
+
+/// Delete finished runs (completed, failed, cancelled) older than a duration
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// Delete runs whose last record is older than this (e.g. 12h, 30d)
+    #[arg(long, value_name = "DUR", default_value = "7d")]
+    pub(crate) older_than: HumanDuration,
+    /// List the runs that would be deleted, and delete nothing
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+/// Deletes old finished runs; prints the ids deleted (or that would be) on stdout.
+pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
+    let project = Project::require(&ctx.cwd)?;
+    let store = store_for(&project);
+    let all = load_all(&store)?;
+    let cutoff = now()
+        .as_millis()
+        .saturating_sub(args.older_than.as_millis());
+    let mut old: Vec<String> = all
+        .runs
+        .into_iter()
+        .filter(|info| info.state.status.is_finished() && info.state.last_ts.as_millis() < cutoff)
+        .map(|info| info.id)
+        .collect();
+    old.sort();
+    if args.dry_run {
+        ctx.ui.print(&lines(&old))?;
+        ctx.ui.status(&format!(
+            "would delete {} finished {} older than {}\n",
+            old.len(),
+            if old.len() == 1 { "run" } else { "runs" },
+            args.older_than
+        ));
+        return Ok(Exit::Ok);
+    }
+    let mut deleted = Vec::new();
+    for id in old {
+        match delete_run(&store, &id) {
+            Ok(true) => {
+                ctx.ui.print(&format!("{id}\n"))?;
+                deleted.push(id);
+            }
+            Ok(false) => ctx.ui.status(&format!(
+                "warning: skipped run {id}: it is no longer finished\n"
+            )),
+            Err(err) => ctx
+                .ui
+                .status(&format!("warning: skipped run {id}: {}", err.report())),
+        }
+    }
+    ctx.ui.status(&format!(
+        "deleted {} finished {} older than {}\n",
+        deleted.len(),
+        if deleted.len() == 1 { "run" } else { "runs" },
+        args.older_than
+    ));
+    Ok(Exit::Ok)
+}
+
+/// Deletes run `id` if, under its lock, it is still finished. Returns whether it was deleted.
+/// Errors: the run is live (`AlreadyLive`) or a file cannot be removed.
+fn delete_run(store: &dloop_store::FileStore, id: &str) -> Result<bool, CliError> {
+    let mut run = store.open_run(id).map_err(|e| store_error(e, id))?;
+    // Invariant: while `run` holds the lock nobody appends, so this check stays true until the
+    // folder is gone.
+    let (state, _) = run
+        .load_state::<RunState>()
+        .map_err(|e| store_error(e, id))?;
+    if !state.status.is_finished() {
+        return Ok(false);
+    }
+    let dir = run.dir().to_owned();
+    std::fs::remove_dir_all(&dir)
+        .map_err(|e| CliError::io(format!("deleting {}", dir.display()), e))?;
+    drop(run);
+    let _ = dloop_store::snapshot::sync_dir(&store.layout().runs_dir());
+    Ok(true)
+}
+
+fn lines(ids: &[String]) -> String {
+    ids.iter().map(|id| format!("{id}\n")).collect()
+}

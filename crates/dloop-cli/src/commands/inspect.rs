@@ -1,0 +1,38 @@
+//! `dloop inspect`: one run in detail: status, state, step, context, captures, per-state
+//! counters, last error, and what to do next.
+
+use clap::Args;
+
+use crate::commands::status::now;
+use crate::commands::{CmdResult, Ctx};
+use crate::exit::Exit;
+use crate::project::Project;
+use crate::render::run_json::RunJson;
+use crate::render::{json, run_view};
+use crate::runs::{load_info, resolve_newest, store_for};
+
+/// Show one run: status, state, step, context, captures, per-state counts, last error
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// The run: an id, a unique id prefix, or a loop name (its newest run)
+    #[arg(value_name = "RUN")]
+    pub(crate) run: String,
+    /// Print the run as one JSON object (see the README)
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Shows a run.
+pub(crate) fn cmd_inspect(ctx: &Ctx, args: InspectArgs) -> CmdResult {
+    let project = Project::require(&ctx.cwd)?;
+    let store = store_for(&project);
+    let id = resolve_newest(&store, &args.run)?;
+    let info = load_info(&store, &id)?;
+    if args.json {
+        ctx.ui.print(&json::to_pretty(&RunJson::from_info(&info)))?;
+    } else {
+        ctx.ui
+            .print(&run_view::inspect(&info, now(), ctx.ui.color))?;
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,111 @@
+//! `dloop logs`: a run's event timeline, one readable line per record, or the records as JSON
+//! Lines. Streams the log in constant memory; `--follow` keeps reading while the run is live.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::Args;
+use clap::builder::PossibleValuesParser;
+use dloop_core::Record;
+use dloop_store::log::{ReadFrom, read_from};
+use dloop_store::{FileStore, Store};
+
+use crate::commands::{CmdResult, Ctx};
+use crate::error::CliError;
+use crate::exit::Exit;
+use crate::project::Project;
+use crate::render::timeline::{self, EVENT_TYPES};
+use crate::runs::{resolve_newest, store_error, store_for};
+
+/// The log inside a run folder.
+const EVENTS_FILE: &str = "events.jsonl";
+
+/// How often `--follow` looks for new records.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Print a run's event timeline (readable, or raw JSON Lines)
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// The run: an id, a unique id prefix, or a loop name (its newest run)
+    #[arg(value_name = "RUN")]
+    pub(crate) run: String,
+    /// Keep printing new records until the run is no longer live
+    #[arg(short = 'f', long)]
+    pub(crate) follow: bool,
+    /// Only records of this type (repeatable)
+    #[arg(long = "type", value_name = "T", value_parser = PossibleValuesParser::new(EVENT_TYPES))]
+    pub(crate) types: Vec<String>,
+    /// Print each record as one JSON object per line (as stored, without `crc` and `_more`)
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Prints the timeline.
+pub(crate) fn cmd_logs(ctx: &Ctx, args: LogsArgs) -> CmdResult {
+    let project = Project::require(&ctx.cwd)?;
+    let store = store_for(&project);
+    let id = resolve_newest(&store, &args.run)?;
+    let mut printer = Printer {
+        out: std::io::stdout().lock(),
+        args: &args,
+        color: ctx.ui.color,
+    };
+    if !args.follow {
+        for record in store
+            .records_from(&id, 1)
+            .map_err(|e| store_error(e, &id))?
+        {
+            printer.print(&record.map_err(|e| store_error(e, &id))?)?;
+        }
+        printer.out.flush()?;
+        return Ok(Exit::Ok);
+    }
+    follow(&store, &id, &mut printer)?;
+    Ok(Exit::Ok)
+}
+
+/// Prints records until the run is not live and the log has nothing more. Liveness is read
+/// before each pass over the log, so every record written before the lock was released is
+/// printed by the pass that sees it released.
+fn follow(store: &FileStore, id: &str, printer: &mut Printer<'_, '_>) -> Result<(), CliError> {
+    let dir = store.run_dir(id).map_err(|e| store_error(e, id))?;
+    // The log's file name is part of the documented layout (DESIGN.md section 5).
+    let events = dir.join(EVENTS_FILE);
+    let mut offset = 0;
+    loop {
+        let was_live = store.is_live(id).map_err(|e| store_error(e, id))?;
+        let mut reader =
+            read_from(&events, ReadFrom::Offset(offset)).map_err(|e| store_error(e, id))?;
+        for record in reader.by_ref() {
+            printer.print(&record.map_err(|e| store_error(e, id))?)?;
+        }
+        offset = reader.offset();
+        printer.out.flush()?;
+        if !was_live {
+            return Ok(());
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Writes records in the chosen form, keeping those `--type` asks for.
+struct Printer<'a, 'o> {
+    out: std::io::StdoutLock<'o>,
+    args: &'a LogsArgs,
+    color: bool,
+}
+
+impl Printer<'_, '_> {
+    fn print(&mut self, record: &Record) -> std::io::Result<()> {
+        let kind = record.event.type_name();
+        if !self.args.types.is_empty() && !self.args.types.iter().any(|t| t == kind) {
+            return Ok(());
+        }
+        let line = if self.args.json {
+            timeline::json_line(record)
+        } else {
+            timeline::human_line(record, self.color)
+        };
+        self.out.write_all(line.as_bytes())
+    }
+}

@@ -1,0 +1,75 @@
+//! `dloop status`: live and resumable runs (running, paused, crashed, timed out), newest
+//! first; `--all` adds the finished ones.
+
+use clap::Args;
+use dloop_core::Timestamp;
+
+use crate::commands::{CmdResult, Ctx};
+use crate::exit::Exit;
+use crate::project::Project;
+use crate::render::run_json::RunJson;
+use crate::render::{json, run_view};
+use crate::runs::{RunInfo, load_all, store_for};
+
+/// Show live and resumable runs (running, paused, crashed, timed out), newest first
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Also show finished runs (completed, failed, cancelled)
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Print a JSON array of runs (the `inspect --json` shape)
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// What `status` shows: the runs, newest first, and the time it was taken.
+#[derive(Debug)]
+pub(crate) struct StatusReport {
+    /// The runs, newest first.
+    pub(crate) runs: Vec<RunInfo>,
+    /// Now, for the elapsed time of live runs.
+    pub(crate) now: Timestamp,
+}
+
+/// Lists runs; unreadable runs are reported on stderr and do not hide the others.
+pub(crate) fn cmd_status(ctx: &Ctx, args: StatusArgs) -> CmdResult {
+    let project = Project::require(&ctx.cwd)?;
+    let store = store_for(&project);
+    let all = load_all(&store)?;
+    for (id, err) in &all.unreadable {
+        ctx.ui
+            .status(&format!("warning: cannot read run {id}: {}", err.report()));
+    }
+    let mut runs: Vec<RunInfo> = all
+        .runs
+        .into_iter()
+        .filter(|info| args.all || !info.state.status.is_finished())
+        .collect();
+    sort_newest_first(&mut runs);
+    let report = StatusReport { runs, now: now() };
+    if args.json {
+        let rows: Vec<RunJson> = report.runs.iter().map(RunJson::from_info).collect();
+        ctx.ui.print(&json::to_pretty(&rows))?;
+    } else {
+        ctx.ui.print(&run_view::status(
+            &report.runs,
+            args.all,
+            report.now,
+            ctx.ui.color,
+        ))?;
+    }
+    Ok(Exit::Ok)
+}
+
+/// Newest start first; the id breaks ties so the order is stable.
+pub(crate) fn sort_newest_first(runs: &mut [RunInfo]) {
+    runs.sort_by(|a, b| (b.state.started_at, &b.id).cmp(&(a.state.started_at, &a.id)));
+}
+
+/// The current time.
+pub(crate) fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Timestamp::from_millis(ms)
+}

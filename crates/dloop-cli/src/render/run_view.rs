@@ -1,0 +1,362 @@
+//! Human views of runs: the `status` and `history` tables and the `inspect` page. Renderers
+//! return strings; color is decided by the caller.
+
+use std::fmt::Write as _;
+
+use dloop_core::Timestamp;
+use dloop_core::event::PauseReason;
+use dloop_core::state::RunStatus;
+
+use super::Paint;
+use crate::runs::RunInfo;
+
+/// A duration for people: `850ms`, `12.3s`, `4m05s`, `2h03m`, `3d04h`.
+pub(crate) fn duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if secs < 60 {
+        format!("{}.{}s", secs, (ms % 1000) / 100)
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else if secs < 86_400 {
+        format!("{}h{:02}m", secs / 3600, (secs / 60) % 60)
+    } else {
+        format!("{}d{:02}h", secs / 86_400, (secs / 3600) % 24)
+    }
+}
+
+/// A time for tables: `2026-11-21 10:41:33` (UTC).
+pub(crate) fn date_time(ts: Timestamp) -> String {
+    let text = ts.to_string();
+    format!("{} {}", &text[..10], &text[11..19])
+}
+
+/// The first line of `text`, cut to `max` characters with `…`.
+pub(crate) fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let line = line.trim();
+    if line.chars().count() > max {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        line.to_owned()
+    }
+}
+
+/// Aligns `rows` under `header`; the last column is not padded. Cells are plain text; `paint`
+/// colors the cells of column `col` after alignment.
+fn table(header: &[&str], rows: &[Vec<String>], color: bool, status_col: usize) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<String>, is_header: bool| {
+        let last = cells.len() - 1;
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            let shown = if is_header {
+                Paint::Bold.apply(color, cell)
+            } else if i == status_col {
+                status_paint(cell).map_or_else(|| cell.clone(), |p| p.apply(color, cell))
+            } else {
+                cell.clone()
+            };
+            text.push_str(&shown);
+            if i < last {
+                text.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect(), true);
+    for row in rows {
+        line(row.clone(), false);
+    }
+    out
+}
+
+fn status_paint(status: &str) -> Option<Paint> {
+    match status {
+        "completed" => Some(Paint::Green),
+        "failed" | "crashed" => Some(Paint::Red),
+        "paused" | "timed_out" => Some(Paint::Yellow),
+        _ => None,
+    }
+}
+
+/// Reason and message of a run, for the last column: `max_steps: message`.
+fn reason_text(info: &RunInfo) -> String {
+    let state = &info.state;
+    let reason = state.pause_reason.map(PauseReason::as_str);
+    let message = state.message.as_deref().map(|m| first_line(m, 60));
+    match (info.status(), reason, message) {
+        ("crashed", _, _) => "no process drives it: `dloop resume` continues".to_owned(),
+        ("timed_out", _, _) => "timeout reached".to_owned(),
+        (_, Some(r), Some(m)) if !m.is_empty() => format!("{r}: {m}"),
+        (_, Some(r), _) => r.to_owned(),
+        (_, None, Some(m)) => m,
+        (_, None, None) => String::new(),
+    }
+}
+
+/// The elapsed time to show: a live run's is still growing.
+pub(crate) fn elapsed_ms(info: &RunInfo, now: Timestamp) -> u64 {
+    if info.live {
+        info.state.elapsed_ms_at(now)
+    } else {
+        info.state.elapsed_ms()
+    }
+}
+
+/// The loop name of a run (from its log, else its id).
+fn loop_name(info: &RunInfo) -> String {
+    if !info.state.loop_name.is_empty() {
+        return info.state.loop_name.clone();
+    }
+    dloop_core::run_id::RunId::parse(&info.id)
+        .map(|id| id.loop_name().to_owned())
+        .unwrap_or_default()
+}
+
+/// `status`: `RUN  LOOP  STATUS  STATE  STEP  ELAPSED  REASON`, rows in the given order.
+pub(crate) fn status(runs: &[RunInfo], all: bool, now: Timestamp, color: bool) -> String {
+    if runs.is_empty() {
+        return if all {
+            "no runs (`dloop run LOOP` starts one)\n".to_owned()
+        } else {
+            "no live or resumable runs (`dloop status --all` shows finished ones too)\n".to_owned()
+        };
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|info| {
+            vec![
+                info.id.clone(),
+                loop_name(info),
+                info.status().to_owned(),
+                info.state.current.clone().unwrap_or_else(|| "-".to_owned()),
+                info.state.step.to_string(),
+                duration(elapsed_ms(info, now)),
+                reason_text(info),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "RUN", "LOOP", "STATUS", "STATE", "STEP", "ELAPSED", "REASON",
+        ],
+        &rows,
+        color,
+        2,
+    )
+}
+
+/// `history`: `RUN  LOOP  OUTCOME  STEPS  DURATION  FINISHED  REASON`.
+pub(crate) fn history(runs: &[RunInfo], color: bool) -> String {
+    if runs.is_empty() {
+        return "no finished runs\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|info| {
+            let reason = match info.state.status {
+                RunStatus::Failed => info
+                    .state
+                    .message
+                    .as_deref()
+                    .or(info.state.last_error.as_deref())
+                    .map(|m| first_line(m, 60))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            vec![
+                info.id.clone(),
+                loop_name(info),
+                info.status().to_owned(),
+                info.state.step.to_string(),
+                duration(info.state.elapsed_ms()),
+                date_time(info.state.last_ts),
+                reason,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "RUN", "LOOP", "OUTCOME", "STEPS", "DURATION", "FINISHED", "REASON",
+        ],
+        &rows,
+        color,
+        2,
+    )
+}
+
+/// What the user can do next with a run, or `None` for a finished one.
+pub(crate) fn next_step(info: &RunInfo) -> Option<String> {
+    let id = &info.id;
+    let text = match info.status() {
+        "running" => format!("`dloop logs -f {id}` follows it; `dloop stop {id}` pauses it"),
+        "crashed" => format!(
+            "no process drives it: `dloop resume {id}` continues; `dloop cancel {id}` ends it"
+        ),
+        "timed_out" => format!("`dloop resume {id} --timeout DUR` continues with a larger timeout"),
+        "paused" => match info.state.pause_reason {
+            Some(PauseReason::MaxSteps) => {
+                format!("`dloop resume {id} --max-steps N` continues with a larger step budget")
+            }
+            Some(PauseReason::NeedsDecision) => format!(
+                "`dloop resume {id} --rerun` re-runs the interrupted action; `--skip-to STATE` moves on"
+            ),
+            Some(PauseReason::Handoff) => {
+                format!("answer the handoff, then `dloop resume {id}` continues")
+            }
+            _ => format!("`dloop resume {id}` continues; `dloop cancel {id}` ends it"),
+        },
+        _ => return None,
+    };
+    Some(text)
+}
+
+/// `inspect`: the run's status, position, context, captures, per-state counters, last error,
+/// and what to do next.
+pub(crate) fn inspect(info: &RunInfo, now: Timestamp, color: bool) -> String {
+    let state = &info.state;
+    let mut out = String::new();
+    let bold = |t: &str| Paint::Bold.apply(color, t);
+    let status = info.status();
+    let status_shown =
+        status_paint(status).map_or_else(|| status.to_owned(), |p| p.apply(color, status));
+    let _ = writeln!(out, "run       {}", bold(&info.id));
+    let _ = writeln!(out, "loop      {}", loop_name(info));
+    match state.pause_reason {
+        Some(reason) => {
+            let _ = writeln!(out, "status    {status_shown} ({})", reason.as_str());
+        }
+        None => {
+            let _ = writeln!(out, "status    {status_shown}");
+        }
+    }
+    let _ = writeln!(out, "state     {}", state.current.as_deref().unwrap_or("-"));
+    let _ = writeln!(out, "step      {} (max {})", state.step, state.max_steps);
+    let _ = writeln!(out, "started   {}", date_time(state.started_at));
+    let _ = writeln!(
+        out,
+        "elapsed   {} in {} {}",
+        duration(elapsed_ms(info, now)),
+        state.sessions,
+        if state.sessions == 1 {
+            "session"
+        } else {
+            "sessions"
+        }
+    );
+    if let Some(message) = &state.message {
+        let _ = writeln!(out, "message   {}", first_line(message, 200));
+    }
+    if let Some(error) = &state.last_error {
+        let _ = writeln!(
+            out,
+            "error     {}",
+            Paint::Red.apply(color, &first_line(error, 200))
+        );
+    }
+    if !state.context.is_empty() {
+        let _ = writeln!(out, "\n{}", bold("context"));
+        let width = state
+            .context
+            .keys()
+            .map(|k| k.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (key, value) in &state.context {
+            let _ = writeln!(out, "  {key:<width$}  {}", first_line(value, 80));
+        }
+    }
+    if !state.captures.is_empty() {
+        let _ = writeln!(out, "\n{}", bold("captures"));
+        for (name, c) in &state.captures {
+            let exit = c
+                .result
+                .exit_code
+                .map_or_else(|| "no exit code".to_owned(), |code| format!("exit {code}"));
+            let _ = writeln!(
+                out,
+                "  {name}: {} step {}, {exit}, {}, {} bytes, {}{}",
+                c.state,
+                c.step,
+                duration(c.result.duration_ms),
+                c.result.bytes,
+                c.result.output_path,
+                c.verdict
+                    .as_deref()
+                    .map(|v| format!(" ({v})"))
+                    .unwrap_or_default(),
+            );
+            for line in c.result.excerpt.lines().take(5) {
+                let _ = writeln!(out, "    {}", Paint::Dim.apply(color, line));
+            }
+            if c.result.excerpt.lines().count() > 5 {
+                let _ = writeln!(out, "    {}", Paint::Dim.apply(color, "…"));
+            }
+        }
+    }
+    if !state.states.is_empty() {
+        let _ = writeln!(out, "\n{}", bold("states"));
+        let rows: Vec<Vec<String>> = state
+            .states
+            .iter()
+            .map(|(name, s)| {
+                vec![
+                    name.clone(),
+                    s.visits.to_string(),
+                    s.failures.to_string(),
+                    duration(s.time_ms),
+                ]
+            })
+            .collect();
+        for line in table(
+            &["STATE", "VISITS", "FAILURES", "ACTION TIME"],
+            &rows,
+            color,
+            usize::MAX,
+        )
+        .lines()
+        {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    if let Some(next) = next_step(info) {
+        let _ = writeln!(out, "\n{} {next}", Paint::Yellow.apply(color, "next:"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        let table = [
+            (0, "0ms"),
+            (850, "850ms"),
+            (12_345, "12.3s"),
+            (245_000, "4m05s"),
+            (7_380_000, "2h03m"),
+            (273_600_000, "3d04h"),
+        ];
+        for (ms, text) in table {
+            assert_eq!(duration(ms), text, "{ms}");
+        }
+    }
+
+    #[test]
+    fn first_line_cuts_long_text() {
+        assert_eq!(first_line("\n  hello\nworld", 10), "hello");
+        assert_eq!(first_line("abcdefghijkl", 5), "abcd…");
+    }
+}
