@@ -107,7 +107,7 @@ fn enter(state: &RunState, current: &str, state_def: &StateDef, now: Timestamp) 
         return Decision::Record(Event::RunPaused {
             reason: PauseReason::MaxSteps,
             message: Some(format!(
-                "reached max_steps ({}) before state `{current}`; `dloop resume` continues",
+                "reached max_steps ({}) before state `{current}`",
                 state.max_steps
             )),
         });
