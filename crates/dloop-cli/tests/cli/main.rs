@@ -3,9 +3,11 @@
 mod common;
 
 mod completions;
+mod crash;
 mod fake_agents;
 mod help;
 mod init;
+mod lifecycle;
 mod list;
 mod names;
 mod schema;
