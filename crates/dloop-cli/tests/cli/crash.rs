@@ -403,7 +403,7 @@ fn random_kills(seed: u64, trials: u32) {
         let what = format!("seed {seed} trial {trial}");
         let crashy = Crashy::new();
         let project = &crashy.project;
-        let mut child = project.spawn(&strs(&crashy.run_args(4, "0.01", &[])), &[]);
+        let mut child = project.spawn(&strs(&crashy.run_args(4, "0.04", &[])), &[]);
         std::thread::sleep(Duration::from_millis(rng.below(151)));
         child.kill().expect("kill");
         let out = project.wait(child, Duration::from_secs(10));
