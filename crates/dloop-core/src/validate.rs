@@ -423,10 +423,10 @@ impl<'a> Validator<'a> {
                 if let Some(source) = evaluate.source() {
                     texts.push((vec!["states", name, "evaluate", "source"], source));
                 }
-                if let Evaluate::Llm(llm) = evaluate {
-                    if let Some(prompt) = &llm.prompt {
-                        texts.push((vec!["states", name, "evaluate", "prompt"], prompt));
-                    }
+                if let Evaluate::Llm(llm) = evaluate
+                    && let Some(prompt) = &llm.prompt
+                {
+                    texts.push((vec!["states", name, "evaluate", "prompt"], prompt));
                 }
             }
             for (key, value) in &state.with {

@@ -333,14 +333,6 @@ pub fn verified_log(run_dir: &Path) -> Vec<serde_json::Value> {
     records
 }
 
-/// The `type` of each record.
-pub fn types(records: &[serde_json::Value]) -> Vec<&str> {
-    records
-        .iter()
-        .map(|r| r["type"].as_str().unwrap_or(""))
-        .collect()
-}
-
 /// How many records have type `ty`.
 pub fn count(records: &[serde_json::Value], ty: &str) -> usize {
     records.iter().filter(|r| r["type"] == ty).count()

@@ -43,12 +43,13 @@ pub(crate) fn references(text: &str) -> Vec<Reference<'_>> {
             i += 3;
             continue;
         }
-        if bytes[i] == b'$' && bytes[i + 1] == b'{' {
-            if let Some(reference) = reference_at(text, i) {
-                i += reference.text.len();
-                found.push(reference);
-                continue;
-            }
+        if bytes[i] == b'$'
+            && bytes[i + 1] == b'{'
+            && let Some(reference) = reference_at(text, i)
+        {
+            i += reference.text.len();
+            found.push(reference);
+            continue;
         }
         i += 1;
     }
