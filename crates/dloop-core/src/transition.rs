@@ -280,6 +280,15 @@ pub struct ResumeRequest {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResumeError {
+    /// The run died before its first record was durable: nothing ran, nothing to continue.
+    #[error(
+        "run {run_id} never started: it died before its first record reached the log, so \
+         nothing ran; start a new run with `dloop run`"
+    )]
+    NeverStarted {
+        /// The run.
+        run_id: String,
+    },
     /// Completed, failed or cancelled runs are over.
     #[error("run {run_id} is {status} and cannot be resumed")]
     Finished {
@@ -317,6 +326,11 @@ pub fn resume_events(
     state: &RunState,
     request: &ResumeRequest,
 ) -> Result<Vec<Event>, ResumeError> {
+    if state.last_seq == 0 {
+        return Err(ResumeError::NeverStarted {
+            run_id: state.run_id.clone(),
+        });
+    }
     if state.status.is_finished() {
         return Err(ResumeError::Finished {
             run_id: state.run_id.clone(),

@@ -238,6 +238,13 @@ pub fn resume_run(
     let (state, info) = run.load_state::<RunState>()?;
     let run_dir = store.run_dir(&input.run_id)?;
     crate::process::end_leftover_action(&run_dir);
+    if state.last_seq == 0 {
+        // Before the definition check: an empty log has no definition hash to compare.
+        return Err(dloop_core::transition::ResumeError::NeverStarted {
+            run_id: input.run_id.clone(),
+        }
+        .into());
+    }
     let mut text = definition_in_force(&meta, &state, &run_dir)?;
     let mut reloaded = None;
     if let Some(current) = &input.current_definition {

@@ -1,8 +1,12 @@
 //! `TestProject`: a temporary project (a folder with `.git/`) in a pinned environment, and the
-//! real `dloop` binary run inside it, its output rendered as one text for snapshots.
+//! real `dloop` binary run inside it, its output rendered as one text for snapshots; and the
+//! helpers of the lifecycle tests: background runs, signals, reading and verifying a run's log,
+//! polling with a deadline.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -17,8 +21,10 @@ pub struct Output {
     pub stdout: String,
     /// stderr, temp paths redacted.
     pub stderr: String,
-    /// The exit code.
+    /// The exit code (-1 when a signal ended the process).
     pub code: i32,
+    /// The signal that ended the process, if one did.
+    pub signal: Option<i32>,
 }
 
 impl Output {
@@ -82,8 +88,29 @@ impl TestProject {
 
     /// Runs `dloop ARGS` in `cwd`, with HOME in the project, no color, 100 columns.
     pub fn dloop_in(&self, cwd: &Path, args: &[&str]) -> Output {
-        let out = assert_cmd::Command::cargo_bin("dloop")
-            .expect("dloop binary")
+        let out = self
+            .command_in(cwd, args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dloop");
+        self.output(&out.stdout, &out.stderr, out.status)
+    }
+
+    /// Runs `dloop ARGS` in the project root with extra environment variables.
+    pub fn dloop_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = self
+            .command_in(self.root(), args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dloop");
+        self.output(&out.stdout, &out.stderr, out.status)
+    }
+
+    /// The `dloop ARGS` command in `cwd` with the pinned environment (and a 200 ms kill grace).
+    pub fn command_in(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("dloop"));
+        command
             .args(args)
             .current_dir(cwd)
             .env_clear()
@@ -91,13 +118,97 @@ impl TestProject {
             .env("HOME", self.root().join("home"))
             .env("NO_COLOR", "1")
             .env("COLUMNS", "100")
-            .output()
-            .expect("run dloop");
-        Output {
-            stdout: self.redact(&String::from_utf8_lossy(&out.stdout)),
-            stderr: self.redact(&String::from_utf8_lossy(&out.stderr)),
-            code: out.status.code().unwrap_or(-1),
+            .env("DLOOP_KILL_GRACE_MS", "200");
+        command
+    }
+
+    /// Starts `dloop ARGS` in the background (stdout and stderr piped), with extra environment.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
+        self.command_in(self.root(), args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dloop")
+    }
+
+    /// Waits for a background `dloop` (at most `limit`, else kills it and panics).
+    pub fn wait(&self, child: Child, limit: Duration) -> Output {
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(out) => {
+                let out = out.expect("wait for dloop");
+                self.output(&out.stdout, &out.stderr, out.status)
+            }
+            Err(_) => {
+                signal(pid, "KILL");
+                panic!("dloop (pid {pid}) did not exit within {limit:?}");
+            }
         }
+    }
+
+    fn output(&self, stdout: &[u8], stderr: &[u8], status: ExitStatus) -> Output {
+        use std::os::unix::process::ExitStatusExt;
+        Output {
+            stdout: self.redact(&String::from_utf8_lossy(stdout)),
+            stderr: self.redact(&String::from_utf8_lossy(stderr)),
+            code: status.code().unwrap_or(-1),
+            signal: status.signal(),
+        }
+    }
+
+    /// The run folders (`.loops/.dloop/runs/*`), sorted.
+    pub fn run_dirs(&self) -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(self.root().join(".loops/.dloop/runs")) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        dirs
+    }
+
+    /// The one run of the project: its id and folder.
+    pub fn only_run(&self) -> (String, PathBuf) {
+        let dirs = self.run_dirs();
+        assert_eq!(dirs.len(), 1, "expected one run: {dirs:?}");
+        let dir = dirs.into_iter().next().expect("one run");
+        let id = dir
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        (id, dir)
+    }
+
+    /// Waits (polling, at most `limit`) until the project has one run whose log satisfies `ok`;
+    /// returns its id and folder.
+    pub fn wait_for_log(
+        &self,
+        limit: Duration,
+        ok: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> (String, PathBuf) {
+        let found = poll(limit, || {
+            let dirs = self.run_dirs();
+            let dir = dirs.first()?;
+            let records = read_log_lenient(&dir.join("events.jsonl"));
+            ok(&records).then(|| self.only_run())
+        });
+        found.unwrap_or_else(|| {
+            let logs: Vec<_> = self
+                .run_dirs()
+                .iter()
+                .map(|d| fs::read_to_string(d.join("events.jsonl")).unwrap_or_default())
+                .collect();
+            panic!("the run's log never got there within {limit:?}: {logs:#?}")
+        })
     }
 
     /// Replaces the project's path (and the repository's) with fixed placeholders.
@@ -133,32 +244,10 @@ pub fn example_files() -> Vec<PathBuf> {
 }
 
 impl TestProject {
-    /// Runs `dloop ARGS` in the project root with extra environment variables.
-    pub fn dloop_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let out = self
-            .command(args)
-            .envs(env.iter().copied())
-            .output()
-            .expect("run dloop");
-        Output {
-            stdout: self.redact(&String::from_utf8_lossy(&out.stdout)),
-            stderr: self.redact(&String::from_utf8_lossy(&out.stderr)),
-            code: out.status.code().unwrap_or(-1),
-        }
-    }
-
     /// `dloop ARGS` in the project root, pinned like [`TestProject::dloop`], not started: for
     /// runs in the background.
-    pub fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dloop"));
-        cmd.args(args)
-            .current_dir(self.root())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.root().join("home"))
-            .env("NO_COLOR", "1")
-            .env("COLUMNS", "100");
-        cmd
+    pub fn command(&self, args: &[&str]) -> Command {
+        self.command_in(self.root(), args)
     }
 
     /// The ids of the project's runs (folder names), sorted.
@@ -270,3 +359,127 @@ pub const RUN_KEYS: &[&str] = &[
     "live",
     "message",
 ];
+/// Calls `f` every 10 ms until it returns `Some`, at most `limit`.
+pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(value) = f() {
+            return Some(value);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `SIG<name>` to `pid` with kill(1) (the workspace denies unsafe code).
+pub fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Whether process `pid` is alive (a zombie counts as dead).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name's closing parenthesis.
+    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+    !state.is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
+}
+
+/// Whether the run's `lock` is free (no live process holds its flock).
+pub fn lock_is_free(run_dir: &Path) -> bool {
+    let file = fs::File::open(run_dir.join("lock")).expect("open lock");
+    match file.try_lock() {
+        Ok(()) => {
+            file.unlock().expect("unlock");
+            true
+        }
+        Err(fs::TryLockError::WouldBlock) => false,
+        Err(fs::TryLockError::Error(e)) => panic!("try_lock: {e}"),
+    }
+}
+
+/// The records of a log that parse, without checks (for polling a log being written).
+pub fn read_log_lenient(path: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// Reads `events.jsonl` of `run_dir` and checks it line by line: every line ends with a
+/// newline, its `crc` is the CRC32C of its bytes before `,"crc":`, `seq` runs 1, 2, 3... with no
+/// gap, and the last line closes its batch (no `_more`). Panics naming the line otherwise.
+pub fn verified_log(run_dir: &Path) -> Vec<serde_json::Value> {
+    let path = run_dir.join("events.jsonl");
+    let bytes = fs::read(&path).expect("read events.jsonl");
+    assert!(
+        bytes.is_empty() || bytes.ends_with(b"\n"),
+        "{}: the last line has no newline",
+        path.display()
+    );
+    let mut records = Vec::new();
+    for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let n = index + 1;
+        let text = String::from_utf8_lossy(line);
+        let at = text
+            .rfind(r#","crc":""#)
+            .unwrap_or_else(|| panic!("line {n} has no crc: {text}"));
+        let want = format!("{:08x}", crc32c::crc32c(&line[..at]));
+        let record: serde_json::Value =
+            serde_json::from_slice(line).unwrap_or_else(|e| panic!("line {n}: {e}: {text}"));
+        assert_eq!(record["crc"], want.as_str(), "line {n}: bad crc: {text}");
+        assert_eq!(record["seq"], n as u64, "line {n}: seq gap: {text}");
+        assert!(record["ts"].is_string(), "line {n}: no ts");
+        assert!(record["type"].is_string(), "line {n}: no type");
+        records.push(record);
+    }
+    if let Some(last) = records.last() {
+        assert!(last.get("_more").is_none(), "the last batch is unfinished");
+    }
+    records
+}
+
+/// How many records have type `ty`.
+pub fn count(records: &[serde_json::Value], ty: &str) -> usize {
+    records.iter().filter(|r| r["type"] == ty).count()
+}
+
+/// Whether the log's last record ends a session: a terminal record or a pause.
+pub fn ends_session(records: &[serde_json::Value]) -> bool {
+    records.last().is_some_and(|r| {
+        matches!(
+            r["type"].as_str(),
+            Some("run_completed" | "run_failed" | "run_cancelled" | "run_timed_out" | "run_paused")
+        )
+    })
+}
+
+/// The tiny seeded xorshift64* generator of the random-kill trials.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}

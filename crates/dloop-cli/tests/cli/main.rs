@@ -3,12 +3,14 @@
 mod common;
 
 mod completions;
+mod crash;
 mod fake_agents;
 mod gc;
 mod help;
 mod history;
 mod init;
 mod inspect;
+mod lifecycle;
 mod list;
 mod logs;
 mod names;
