@@ -11,6 +11,9 @@
 //! not grow with the log before the snapshot (compare 10k/100k/1M with a snapshot, and the
 //! full replays without one).
 //!
+//! Also measured for the 1M log, to see where the time goes: `open_run` alone (lock), reading
+//! the snapshot, and the read-only `Store::load_state` (no lock, no writer handle).
+//!
 //! Run: `cargo bench -p dloop-benches --bench resume` (setup writes about 200 MB in a temp
 //! folder; `DLOOP_BENCH_DIR` chooses where).
 
@@ -82,6 +85,26 @@ fn resume(c: &mut Criterion) {
             })
         });
     }
+    // Where the time of the largest case goes, step by step.
+    let (_, _, big) = &built[2];
+    let run_dir = store.run_dir(&big.id).expect("run dir");
+    group.bench_function("1000000_parts/open_run_and_drop", |b| {
+        b.iter(|| drop(store.open_run(&big.id).expect("open")))
+    });
+    group.bench_function("1000000_parts/read_snapshot", |b| {
+        b.iter(|| {
+            let snap = dloop_store::snapshot::read::<RunState>(&run_dir)
+                .expect("readable")
+                .expect("exists");
+            assert_eq!(Some(snap.seq), big.snapshot_seq);
+        })
+    });
+    group.bench_function("1000000_parts/load_state_read_only", |b| {
+        b.iter(|| {
+            let (state, _) = store.load_state::<RunState>(&big.id).expect("load");
+            assert_eq!(state.last_seq, big.records);
+        })
+    });
     group.finish();
 }
 
