@@ -1,0 +1,68 @@
+//! `status_scan`: what `dloop status` does over many runs.
+//!
+//! Setup creates, once, 1,000 run folders through the file store, each a small completed run
+//! (about 20 records and a snapshot). Each iteration lists the runs (`list_runs`) and, for
+//! each, loads its state read-only (`Store::load_state::<RunState>`: snapshot plus the log after
+//! it, no lock) and asks `is_live` (a non-blocking `flock` probe).
+//!
+//! Budget (DESIGN.md section 11): `status` over 1,000 run folders under 100 ms.
+//!
+//! Run: `cargo bench -p dloop-benches --bench status_scan` (setup takes a few seconds: each run
+//! costs the fsyncs of its creation).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use dloop_benches::{BASE_TS_MS, build_completed_run, run_id, store_root, temp_dir};
+use dloop_core::RunState;
+use dloop_core::state::RunStatus;
+use dloop_store::{FileStore, Store};
+
+/// Run folders scanned.
+const RUNS: u16 = 1000;
+
+fn status_scan(c: &mut Criterion) {
+    let dir = temp_dir();
+    let store = FileStore::new(store_root(dir.path()));
+    let started = Instant::now();
+    for i in 0..RUNS {
+        // A run a second apart, like a busy project's history.
+        build_completed_run(&store, &run_id(BASE_TS_MS + u64::from(i) * 1000, i));
+    }
+    eprintln!("setup: {RUNS} runs built in {:.1?}", started.elapsed());
+
+    let mut group = c.benchmark_group("status_scan");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function("1000_runs", |b| {
+        b.iter(|| {
+            let ids = store.list_runs().expect("list");
+            assert_eq!(ids.len(), usize::from(RUNS));
+            let mut completed = 0;
+            for id in &ids {
+                let (state, info) = store.load_state::<RunState>(id).expect("load");
+                debug_assert!(info.snapshot_seq.is_some());
+                let live = store.is_live(id).expect("probe lock");
+                if state.status == RunStatus::Completed && !live {
+                    completed += 1;
+                }
+            }
+            assert_eq!(completed, usize::from(RUNS));
+            black_box(completed)
+        })
+    });
+    group.bench_function("1000_runs_list_only", |b| {
+        b.iter(|| black_box(store.list_runs().expect("list").len()))
+    });
+    group.finish();
+}
+
+// A plain `main` rather than `criterion_group!`, whose generated `pub fn` has no docs.
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    status_scan(&mut c);
+    c.final_summary();
+}
