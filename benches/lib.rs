@@ -77,6 +77,7 @@ pub fn run_meta(id: &str) -> RunMeta {
         argv: vec!["dloop".into(), "run".into(), LOOP_NAME.into()],
         created_at: Timestamp::from_millis(BASE_TS_MS),
         project_root: "/tmp/project".into(),
+        loop_path: None,
     }
 }
 

@@ -47,6 +47,7 @@ fn whole_run(c: &mut Criterion) {
         def: &def,
         definition_text: LOOP_YAML,
         loop_name: LOOP_NAME,
+        loop_path: None,
         context: Default::default(),
         argv: vec!["dloop".into(), "run".into(), LOOP_NAME.into()],
         max_steps: STEPS,
@@ -193,6 +194,7 @@ fn action_spec(dir: &Path, output: &Path) -> ActionSpec {
         output_path: output.to_owned(),
         output_rel: "outputs/x-a.out".into(),
         kill_grace: Duration::from_secs(5),
+        group_file: None,
     }
 }
 
