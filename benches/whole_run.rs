@@ -194,7 +194,6 @@ fn action_spec(dir: &Path, output: &Path) -> ActionSpec {
         output_path: output.to_owned(),
         output_rel: "outputs/x-a.out".into(),
         kill_grace: Duration::from_secs(5),
-        group_file: None,
     }
 }
 

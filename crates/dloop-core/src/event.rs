@@ -108,7 +108,9 @@ pub struct ActionResult {
     /// stderr alone, bounded like `excerpt`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr: String,
-    /// Where the full output is, relative to the run folder.
+    /// Where the full output is, relative to the run folder; empty when `complete` (the
+    /// excerpt is the whole output and no file was written).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output_path: String,
     /// An error that kept the action from running at all (spawn failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]

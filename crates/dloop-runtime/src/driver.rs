@@ -272,10 +272,6 @@ impl<'a, R: RunHandle> Session<'a, R> {
                     output_path: self.run_dir.join(&pending.output_path),
                     output_rel: pending.output_path.clone(),
                     kill_grace: self.options.kill_grace,
-                    group_file: Some((
-                        self.run_dir.join(process::GROUP_FILE),
-                        pending.idempotency_key.clone(),
-                    )),
                 };
                 self.observer.on_action_start(&pending, &self.state);
                 process::run_action(&spec, &self.options.stop).map_err(|source| {

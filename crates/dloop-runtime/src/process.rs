@@ -4,21 +4,22 @@
 //! whole group (SIGTERM, a grace period, then SIGKILL), and so does a stop request.
 //!
 //! Invariants:
-//! - both pipes are drained by their own thread, so a child writing megabytes to either never
-//!   blocks on a full pipe (no deadlock past 64 KiB);
+//! - both pipes are polled together and drained as data arrives, so a child writing megabytes
+//!   to either never blocks on a full pipe (no deadlock past 64 KiB);
 //! - when the action's main process exits, whatever it left in its process group is ended, so
 //!   no action outlives its step and no stray writer holds the pipes open;
-//! - an output larger than the excerpt is fsynced to its file before [`run_action`] returns,
-//!   so the log record that points at it is never more durable than the file.
+//! - an output that fits the log's excerpt (4 KiB) is kept whole in the log and gets no file;
+//!   a larger one is written to its file, which is fsynced before [`run_action`] returns, so
+//!   the log record that points at it is never more durable than the file.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use dloop_core::event::{ActionResult, ActionTimeout};
@@ -96,9 +97,6 @@ pub struct ActionSpec {
     pub output_rel: String,
     /// Time between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
-    /// Where to note the action's process group while it runs (`<pgid> <idempotency key>`),
-    /// so a later `resume`, `cancel` or `stop --force` can end an action its dead runner left.
-    pub group_file: Option<(PathBuf, String)>,
 }
 
 /// How an action ended, beyond its [`ActionResult`].
@@ -112,17 +110,17 @@ pub enum Ending {
 
 /// Runs the action to its end.
 ///
+/// One thread does everything: it `poll`s both pipes (so neither can fill up and block the
+/// child), writes what arrives, and between reads checks the stop flag, the deadlines and
+/// whether the main process has exited. No thread is started per action: a step's cost
+/// should stay near one `fdatasync`.
+///
 /// # Errors
 /// Only for failures of dloop's own I/O (the output file). A program that cannot be started is
 /// a result (`error` is set), not an error.
 pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResult, Ending)> {
     let started = Instant::now();
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&spec.output_path)?;
-    let mut sink = OutputSink::new(file);
+    let mut sink = OutputSink::new(spec.output_path.clone());
     let mut command = Command::new(&spec.argv[0]);
     command
         .args(&spec.argv[1..])
@@ -146,54 +144,17 @@ pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResul
         }
     };
     let pgid = child.id() as i32;
-    if let Some((path, key)) = &spec.group_file {
-        // Not synced: it only matters while processes live, and a power loss ends them all.
-        std::fs::write(path, format!("{pgid} {key}\n"))?;
-    }
     if let (Some(input), Some(mut pipe)) = (spec.stdin.clone(), child.stdin.take()) {
         // A writer thread, so a child that does not read its stdin cannot block us.
         std::thread::spawn(move || {
             let _ = pipe.write_all(&input);
         });
     }
-    let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
-    let mut readers = Vec::new();
-    for (is_stderr, pipe) in [
-        (
-            false,
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-        (
-            true,
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-    ] {
-        let Some(mut pipe) = pipe else { continue };
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match pipe.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if tx.send((is_stderr, buf[..n].to_vec())).is_err() {
-                            break;
-                        }
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-        }));
-    }
-    drop(tx);
-
+    let mut pipes: [Option<Box<dyn ReadFd>>; 2] = [
+        child.stdout.take().map(|p| Box::new(p) as Box<dyn ReadFd>),
+        child.stderr.take().map(|p| Box::new(p) as Box<dyn ReadFd>),
+    ];
+    let mut buf = vec![0u8; 64 * 1024];
     let wall_deadline = spec.timeout.map(|t| started + t);
     let mut last_output = Instant::now();
     let mut exited_at: Option<Instant> = None;
@@ -201,15 +162,25 @@ pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResul
     let mut timed_out = None;
     let mut stopped = false;
     let mut killer = Killer::new(pgid, spec.kill_grace);
-    loop {
-        match rx.recv_timeout(TICK) {
-            Ok((is_stderr, bytes)) => {
-                last_output = Instant::now();
-                sink.write(is_stderr, &bytes)?;
+    while pipes.iter().any(Option::is_some) {
+        let ready = wait_readable(&pipes, TICK)?;
+        for (index, is_ready) in ready.into_iter().enumerate() {
+            if !is_ready {
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
+            let Some(pipe) = pipes[index].as_mut() else {
+                continue;
+            };
+            // Readable: one read returns what is there without blocking (0 at end of file).
+            match pipe.read(&mut buf) {
+                Ok(0) => pipes[index] = None,
+                Ok(n) => {
+                    last_output = Instant::now();
+                    sink.write(index == 1, &buf[..n])?;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => pipes[index] = None,
+            }
         }
         let now = Instant::now();
         if exit_status.is_none() {
@@ -252,9 +223,6 @@ pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResul
         }
         killer.escalate(now);
     }
-    for reader in readers {
-        let _ = reader.join();
-    }
     let status = match exit_status {
         Some(status) => status,
         None => child.wait()?,
@@ -262,9 +230,6 @@ pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResul
     // Whatever the main process left behind in its group ends with the step.
     killer.kill_now();
     reap(&mut child);
-    if let Some((path, _)) = &spec.group_file {
-        let _ = std::fs::remove_file(path);
-    }
     let mut result = sink.finish(started.elapsed(), &spec.output_rel)?;
     result.exit_code = status.code();
     result.signal = status.signal();
@@ -275,6 +240,41 @@ pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResul
         Ending::Finished
     };
     Ok((result, ending))
+}
+
+/// A pipe end we read from and can poll.
+trait ReadFd: Read + AsRawFd {}
+impl<T: Read + AsRawFd> ReadFd for T {}
+
+/// Waits up to `timeout` until one of the open pipes can be read (data or end of file);
+/// returns which ones can.
+#[allow(unsafe_code)]
+fn wait_readable(pipes: &[Option<Box<dyn ReadFd>>; 2], timeout: Duration) -> io::Result<[bool; 2]> {
+    let mut fds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 2];
+    for (slot, pipe) in fds.iter_mut().zip(pipes) {
+        if let Some(pipe) = pipe {
+            // A negative fd is ignored by poll(2), so a closed pipe needs no special case.
+            slot.fd = pipe.as_raw_fd();
+            slot.events = libc::POLLIN;
+        }
+    }
+    // SAFETY: `fds` is a valid array of 2 pollfd structs that lives across the call.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout.as_millis() as libc::c_int) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok([false, false]);
+        }
+        return Err(err);
+    }
+    let readable = |p: &libc::pollfd| {
+        p.fd >= 0 && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+    };
+    Ok([readable(&fds[0]), readable(&fds[1])])
 }
 
 fn reap(child: &mut Child) {
@@ -322,9 +322,12 @@ impl Killer {
     }
 }
 
-/// Collects the output: the file, the hash, the head and tail, stderr's own tail.
+/// Collects the output: the hash, the head and tail, stderr's own tail, and (once the output
+/// outgrows the excerpt) the file. An output that fits the excerpt is kept whole in the log
+/// and gets no file: creating a file per step would add a metadata write to every step's sync.
 struct OutputSink {
-    file: BufWriter<File>,
+    path: PathBuf,
+    file: Option<BufWriter<File>>,
     hasher: Sha256,
     bytes: u64,
     head: Vec<u8>,
@@ -333,9 +336,10 @@ struct OutputSink {
 }
 
 impl OutputSink {
-    fn new(file: File) -> Self {
+    fn new(path: PathBuf) -> Self {
         Self {
-            file: BufWriter::with_capacity(64 * 1024, file),
+            path,
+            file: None,
             hasher: Sha256::new(),
             bytes: 0,
             head: Vec::with_capacity(HEAD),
@@ -345,7 +349,6 @@ impl OutputSink {
     }
 
     fn write(&mut self, is_stderr: bool, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)?;
         self.hasher.update(bytes);
         self.bytes += bytes.len() as u64;
         let room = EXCERPT_LIMIT.saturating_sub(self.head.len());
@@ -355,26 +358,43 @@ impl OutputSink {
         if is_stderr {
             push_tail(&mut self.stderr_tail, bytes, EXCERPT_LIMIT);
         }
+        match &mut self.file {
+            Some(file) => file.write_all(bytes)?,
+            None if self.bytes as usize > EXCERPT_LIMIT => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&self.path)?;
+                let mut file = BufWriter::with_capacity(64 * 1024, file);
+                // Everything so far is the head plus this chunk's part beyond it.
+                file.write_all(&self.head)?;
+                file.write_all(rest)?;
+                self.file = Some(file);
+            }
+            None => {}
+        }
         Ok(())
     }
 
-    fn finish(mut self, duration: Duration, output_rel: &str) -> io::Result<ActionResult> {
-        self.file.flush()?;
-        let complete = self.bytes as usize <= EXCERPT_LIMIT;
-        let excerpt = if complete {
-            String::from_utf8_lossy(&self.head).into_owned()
-        } else {
-            // The file holds the whole output; make it durable before the log points at it.
-            self.file.get_ref().sync_data()?;
-            let head = &self.head[..HEAD.min(self.head.len())];
-            let tail: Vec<u8> = self.tail.iter().copied().collect();
-            let tail = &tail[tail.len().saturating_sub(TAIL)..];
-            format!(
-                "{}\n[... {} bytes omitted: full output in {output_rel} ...]\n{}",
-                String::from_utf8_lossy(head),
-                self.bytes as usize - head.len() - tail.len(),
-                String::from_utf8_lossy(tail)
-            )
+    fn finish(self, duration: Duration, output_rel: &str) -> io::Result<ActionResult> {
+        let complete = self.file.is_none();
+        let excerpt = match self.file {
+            None => String::from_utf8_lossy(&self.head).into_owned(),
+            Some(mut file) => {
+                file.flush()?;
+                // The file holds the whole output; make it durable before the log points at it.
+                file.get_ref().sync_data()?;
+                let head = &self.head[..HEAD.min(self.head.len())];
+                let tail: Vec<u8> = self.tail.iter().copied().collect();
+                let tail = &tail[tail.len().saturating_sub(TAIL)..];
+                format!(
+                    "{}\n[... {} bytes omitted: full output in {output_rel} ...]\n{}",
+                    String::from_utf8_lossy(head),
+                    self.bytes as usize - head.len() - tail.len(),
+                    String::from_utf8_lossy(tail)
+                )
+            }
         };
         let stderr: Vec<u8> = self.stderr_tail.into_iter().collect();
         Ok(ActionResult {
@@ -384,7 +404,11 @@ impl OutputSink {
             excerpt,
             complete,
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            output_path: output_rel.to_owned(),
+            output_path: if complete {
+                String::new()
+            } else {
+                output_rel.to_owned()
+            },
             ..ActionResult::default()
         })
     }
@@ -407,40 +431,57 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// The file in a run folder that names the running action's process group.
-pub const GROUP_FILE: &str = "action.pgid";
-
-/// Ends an action that a dead runner left running (its group is named in the run folder's
-/// [`GROUP_FILE`]), so a re-run never runs beside the old attempt. Returns whether a group was
-/// signalled.
+/// Ends every process a dead runner of run `run_id` left behind (its last action and anything
+/// that action started), so a re-run never runs beside the old attempt. Returns how many
+/// process groups were signalled.
 ///
-/// A process group id cannot be reused while any member of the group lives, so a live group
-/// with that id is the action's, unless its leader is a new process: that case is told apart
-/// by the leader's environment, which carries the action's `DLOOP_IDEMPOTENCY_KEY`.
-pub fn end_leftover_action(run_dir: &std::path::Path) -> bool {
-    let path = run_dir.join(GROUP_FILE);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return false;
+/// Actions carry `DLOOP_RUN_ID` in their environment and pass it to their children, so the
+/// run's processes are found by reading `/proc/<pid>/environ`; nothing is written per step to
+/// find them later. Called only by `resume`, `cancel` and `stop --force`, after the run lock
+/// shows no live runner, so none of those processes belongs to a live session.
+pub fn end_leftover_action(run_id: &str) -> usize {
+    let wanted = format!("DLOOP_RUN_ID={run_id}");
+    let own_group = crate::signals::own_group();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
     };
-    let mut parts = text.split_whitespace();
-    let pgid = parts.next().and_then(|p| p.parse::<i32>().ok());
-    let key = parts.next().unwrap_or_default().to_owned();
-    let mut ended = false;
-    if let Some(pgid) = pgid.filter(|p| *p > 1)
-        && crate::signals::group_exists(pgid)
-    {
-        // An empty environment is what a process shows while it is in execve (bash replacing
-        // itself with the command): that is still ours, so only a non-empty environment without
-        // our key marks a stranger.
-        let leader_is_other = std::fs::read(format!("/proc/{pgid}/environ")).is_ok_and(|env| {
-            let wanted = format!("DLOOP_IDEMPOTENCY_KEY={key}");
-            !env.is_empty() && !env.split(|b| *b == 0).any(|var| var == wanted.as_bytes())
-        });
-        if !leader_is_other {
-            crate::signals::signal_group(pgid, libc::SIGKILL);
-            ended = true;
+    let mut groups = std::collections::BTreeSet::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !environ
+            .split(|b| *b == 0)
+            .any(|var| var == wanted.as_bytes())
+        {
+            continue;
+        }
+        match process_group_of(pid) {
+            Some(pgid) if pgid > 1 && pgid != own_group => {
+                groups.insert(pgid);
+            }
+            _ => {
+                let _ = crate::signals::signal_process(pid, libc::SIGKILL);
+            }
         }
     }
-    let _ = std::fs::remove_file(&path);
-    ended
+    for pgid in &groups {
+        crate::signals::signal_group(*pgid, libc::SIGKILL);
+    }
+    groups.len()
+}
+
+/// The process group of `pid`, from `/proc/<pid>/stat` (the field after state and ppid).
+fn process_group_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; fields resume after the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
 }

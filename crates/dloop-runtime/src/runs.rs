@@ -237,7 +237,7 @@ pub fn resume_run(
     let mut run = store.open_run(&input.run_id)?;
     let (state, info) = run.load_state::<RunState>()?;
     let run_dir = store.run_dir(&input.run_id)?;
-    crate::process::end_leftover_action(&run_dir);
+    crate::process::end_leftover_action(&input.run_id);
     if state.last_seq == 0 {
         // Before the definition check: an empty log has no definition hash to compare.
         return Err(dloop_core::transition::ResumeError::NeverStarted {
@@ -312,7 +312,7 @@ pub fn resume_run(
 pub fn cancel_run(store: &FileStore, run_id: &str) -> Result<RunState, RuntimeError> {
     let mut run = store.open_run(run_id)?;
     let (mut state, info) = run.load_state::<RunState>()?;
-    crate::process::end_leftover_action(&store.run_dir(run_id)?);
+    crate::process::end_leftover_action(run_id);
     if state.status.is_finished() {
         return Err(dloop_core::transition::ResumeError::Finished {
             run_id: run_id.to_owned(),

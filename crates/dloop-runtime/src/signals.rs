@@ -24,6 +24,12 @@ pub fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
+/// The process group of this process.
+pub fn own_group() -> i32 {
+    // SAFETY: getpgrp(2) cannot fail and has no preconditions.
+    unsafe { libc::getpgrp() }
+}
+
 /// Whether any process of group `pgid` is alive.
 pub fn group_exists(pgid: i32) -> bool {
     if pgid <= 1 {

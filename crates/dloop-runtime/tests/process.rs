@@ -18,7 +18,6 @@ fn spec(dir: &std::path::Path, command: &str) -> ActionSpec {
         output_path: dir.join("out"),
         output_rel: "out".into(),
         kill_grace: Duration::from_millis(200),
-        group_file: None,
     }
 }
 
@@ -117,47 +116,37 @@ fn a_program_that_cannot_start_is_a_result_not_an_error() {
 }
 
 #[test]
-fn leftover_actions_of_a_dead_runner_are_ended() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = std::process::Command::new("bash")
-        .args(["-c", "sleep 30"])
-        .env("DLOOP_IDEMPOTENCY_KEY", "run-1:3")
-        .process_group(0)
-        .spawn()
-        .expect("spawn");
-    std::fs::write(
-        dir.path().join(dloop_runtime::process::GROUP_FILE),
-        format!("{} run-1:3\n", child.id()),
-    )
-    .expect("write");
-    assert!(dloop_runtime::process::end_leftover_action(dir.path()));
-    let status = child.wait().expect("waits");
+fn leftover_actions_of_a_dead_runner_are_ended_and_other_runs_are_not() {
+    let unique = format!("leftover-test-{}-{:?}", std::process::id(), Instant::now());
+    let spawn = |run_id: &str| {
+        std::process::Command::new("bash")
+            .args(["-c", "sleep 30 & wait"])
+            .env("DLOOP_RUN_ID", run_id)
+            .process_group(0)
+            .spawn()
+            .expect("spawn")
+    };
+    let mut ours = spawn(&unique);
+    let mut other = spawn(&format!("{unique}-other"));
+    // Until bash has run, its environment may still be the test's; wait for ours to show.
+    let wanted = format!("DLOOP_RUN_ID={unique}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let env = std::fs::read(format!("/proc/{}/environ", ours.id())).unwrap_or_default();
+        if env.split(|b| *b == 0).any(|v| v == wanted.as_bytes()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(dloop_runtime::process::end_leftover_action(&unique), 1);
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(9));
-    assert!(!dir.path().join(dloop_runtime::process::GROUP_FILE).exists());
-}
-
-#[test]
-fn a_reused_group_id_with_another_key_is_left_alone() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = std::process::Command::new("bash")
-        .args(["-c", "sleep 30"])
-        .env("DLOOP_IDEMPOTENCY_KEY", "another-run:1")
-        .process_group(0)
-        .spawn()
-        .expect("spawn");
-    std::fs::write(
-        dir.path().join(dloop_runtime::process::GROUP_FILE),
-        format!("{} run-1:3\n", child.id()),
-    )
-    .expect("write");
-    assert!(!dloop_runtime::process::end_leftover_action(dir.path()));
+    assert_eq!(ours.wait().expect("waits").signal(), Some(9));
     assert!(
-        child.try_wait().expect("waits").is_none(),
-        "an unrelated process was killed"
+        other.try_wait().expect("waits").is_none(),
+        "another run's action was killed"
     );
-    child.kill().expect("kill");
-    let _ = child.wait();
+    dloop_runtime::signals::signal_group(other.id() as i32, 9);
+    let _ = other.wait();
 }
 
 use std::os::unix::process::CommandExt;

@@ -56,10 +56,8 @@ pub(crate) fn cmd_stop(ctx: &Ctx, args: StopArgs) -> CmdResult {
         .map_err(|e| CliError::io(format!("signalling run {run_id} (pid {pid})"), e))?;
     if args.force {
         // The runner cannot end its action now; end the action's process group for it.
-        if let Ok(dir) = store.run_dir(&run_id) {
-            wait_gone(&store, &run_id);
-            dloop_runtime::process::end_leftover_action(&dir);
-        }
+        wait_gone(&store, &run_id);
+        dloop_runtime::process::end_leftover_action(&run_id);
         ctx.ui.status(&format!(
             "killed run {run_id}; it is crashed and `dloop resume {run_id}` continues it\n"
         ));

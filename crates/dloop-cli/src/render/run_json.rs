@@ -63,8 +63,9 @@ pub(crate) struct CaptureJson {
     pub(crate) duration_ms: u64,
     /// Output size.
     pub(crate) bytes: u64,
-    /// The full output, relative to the run folder.
-    pub(crate) output_path: String,
+    /// The full output, relative to the run folder; `null` when the output fits the log
+    /// (then `excerpt` is all of it).
+    pub(crate) output_path: Option<String>,
     /// The output (whole up to 4 KiB, else head and tail).
     pub(crate) excerpt: String,
 }
@@ -124,7 +125,8 @@ impl RunJson {
                             verdict: c.verdict.clone(),
                             duration_ms: c.result.duration_ms,
                             bytes: c.result.bytes,
-                            output_path: c.result.output_path.clone(),
+                            output_path: Some(c.result.output_path.clone())
+                                .filter(|p| !p.is_empty()),
                             excerpt: c.result.excerpt.clone(),
                         },
                     )

@@ -290,7 +290,11 @@ pub(crate) fn inspect(info: &RunInfo, now: Timestamp, color: bool) -> String {
                 c.step,
                 duration(c.result.duration_ms),
                 c.result.bytes,
-                c.result.output_path,
+                if c.result.output_path.is_empty() {
+                    "whole in the log"
+                } else {
+                    c.result.output_path.as_str()
+                },
                 c.verdict
                     .as_deref()
                     .map(|v| format!(" ({v})"))
