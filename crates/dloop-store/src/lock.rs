@@ -81,10 +81,13 @@ impl RunLock {
             }
         }
         let info = format!("{} {} {}\n", std::process::id(), host_name(), now());
+        // Overwrite in place, then cut to length: truncating to zero first makes ext4 start
+        // writing the file back at close (its replace-via-truncate heuristic), which the next
+        // truncate then waits for, costing milliseconds on a busy disk (benches/resume.rs).
         let written = file
-            .set_len(0)
-            .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
-            .and_then(|()| file.write_all(info.as_bytes()));
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(info.as_bytes()))
+            .and_then(|()| file.set_len(info.len() as u64));
         written.map_err(|e| AcquireError::Store(StoreError::io("write", path, e)))?;
         Ok(Self {
             file,
