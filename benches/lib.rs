@@ -78,6 +78,7 @@ pub fn run_meta(id: &str) -> RunMeta {
         created_at: Timestamp::from_millis(BASE_TS_MS),
         project_root: "/tmp/project".into(),
         loop_path: None,
+        started: None,
     }
 }
 

@@ -83,6 +83,9 @@ pub struct Session<'a, R: RunHandle> {
     since_snapshot: u64,
     options: SessionOptions,
     observer: &'a mut dyn RunObserver,
+    /// `bash`, resolved on PATH once: spawning by bare name makes every step try each PATH
+    /// entry with execve.
+    bash: String,
 }
 
 impl<'a, R: RunHandle> Session<'a, R> {
@@ -105,6 +108,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
             since_snapshot: 0,
             options,
             observer,
+            bash: find_on_path("bash").unwrap_or_else(|| "bash".to_owned()),
         }
     }
 
@@ -235,7 +239,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
         let work_dir = self.run_dir.join("work");
         let argv = match state_def.action() {
             Some(ActionRef::Shell(command)) => match lookup.render(command, Quoting::Shell) {
-                Ok(command) => Ok(vec!["bash".to_owned(), "-c".to_owned(), command]),
+                Ok(command) => Ok(vec![self.bash.clone(), "-c".to_owned(), command]),
                 Err(err) => Err(err.to_string()),
             },
             Some(ActionRef::Prompt(_)) => {
@@ -393,6 +397,20 @@ impl<'a, R: RunHandle> Session<'a, R> {
     pub fn into_state(self) -> RunState {
         self.state
     }
+}
+
+/// The first executable `name` on `PATH`, as an absolute path.
+fn find_on_path(name: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            candidate.is_absolute()
+                && std::fs::metadata(candidate)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .map(|found| found.display().to_string())
 }
 
 /// Where a run's files are, for actions and interpolation.

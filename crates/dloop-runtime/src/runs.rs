@@ -115,16 +115,28 @@ pub fn start_run(
     let mut created = None;
     for attempt in 0..64 {
         let id = RunId::new(request.loop_name, created_at, random_suffix(attempt))?;
+        let definition_sha256 = RunMeta::sha256_hex(request.definition_text);
+        let started = Event::RunStarted {
+            run_id: id.as_str().to_owned(),
+            loop_name: request.loop_name.to_owned(),
+            definition_sha256: definition_sha256.clone(),
+            initial: request.def.initial.clone().unwrap_or_default(),
+            context: request.context.clone(),
+            max_steps: request.max_steps,
+            timeout_ms: request.timeout_ms,
+            delay_ms: request.delay_ms,
+        };
         let meta = RunMeta {
             id: id.as_str().to_owned(),
             loop_name: request.loop_name.to_owned(),
             definition: request.definition_text.to_owned(),
-            definition_sha256: RunMeta::sha256_hex(request.definition_text),
+            definition_sha256,
             context: request.context.clone(),
             argv: request.argv.clone(),
             created_at,
             project_root: options.project_root.display().to_string(),
             loop_path: request.loop_path.clone(),
+            started: Some(started),
         };
         match store.create_run(&meta) {
             Ok(run) => {
@@ -139,7 +151,6 @@ pub fn start_run(
         return Err(RuntimeError::NoFreeId(request.loop_name.to_owned()));
     };
     let run_dir = store.run_dir(&meta.id)?;
-    let initial = request.def.initial.clone().unwrap_or_default();
     let mut session = Session::new(
         request.def,
         run,
@@ -148,16 +159,9 @@ pub fn start_run(
         options,
         observer,
     );
-    session.record(Event::RunStarted {
-        run_id: meta.id.clone(),
-        loop_name: meta.loop_name.clone(),
-        definition_sha256: meta.definition_sha256.clone(),
-        initial,
-        context: request.context.clone(),
-        max_steps: request.max_steps,
-        timeout_ms: request.timeout_ms,
-        delay_ms: request.delay_ms,
-    });
+    if let Some(started) = meta.started.clone() {
+        session.record(started);
+    }
     let status = session.drive()?;
     Ok(RunEnd {
         run_id: meta.id,
@@ -239,11 +243,31 @@ pub fn resume_run(
     let run_dir = store.run_dir(&input.run_id)?;
     crate::process::end_leftover_action(&input.run_id);
     if state.last_seq == 0 {
-        // Before the definition check: an empty log has no definition hash to compare.
-        return Err(dloop_core::transition::ResumeError::NeverStarted {
-            run_id: input.run_id.clone(),
+        // The run died after its folder was made and before its first record was durable:
+        // nothing ran. Start it now, as `dloop run` would have (run.json keeps its first
+        // record); a run.json from before that was kept has nothing to start from.
+        let Some(started) = meta.started.clone() else {
+            return Err(dloop_core::transition::ResumeError::NeverStarted {
+                run_id: input.run_id.clone(),
+            }
+            .into());
+        };
+        let def = parse_definition(&input.run_id, &meta.definition)?;
+        check_supported(&def)?;
+        let mut session = Session::new(&def, run, run_dir, state, options, observer);
+        session.record(started);
+        if let Some(repair) = &info.repair {
+            session.record(Event::LogRepaired {
+                dropped_bytes: repair.dropped_bytes,
+                reason: repair.reason.to_string(),
+            });
         }
-        .into());
+        let status = session.drive()?;
+        return Ok(RunEnd {
+            run_id: input.run_id.clone(),
+            status,
+            state: session.into_state(),
+        });
     }
     let mut text = definition_in_force(&meta, &state, &run_dir)?;
     let mut reloaded = None;

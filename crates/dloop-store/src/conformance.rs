@@ -49,6 +49,7 @@ pub fn meta(id: &str) -> RunMeta {
         created_at: Timestamp::from_millis(1_795_170_430_123),
         project_root: "/project".to_owned(),
         loop_path: None,
+        started: None,
     }
 }
 

@@ -46,6 +46,7 @@
 //!     created_at: Timestamp::from_millis(0),
 //!     project_root: "/tmp/project".into(),
 //!     loop_path: None,
+//!     started: None,
 //! };
 //! let mut run = store.create_run(&meta)?;
 //! let event = Event::LogRepaired { dropped_bytes: 0, reason: "example".into() };

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StoreError};
 
 /// `run.json`: what a run was started with, written once at creation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMeta {
     /// The run id.
     pub id: String,
@@ -47,6 +47,11 @@ pub struct RunMeta {
     /// The loop file the run started from (absolute path), so resume can notice a change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loop_path: Option<String>,
+    /// The `run_started` record the run begins with. A run that died after its folder was
+    /// made but before this record reached the log has run nothing; resume writes it then and
+    /// starts the run as `dloop run` would have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<dloop_core::Event>,
     // Fields added later must carry `#[serde(default)]` so older run.json files keep loading.
 }
 
