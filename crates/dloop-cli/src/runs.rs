@@ -141,26 +141,43 @@ pub(crate) fn resolve(
                 ))
                 .with_hint("give more of the run id"));
             }
-            // Newest first: the first wanted run is the loop's newest in a state the command
-            // needs; several wanted is ambiguous.
-            let mut matching = Vec::new();
-            for id in candidates {
-                let info = load_info(store, id.as_str())?;
-                if wanted(&info) {
-                    matching.push(info.id);
-                }
-            }
-            match matching.len() {
-                1 => Ok(matching.remove(0)),
-                0 => Err(CliError::usage(format!("loop `{query}` has no {what} run"))
-                    .with_hint("`dloop status --all` lists the runs")),
-                _ => Err(CliError::usage(format!(
-                    "loop `{query}` has several {what} runs: {}",
-                    join_ids(matching.iter().map(String::as_str))
-                ))
-                .with_hint("name one by its run id")),
-            }
+            // Several of the loop's runs: the command's filter must leave exactly one.
+            pick_one(
+                store,
+                candidates.iter().map(|id| id.as_str()),
+                wanted,
+                &format!("loop `{query}` has no {what} run"),
+                &format!("loop `{query}` has several {what} runs"),
+                "name one by its run id",
+            )
         }
+    }
+}
+
+/// The one run among `ids` that `wanted` accepts; none or several is a usage error.
+fn pick_one<'a>(
+    store: &FileStore,
+    ids: impl Iterator<Item = &'a str>,
+    wanted: &dyn Fn(&RunInfo) -> bool,
+    none: &str,
+    several: &str,
+    several_hint: &str,
+) -> Result<String, CliError> {
+    let mut matching = Vec::new();
+    for id in ids {
+        let info = load_info(store, id)?;
+        if wanted(&info) {
+            matching.push(info.id);
+        }
+    }
+    match matching.len() {
+        1 => Ok(matching.remove(0)),
+        0 => Err(CliError::usage(none).with_hint("`dloop status --all` lists the runs")),
+        _ => Err(CliError::usage(format!(
+            "{several}: {}",
+            join_ids(matching.iter().map(String::as_str))
+        ))
+        .with_hint(several_hint)),
     }
 }
 
@@ -194,23 +211,15 @@ pub(crate) fn resolve_only(
     what: &str,
     wanted: &dyn Fn(&RunInfo) -> bool,
 ) -> Result<String, CliError> {
-    let mut matching = Vec::new();
-    for id in run_ids(store)? {
-        let info = load_info(store, id.as_str())?;
-        if wanted(&info) {
-            matching.push(info.id);
-        }
-    }
-    match matching.len() {
-        1 => Ok(matching.remove(0)),
-        0 => Err(CliError::usage(format!("there is no {what} run"))
-            .with_hint("`dloop status --all` lists the runs")),
-        _ => Err(CliError::usage(format!(
-            "there are several {what} runs: {}",
-            join_ids(matching.iter().map(String::as_str))
-        ))
-        .with_hint("name one: `dloop resume RUN`")),
-    }
+    let ids = run_ids(store)?;
+    pick_one(
+        store,
+        ids.iter().map(|id| id.as_str()),
+        wanted,
+        &format!("there is no {what} run"),
+        &format!("there are several {what} runs"),
+        "name one: `dloop resume RUN`",
+    )
 }
 
 fn join_ids<'a>(ids: impl Iterator<Item = &'a str>) -> String {
