@@ -193,16 +193,18 @@ pub fn run_action(spec: &ActionSpec, stop: &StopFlag) -> io::Result<(ActionResul
             // The main process is gone but something it started holds the pipes open.
             killer.kill_now();
         }
+        // A stop that comes after the main process exited on its own ends nothing: the action
+        // finished, and is recorded as finished (never re-run).
         match stop.level() {
-            StopLevel::Now => {
+            StopLevel::Now if exit_status.is_none() => {
                 stopped = true;
                 killer.kill_now();
             }
-            StopLevel::Stop => {
+            StopLevel::Stop if exit_status.is_none() => {
                 stopped = true;
                 killer.terminate(now);
             }
-            StopLevel::None | StopLevel::Drain => {}
+            _ => {}
         }
         if timed_out.is_none() && exit_status.is_none() {
             timed_out = if wall_deadline.is_some_and(|d| now >= d) {
