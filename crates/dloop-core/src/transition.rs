@@ -186,7 +186,8 @@ fn start(
             .and_then(|r| r.backoff)
             .map_or(0, |d| d.as_millis())
     } else if state.step > 1 {
-        def.delay.map_or(0, |d| d.as_millis())
+        // The run's delay: the loop's `delay` or `--delay`, as `run_started` recorded it.
+        state.delay_ms.unwrap_or(0)
     } else {
         0
     };

@@ -239,7 +239,18 @@ impl<'a, R: RunHandle> Session<'a, R> {
         let work_dir = self.run_dir.join("work");
         let argv = match state_def.action() {
             Some(ActionRef::Shell(command)) => match lookup.render(command, Quoting::Shell) {
-                Ok(command) => Ok(vec![self.bash.clone(), "-c".to_owned(), command]),
+                Ok(script) if script.len() > MAX_INLINE_SCRIPT => {
+                    // Linux refuses a single argument over 128 KiB (E2BIG), and a command with
+                    // a large capture in it is that big: run it from a file instead.
+                    let rel = format!("{}.sh", pending.output_path.trim_end_matches(".out"));
+                    let path = self.run_dir.join(&rel);
+                    write_script(&path, &script).map_err(|source| RuntimeError::Output {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    Ok(vec![self.bash.clone(), path.display().to_string()])
+                }
+                Ok(script) => Ok(vec![self.bash.clone(), "-c".to_owned(), script]),
                 Err(err) => Err(err.to_string()),
             },
             Some(ActionRef::Prompt(_)) => {
@@ -397,6 +408,26 @@ impl<'a, R: RunHandle> Session<'a, R> {
     pub fn into_state(self) -> RunState {
         self.state
     }
+}
+
+/// The longest rendered shell command passed as `bash -c COMMAND`; longer ones run from a file.
+const MAX_INLINE_SCRIPT: usize = 100 * 1024;
+
+/// Writes a script file for a command too long for one argument (0600; not synced: it only
+/// has to live as long as the action, and a re-run renders it again).
+fn write_script(path: &Path, script: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(script.as_bytes())
 }
 
 /// The first executable `name` on `PATH`, as an absolute path.
