@@ -72,7 +72,7 @@ pub fn next(def: &LoopDef, state: &RunState, now: Timestamp) -> Decision {
     match &state.phase {
         Phase::NotStarted | Phase::Ended => Decision::Stop(state.status),
         Phase::Entering => enter(state, current, state_def, now),
-        Phase::Entered => start(def, state, current, state_def, now),
+        Phase::Entered => start(state, current, state_def, now),
         Phase::Acting(pending) => Decision::RunAction(pending.clone()),
         Phase::Finished { .. } => Decision::Evaluate,
         Phase::Evaluated { verdict, detail } => {
@@ -119,13 +119,7 @@ fn enter(state: &RunState, current: &str, state_def: &StateDef, now: Timestamp) 
     })
 }
 
-fn start(
-    def: &LoopDef,
-    state: &RunState,
-    current: &str,
-    state_def: &StateDef,
-    now: Timestamp,
-) -> Decision {
+fn start(state: &RunState, current: &str, state_def: &StateDef, now: Timestamp) -> Decision {
     if let Some(terminal) = state_def.terminal {
         return Decision::Record(match terminal {
             Terminal::Success => Event::RunCompleted {
