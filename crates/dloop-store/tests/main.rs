@@ -1,6 +1,7 @@
 //! dloop-store's integration tests, one binary with one `mod` per area.
 
 mod common;
+mod compat;
 mod conformance;
 mod corruption;
 mod crash;
