@@ -236,7 +236,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
             run_dir: &self.run_dir,
             capture_limit: self.options.capture_limit,
         };
-        let work_dir = self.run_dir.join("work");
+        let work_dir = work_dir(&self.run_dir);
         let argv = match state_def.action() {
             Some(ActionRef::Shell(command)) => match lookup.render(command, Quoting::Shell) {
                 Ok(script) if script.len() > MAX_INLINE_SCRIPT => {
@@ -444,7 +444,7 @@ fn find_on_path(name: &str) -> Option<String> {
         .map(|found| found.display().to_string())
 }
 
-/// Where a run's files are, for actions and interpolation.
+/// The run's scratch folder (`${run.dir}`, `$DLOOP_RUN_DIR`): `work/` in its run folder.
 pub fn work_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("work")
 }

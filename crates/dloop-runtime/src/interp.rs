@@ -50,7 +50,9 @@ impl Lookup<'_> {
                 .map(|s| state.visits(s).to_string()),
             (Namespace::Run, ["id"]) => Some(state.run_id.clone()),
             (Namespace::Run, ["iteration"]) => Some(state.step.to_string()),
-            (Namespace::Run, ["dir"]) => Some(self.run_dir.join("work").display().to_string()),
+            (Namespace::Run, ["dir"]) => {
+                Some(crate::driver::work_dir(self.run_dir).display().to_string())
+            }
             (Namespace::Run, ["elapsed_ms"]) => Some(state.elapsed_ms().to_string()),
             (Namespace::Run, ["loop"]) => Some(state.loop_name.clone()),
             (Namespace::Env, [name]) => std::env::var(name).ok(),
