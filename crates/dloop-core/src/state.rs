@@ -194,6 +194,9 @@ pub struct RunState {
     pub started_at: Timestamp,
     /// Time of the last record.
     pub last_ts: Timestamp,
+    /// When the last action finished (the `delay` between steps counts from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action_ended: Option<Timestamp>,
     /// Run time of the sessions that have ended.
     pub closed_sessions_ms: u64,
     /// Start of the current session, while one is open.
@@ -320,6 +323,7 @@ impl RunState {
                     self.captures.insert(name.clone(), step_result.clone());
                 }
                 self.prev = Some(step_result);
+                self.last_action_ended = Some(record.ts);
                 self.states.entry(state.clone()).or_default().time_ms += result.duration_ms;
                 self.phase = Phase::Finished {
                     result: result.clone(),

@@ -179,9 +179,11 @@ fn start(state: &RunState, current: &str, state_def: &StateDef, now: Timestamp) 
             .as_ref()
             .and_then(|r| r.backoff)
             .map_or(0, |d| d.as_millis())
-    } else if state.step > 1 {
-        // The run's delay: the loop's `delay` or `--delay`, as `run_started` recorded it.
-        state.delay_ms.unwrap_or(0)
+    } else if let (Some(delay), Some(ended)) = (state.delay_ms, state.last_action_ended) {
+        // The run's delay (the loop's `delay` or `--delay`, as `run_started` recorded it)
+        // counts from the previous action's end, so a resume after a pause longer than the
+        // delay starts at once instead of waiting it all again.
+        delay.saturating_sub(now.as_millis().saturating_sub(ended.as_millis()))
     } else {
         0
     };

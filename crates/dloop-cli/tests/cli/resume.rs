@@ -168,3 +168,51 @@ fn millis(ts: &str) -> u64 {
     let ms: u64 = time[9..12].parse().expect("millis");
     ((h * 60 + m) * 60 + s) * 1000 + ms
 }
+
+#[test]
+fn stop_during_a_delay_pauses_at_once_and_resume_runs_the_rest() {
+    let p = TestProject::new();
+    p.write_loop("flow", TWO_STEPS);
+    let child = p.spawn(&["run", "flow", "--delay", "6s"], &[]);
+    // Step 1 ran; the run now waits 6 s before step 2.
+    let (id, run_dir) = poll(Duration::from_secs(10), || {
+        let dir = p.run_dirs().into_iter().next()?;
+        std::fs::read_to_string(dir.join("work/trail"))
+            .ok()
+            .filter(|t| t == "a\n")?;
+        Some(p.only_run())
+    })
+    .expect("step 1 ran");
+    let out = p.dloop(&["stop", &id]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = p.wait(child, Duration::from_secs(5));
+    assert_eq!(
+        out.code, 3,
+        "the delay did not end at the stop: {}",
+        out.stderr
+    );
+    let records = verified_log(&run_dir);
+    assert_eq!(records.last().expect("records")["type"], "run_paused");
+    assert_eq!(
+        count(&records, "action_interrupted"),
+        0,
+        "no action was in flight"
+    );
+    // Resume waits only what is left of the delay, counted from step 1's end.
+    let out = p.dloop(&["resume", &id, "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let trail = std::fs::read_to_string(run_dir.join("work/trail")).expect("trail");
+    assert_eq!(trail, "a\nb\n", "each step ran once");
+    let records = verified_log(&run_dir);
+    let finished = records
+        .iter()
+        .find(|r| r["type"] == "action_finished")
+        .expect("step 1");
+    let started = records
+        .iter()
+        .rfind(|r| r["type"] == "action_started")
+        .expect("step 2");
+    let gap =
+        millis(started["ts"].as_str().expect("ts")) - millis(finished["ts"].as_str().expect("ts"));
+    assert!(gap >= 6000, "step 2 started {gap} ms after step 1 ended");
+}
