@@ -81,9 +81,14 @@ pub enum ActionKind {
     SubLoop,
 }
 
-/// The result of an action as the log keeps it. Outputs up to the excerpt limit are kept whole
-/// (`complete: true`); larger ones live in full in `output_path` (fsynced before this record)
-/// and the log keeps the head and tail.
+/// The run's output stream, relative to the run folder: every byte every action printed, in the
+/// order it arrived, appended as it arrives. Records point into it by offset and length.
+pub const OUTPUT_STREAM: &str = "output.log";
+
+/// The result of an action as the log keeps it. Every byte is in the run's output stream
+/// ([`OUTPUT_STREAM`]) at `output_offset`, `bytes` long. Outputs up to the excerpt limit are also
+/// kept whole in the log (`complete: true`), so the stream need not be synced for them; larger
+/// ones are synced in the stream before this record and the log keeps the head and tail.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ActionResult {
     /// Exit status, when the process exited.
@@ -108,10 +113,14 @@ pub struct ActionResult {
     /// stderr alone, bounded like `excerpt`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr: String,
-    /// Where the full output is, relative to the run folder; empty when `complete` (the
-    /// excerpt is the whole output and no file was written).
+    /// Where the full output is, relative to the run folder ([`OUTPUT_STREAM`]); empty when the
+    /// action printed nothing. Logs written before the stream existed name a file per step
+    /// (`outputs/<seq>-<state>.out`, only for outputs that did not fit the excerpt).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output_path: String,
+    /// Where the output starts in the stream; `None` in logs from before the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_offset: Option<u64>,
     /// An error that kept the action from running at all (spawn failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -179,8 +188,12 @@ pub enum Event {
         kind: ActionKind,
         /// Stable across resumes: a re-run of an interrupted action has the same key.
         idempotency_key: String,
-        /// Where its output goes, relative to the run folder.
+        /// Where its output goes, relative to the run folder ([`OUTPUT_STREAM`]).
         output_path: String,
+        /// Where its output will start in the stream, so it can be read while the action runs
+        /// and after a crash. Set by the runtime; `None` in logs from before the stream.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_offset: Option<u64>,
     },
     /// The action ended (by itself, by a timeout, or could not start).
     ActionFinished {
@@ -205,6 +218,10 @@ pub enum Event {
         idempotency_key: String,
         /// `stopped`, `interrupted` or `crashed`.
         reason: String,
+        /// Bytes the action printed before it was ended (its partial output, in the stream from
+        /// the `action_started` record's offset); `None` when unknown (the runner died).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
     },
     /// The evaluator's verdict.
     Evaluated {

@@ -74,6 +74,9 @@ pub struct PendingAction {
     pub idempotency_key: String,
     /// Where its output goes, relative to the run folder.
     pub output_path: String,
+    /// Where its output starts in the output stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_offset: Option<u64>,
 }
 
 /// Where in a step the log ends.
@@ -296,6 +299,7 @@ impl RunState {
                 kind,
                 idempotency_key,
                 output_path,
+                output_offset,
             } => {
                 self.interrupted = None;
                 self.rerun_allowed = false;
@@ -305,6 +309,7 @@ impl RunState {
                     kind: *kind,
                     idempotency_key: idempotency_key.clone(),
                     output_path: output_path.clone(),
+                    output_offset: *output_offset,
                 });
             }
             Event::ActionFinished {

@@ -142,7 +142,7 @@ fn start(state: &RunState, current: &str, state_def: &StateDef, now: Timestamp) 
     if let Some(event) = timed_out(state, now) {
         return Decision::Record(event);
     }
-    let output_path = format!("outputs/{}-{current}.out", state.last_seq + 1);
+    let output_path = crate::event::OUTPUT_STREAM.to_owned();
     let kind = match action {
         ActionRef::Shell(_) => ActionKind::Shell,
         ActionRef::Prompt(_) => ActionKind::Prompt,
@@ -160,7 +160,7 @@ fn start(state: &RunState, current: &str, state_def: &StateDef, now: Timestamp) 
                 )),
             });
         }
-        // Re-run on purpose: same step, same idempotency key, a fresh output file.
+        // Re-run on purpose: same step, same idempotency key, output appended afresh.
         return Decision::StartAction {
             intent: Event::ActionStarted {
                 state: current.to_owned(),
@@ -168,6 +168,7 @@ fn start(state: &RunState, current: &str, state_def: &StateDef, now: Timestamp) 
                 kind,
                 idempotency_key: interrupted.idempotency_key.clone(),
                 output_path,
+                output_offset: None,
             },
             wait_ms: 0,
         };
@@ -194,6 +195,7 @@ fn start(state: &RunState, current: &str, state_def: &StateDef, now: Timestamp) 
             kind,
             idempotency_key: idempotency_key(&state.run_id, state.step),
             output_path,
+            output_offset: None,
         },
         wait_ms,
     }
@@ -375,6 +377,7 @@ pub fn interrupt_in_flight(state: &RunState, reason: &str) -> Option<Event> {
         step: pending.step,
         idempotency_key: pending.idempotency_key.clone(),
         reason: reason.to_owned(),
+        bytes: None,
     })
 }
 

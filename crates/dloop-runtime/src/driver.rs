@@ -16,10 +16,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dloop_core::evaluate::{self, EvalInput};
-use dloop_core::event::{ActionResult, ActionTimeout, Event, PauseReason};
+use dloop_core::event::{ActionTimeout, Event, PauseReason};
 use dloop_core::interpolate::Quoting;
 use dloop_core::model::{ActionRef, Evaluate, LoopDef};
 use dloop_core::state::{PendingAction, Phase, RunStatus, StepResult};
@@ -27,14 +27,18 @@ use dloop_core::transition::{self, Decision};
 use dloop_core::{Record, RunState, Timestamp};
 use dloop_store::{RunHandle, crash_point};
 
+use crate::actions::output::{OutputStream, StepOutput};
+use crate::actions::shell::ShellRunner;
+use crate::actions::{ActionIo, ActionOutcome, ActionRequest, ActionRunner};
+use crate::clock::{Clock, SystemClock};
 use crate::error::RuntimeError;
 use crate::interp::{DEFAULT_CAPTURE_LIMIT, Lookup};
 use crate::observer::RunObserver;
-use crate::process::{self, ActionSpec, Ending, StopFlag, StopLevel};
+use crate::process::{Limits, StopFlag, StopLevel};
 use crate::signals::SignalRecord;
 
 /// How a session runs, beyond the loop itself.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SessionOptions {
     /// The project root: actions run there.
     pub project_root: PathBuf,
@@ -48,6 +52,21 @@ pub struct SessionOptions {
     pub stop: Arc<StopFlag>,
     /// Which signals arrived.
     pub signals: Arc<SignalRecord>,
+    /// Time: record timestamps, delays, the run's timeout.
+    pub clock: Arc<dyn Clock>,
+    /// Runs `shell:` actions.
+    pub shell: Arc<dyn ActionRunner>,
+}
+
+impl std::fmt::Debug for SessionOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionOptions")
+            .field("project_root", &self.project_root)
+            .field("capture_limit", &self.capture_limit)
+            .field("kill_grace", &self.kill_grace)
+            .field("snapshot_every", &self.snapshot_every)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionOptions {
@@ -60,16 +79,15 @@ impl SessionOptions {
             snapshot_every: 1000,
             stop: Arc::new(StopFlag::default()),
             signals: Arc::new(SignalRecord::default()),
+            clock: Arc::new(SystemClock),
+            shell: Arc::new(ShellRunner::default()),
         }
     }
 }
 
-/// The clock, as a [`Timestamp`].
+/// The system clock's time, as a [`Timestamp`] (for callers outside a session).
 pub fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    Timestamp::from_millis(ms)
+    SystemClock.now()
 }
 
 /// One session of one run: holds its lock (through the handle) until dropped.
@@ -83,9 +101,8 @@ pub struct Session<'a, R: RunHandle> {
     since_snapshot: u64,
     options: SessionOptions,
     observer: &'a mut dyn RunObserver,
-    /// `bash`, resolved on PATH once: spawning by bare name makes every step try each PATH
-    /// entry with execve.
-    bash: String,
+    /// The run's output stream, opened at the first action.
+    stream: Option<OutputStream>,
 }
 
 impl<'a, R: RunHandle> Session<'a, R> {
@@ -108,7 +125,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
             since_snapshot: 0,
             options,
             observer,
-            bash: find_on_path("bash").unwrap_or_else(|| "bash".to_owned()),
+            stream: None,
         }
     }
 
@@ -122,7 +139,8 @@ impl<'a, R: RunHandle> Session<'a, R> {
     /// Every record of a batch carries the batch's first timestamp: the store writes them with
     /// that one timestamp, so the state folded here equals the state folded from disk.
     pub fn record(&mut self, event: Event) {
-        let ts = *self.batch_ts.get_or_insert_with(now);
+        let clock = &self.options.clock;
+        let ts = *self.batch_ts.get_or_insert_with(|| clock.now());
         let record = Record {
             seq: self.state.last_seq + 1,
             ts,
@@ -166,10 +184,13 @@ impl<'a, R: RunHandle> Session<'a, R> {
     /// Failures of dloop's own I/O (the log, an output file).
     pub fn drive(&mut self) -> Result<RunStatus, RuntimeError> {
         loop {
-            let decision = transition::next(self.def, &self.state, now());
+            if crate::signals::take_suspend_request() {
+                crate::signals::suspend_with(None);
+            }
+            let decision = transition::next(self.def, &self.state, self.options.clock.now());
             match decision {
                 Decision::Record(event) => self.record(event),
-                Decision::StartAction { intent, wait_ms } => {
+                Decision::StartAction { mut intent, wait_ms } => {
                     if self.pause_if_stop_requested(StopLevel::Drain) {
                         continue;
                     }
@@ -179,6 +200,9 @@ impl<'a, R: RunHandle> Session<'a, R> {
                         if self.pause_if_stop_requested(StopLevel::Drain) {
                             continue;
                         }
+                    }
+                    if let Event::ActionStarted { output_offset, .. } = &mut intent {
+                        *output_offset = Some(self.stream()?.len());
                     }
                     self.record(intent);
                     self.flush()?;
@@ -218,15 +242,25 @@ impl<'a, R: RunHandle> Session<'a, R> {
         }
     }
 
-    /// Sleeps, waking early for a stop request.
+    /// Sleeps on the session's clock, waking early for a stop request or Ctrl-Z (the loop then
+    /// suspends and works out what is left of the wait).
     fn sleep(&self, total: Duration) {
-        let end = Instant::now() + total;
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            if left.is_zero() || self.options.stop.level() >= StopLevel::Drain {
-                return;
-            }
-            std::thread::sleep(left.min(Duration::from_millis(20)));
+        let stop = &self.options.stop;
+        self.options.clock.sleep(total, &|| {
+            stop.level() >= StopLevel::Drain || crate::signals::suspend_requested()
+        });
+    }
+
+    /// The run's output stream, opened (and created) on first use.
+    fn stream(&mut self) -> Result<&mut OutputStream, RuntimeError> {
+        if self.stream.is_none() {
+            let stream = OutputStream::open(&self.run_dir).map_err(|source| RuntimeError::Output {
+                path: self.run_dir.join(dloop_core::event::OUTPUT_STREAM),
+                source,
+            })?;
+            self.stream = Some(stream);
         }
+        Ok(self.stream.as_mut().expect("just opened"))
     }
 
     fn run_action(&mut self, pending: PendingAction) -> Result<(), RuntimeError> {
@@ -237,22 +271,11 @@ impl<'a, R: RunHandle> Session<'a, R> {
             capture_limit: self.options.capture_limit,
         };
         let work_dir = work_dir(&self.run_dir);
-        let argv = match state_def.action() {
-            Some(ActionRef::Shell(command)) => match lookup.render(command, Quoting::Shell) {
-                Ok(script) if script.len() > MAX_INLINE_SCRIPT => {
-                    // Linux refuses a single argument over 128 KiB (E2BIG), and a command with
-                    // a large capture in it is that big: run it from a file instead.
-                    let rel = format!("{}.sh", pending.output_path.trim_end_matches(".out"));
-                    let path = self.run_dir.join(&rel);
-                    write_script(&path, &script).map_err(|source| RuntimeError::Output {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    Ok(vec![self.bash.clone(), path.display().to_string()])
-                }
-                Ok(script) => Ok(vec![self.bash.clone(), "-c".to_owned(), script]),
-                Err(err) => Err(err.to_string()),
-            },
+        let rendered = match state_def.action() {
+            Some(ActionRef::Shell(command)) => lookup
+                .render(command, Quoting::Shell)
+                .map(|script| (Arc::clone(&self.options.shell), script))
+                .map_err(|err| err.to_string()),
             Some(ActionRef::Prompt(_)) => {
                 Err("prompt actions need an agent runner, which this version does not have".into())
             }
@@ -261,70 +284,117 @@ impl<'a, R: RunHandle> Session<'a, R> {
             }
             None => Err(format!("state `{}` has no action", pending.state)),
         };
-        let deadline = self.state.timeout_ms.map(|limit| {
-            let left = limit.saturating_sub(self.state.elapsed_ms_at(now()));
+        let now = self.options.clock.now();
+        let run_deadline = self.state.timeout_ms.map(|limit| {
+            let left = limit.saturating_sub(self.state.elapsed_ms_at(now));
             Instant::now() + Duration::from_millis(left)
         });
-        let (result, ending) = match argv {
-            Ok(argv) => {
-                let spec = ActionSpec {
-                    argv,
-                    env: vec![
-                        ("DLOOP_RUN_ID".into(), self.state.run_id.clone()),
-                        ("DLOOP_RUN_DIR".into(), work_dir.display().to_string()),
-                        ("DLOOP_STATE".into(), pending.state.clone()),
-                        ("DLOOP_ITERATION".into(), pending.step.to_string()),
-                        (
-                            "DLOOP_IDEMPOTENCY_KEY".into(),
-                            pending.idempotency_key.clone(),
-                        ),
-                    ],
-                    cwd: self.options.project_root.clone(),
-                    stdin: None,
-                    timeout: state_def.timeout.map(|d| d.0),
-                    idle_timeout: state_def.idle_timeout.map(|d| d.0),
-                    run_deadline: deadline,
-                    output_path: self.run_dir.join(&pending.output_path),
-                    output_rel: pending.output_path.clone(),
-                    kill_grace: self.options.kill_grace,
+        let limits = Limits {
+            timeout: state_def.timeout.map(|d| d.0),
+            idle_timeout: state_def.idle_timeout.map(|d| d.0),
+            run_deadline,
+            kill_grace: self.options.kill_grace,
+        };
+        let env = [
+            ("DLOOP_RUN_ID".to_owned(), self.state.run_id.clone()),
+            ("DLOOP_RUN_DIR".to_owned(), work_dir.display().to_string()),
+            ("DLOOP_STATE".to_owned(), pending.state.clone()),
+            ("DLOOP_ITERATION".to_owned(), pending.step.to_string()),
+            (
+                "DLOOP_IDEMPOTENCY_KEY".to_owned(),
+                pending.idempotency_key.clone(),
+            ),
+        ];
+        let capture = state_def.capture.clone();
+        let scratch = self.run_dir.join("scripts");
+        let stream_path = self.run_dir.join(dloop_core::event::OUTPUT_STREAM);
+        self.stream()?;
+        let Self {
+            stream,
+            observer,
+            options,
+            state,
+            ..
+        } = self;
+        let stream = stream.as_mut().expect("opened above");
+        let mut output = StepOutput::new(stream);
+        let outcome = match rendered {
+            Ok((runner, text)) => {
+                observer.on_action_start(&pending, state);
+                let request = ActionRequest {
+                    pending: &pending,
+                    text: &text,
+                    env: &env,
+                    cwd: &options.project_root,
+                    scratch: &scratch,
+                    limits,
                 };
-                self.observer.on_action_start(&pending, &self.state);
-                process::run_action(&spec, &self.options.stop).map_err(|source| {
+                let mut watch = |s, bytes: &[u8]| observer.on_output(s, bytes);
+                let mut io = ActionIo {
+                    output: &mut output,
+                    watch: &mut watch,
+                    stop: &options.stop,
+                };
+                let outcome = runner.run(&request, &mut io);
+                Some(outcome.map_err(|source| RuntimeError::Output {
+                    path: stream_path.clone(),
+                    source,
+                })?)
+            }
+            Err(message) => {
+                let mut result = output.finish(Duration::ZERO).map_err(|source| {
                     RuntimeError::Output {
-                        path: spec.output_path.clone(),
+                        path: stream_path.clone(),
                         source,
                     }
-                })?
+                })?;
+                result.error = Some(message);
+                crash_point("after_side_effect");
+                self.record(Event::ActionFinished {
+                    state: pending.state.clone(),
+                    step: pending.step,
+                    capture,
+                    result,
+                });
+                return Ok(());
             }
-            Err(message) => (
-                ActionResult {
-                    output_path: pending.output_path.clone(),
-                    error: Some(message),
-                    ..ActionResult::default()
-                },
-                Ending::Finished,
-            ),
         };
+        let ActionOutcome {
+            process,
+            session_id,
+        } = outcome.expect("an action ran");
+        let mut result = output
+            .finish(process.duration)
+            .map_err(|source| RuntimeError::Output {
+                path: stream_path,
+                source,
+            })?;
+        result.exit_code = process.exit_code();
+        result.signal = process.signal();
+        result.timed_out = process.timed_out;
+        result.error = process.spawn_error.clone();
+        result.session_id = session_id;
         crash_point("after_side_effect");
-        if ending == Ending::Stopped || result.timed_out == Some(ActionTimeout::Run) {
+        if process.stopped || result.timed_out == Some(ActionTimeout::Run) {
             self.record(Event::ActionInterrupted {
                 state: pending.state.clone(),
                 step: pending.step,
                 idempotency_key: pending.idempotency_key.clone(),
-                reason: if ending == Ending::Stopped {
+                reason: if process.stopped {
                     self.stop_reason().as_str().to_owned()
                 } else {
                     "timed_out".to_owned()
                 },
+                bytes: Some(result.bytes),
             });
-            if ending == Ending::Stopped {
+            if process.stopped {
                 self.record(Event::RunPaused {
                     reason: self.stop_reason(),
                     message: None,
                 });
             } else {
                 self.record(Event::RunTimedOut {
-                    elapsed_ms: self.state.elapsed_ms_at(now()),
+                    elapsed_ms: self.state.elapsed_ms_at(self.options.clock.now()),
                 });
             }
             return Ok(());
@@ -332,7 +402,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
         self.record(Event::ActionFinished {
             state: pending.state.clone(),
             step: pending.step,
-            capture: state_def.capture.clone(),
+            capture,
             result,
         });
         Ok(())
@@ -408,40 +478,6 @@ impl<'a, R: RunHandle> Session<'a, R> {
     pub fn into_state(self) -> RunState {
         self.state
     }
-}
-
-/// The longest rendered shell command passed as `bash -c COMMAND`; longer ones run from a file.
-const MAX_INLINE_SCRIPT: usize = 100 * 1024;
-
-/// Writes a script file for a command too long for one argument (0600; not synced: it only
-/// has to live as long as the action, and a re-run renders it again).
-fn write_script(path: &Path, script: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(script.as_bytes())
-}
-
-/// The first executable `name` on `PATH`, as an absolute path.
-fn find_on_path(name: &str) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            candidate.is_absolute()
-                && std::fs::metadata(candidate)
-                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .map(|found| found.display().to_string())
 }
 
 /// The run's scratch folder (`${run.dir}`, `$DLOOP_RUN_DIR`): `work/` in its run folder.

@@ -5,7 +5,6 @@
 //! is read back from its output file, keeping its last `capture_limit` bytes (test runners and
 //! agents put their conclusions at the end).
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use dloop_core::RunState;
@@ -71,16 +70,47 @@ impl Lookup<'_> {
         }
     }
 
-    /// The action's output, whole when the log has it, else the tail of its file.
+    /// The action's output: whole when the log has it, else the last `capture_limit` bytes
+    /// of it in the run's output stream (or, in logs from before the stream, of its file).
     pub fn output(&self, result: &StepResult) -> String {
-        if result.result.complete {
-            return result.result.excerpt.clone();
+        String::from_utf8_lossy(&self.output_bytes(result)).into_owned()
+    }
+
+    /// The action's output as bytes: the one place outputs are read back for interpolation.
+    ///
+    /// A small output is whole in the log, but as UTF-8 text (lossy); its exact bytes are read
+    /// from the stream when they are there and match the recorded SHA-256 (after a power loss
+    /// the unsynced stream may have lost them). A large output was synced in the stream before
+    /// its record, so its tail is read from there.
+    pub fn output_bytes(&self, result: &StepResult) -> Vec<u8> {
+        let r = &result.result;
+        let excerpt = || r.excerpt.clone().into_bytes();
+        if r.output_path.is_empty() {
+            return excerpt();
         }
-        read_tail(
-            &self.run_dir.join(&result.result.output_path),
-            self.capture_limit,
-        )
-        .unwrap_or_else(|_| result.result.excerpt.clone())
+        let path = self.run_dir.join(&r.output_path);
+        match r.output_offset {
+            Some(offset) if r.complete => {
+                match crate::actions::output::read_range(&path, offset, r.bytes) {
+                    Ok(Some(bytes)) if crate::actions::output::sha256_hex(&bytes) == r.sha256 => {
+                        bytes
+                    }
+                    _ => excerpt(),
+                }
+            }
+            Some(offset) => crate::actions::output::read_range_tail(
+                &path,
+                offset,
+                r.bytes,
+                self.capture_limit,
+            )
+            .ok()
+            .flatten()
+            .unwrap_or_else(excerpt),
+            None if r.complete => excerpt(),
+            None => crate::actions::output::read_file_tail(&path, self.capture_limit)
+                .unwrap_or_else(|_| excerpt()),
+        }
     }
 
     /// Renders `text` with this lookup.
@@ -91,15 +121,4 @@ impl Lookup<'_> {
         let template = interpolate::parse_template(text);
         interpolate::render(&template, quoting, &mut |var| self.value(var))
     }
-}
-
-fn read_tail(path: &Path, limit: u64) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    if len > limit {
-        file.seek(SeekFrom::Start(len - limit))?;
-    }
-    let mut bytes = Vec::with_capacity(len.min(limit) as usize);
-    file.take(limit).read_to_end(&mut bytes)?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -9,13 +9,20 @@
 //! # Brief overview
 //! - [`runs::start_run`] and [`runs::resume_run`]: begin or continue a run and drive it.
 //! - [`driver::Session`]: the step loop over one locked run.
-//! - [`process::run_action`]: one action process, with timeouts and stop handling.
+//! - [`actions::ActionRunner`]: the seam every kind of action runs through;
+//!   [`actions::shell::ShellRunner`] runs `shell:` actions.
+//! - [`process::run_process`]: one action process, with timeouts, stop handling and job
+//!   control; [`reaper`] makes sure nothing of it outlives its step.
+//! - [`clock::Clock`]: time, injected ([`clock::ManualClock`] in tests).
 
+pub mod actions;
+pub mod clock;
 pub mod driver;
 pub mod error;
 pub mod interp;
 pub mod observer;
 pub mod process;
+pub mod reaper;
 pub mod runs;
 pub mod signals;
 

@@ -4,6 +4,8 @@
 use dloop_core::state::PendingAction;
 use dloop_core::{Record, RunState};
 
+use crate::actions::output::Stream;
+
 /// Receives a run's progress. Every method has a default that does nothing.
 pub trait RunObserver {
     /// A record was made durable; `state` includes it (and any later records of its batch).
@@ -14,6 +16,11 @@ pub trait RunObserver {
     /// An action is about to be spawned.
     fn on_action_start(&mut self, pending: &PendingAction, state: &RunState) {
         let _ = (pending, state);
+    }
+
+    /// The running action printed `bytes` (already on disk in the run's output stream).
+    fn on_output(&mut self, stream: Stream, bytes: &[u8]) {
+        let _ = (stream, bytes);
     }
 }
 

@@ -111,7 +111,7 @@ pub fn start_run(
     observer: &mut dyn RunObserver,
 ) -> Result<RunEnd, RuntimeError> {
     check_supported(request.def)?;
-    let created_at = now();
+    let created_at = options.clock.now();
     let mut created = None;
     for attempt in 0..64 {
         let id = RunId::new(request.loop_name, created_at, random_suffix(attempt))?;
@@ -241,7 +241,7 @@ pub fn resume_run(
     let mut run = store.open_run(&input.run_id)?;
     let (state, info) = run.load_state::<RunState>()?;
     let run_dir = store.run_dir(&input.run_id)?;
-    crate::process::end_leftover_action(&input.run_id);
+    crate::reaper::end_leftover_action(&input.run_id);
     if state.last_seq == 0 {
         // The run died after its folder was made and before its first record was durable:
         // nothing ran. Start it now, as `dloop run` would have (run.json keeps its first
@@ -336,7 +336,7 @@ pub fn resume_run(
 pub fn cancel_run(store: &FileStore, run_id: &str) -> Result<RunState, RuntimeError> {
     let mut run = store.open_run(run_id)?;
     let (mut state, info) = run.load_state::<RunState>()?;
-    crate::process::end_leftover_action(run_id);
+    crate::reaper::end_leftover_action(run_id);
     if state.status.is_finished() {
         return Err(dloop_core::transition::ResumeError::Finished {
             run_id: run_id.to_owned(),

@@ -1,14 +1,22 @@
-//! Signals: sending them to an action's process group, and turning SIGINT, SIGTERM and
-//! SIGUSR1 into stop requests on a [`StopFlag`](crate::process::StopFlag).
+//! Signals: sending them to an action's process group, and turning the signals dloop receives
+//! into stop requests on a [`StopFlag`](crate::process::StopFlag) and job control.
 //!
-//! SIGTERM (`dloop stop`) asks for a stop; SIGUSR1 (`dloop stop --drain`) lets the current
-//! action finish first; SIGINT (Ctrl-C) stops, and a second SIGINT ends the action at once.
+//! | signal | effect |
+//! |---|---|
+//! | SIGTERM (`dloop stop`), SIGHUP (terminal closed), SIGQUIT (Ctrl-\\) | stop: end the action's tree (TERM, grace, KILL), record it, pause |
+//! | SIGUSR1 (`dloop stop --drain`) | let the current action finish, then pause |
+//! | SIGINT (Ctrl-C) | stop; a second SIGINT ends the action with SIGKILL at once |
+//! | SIGTSTP (Ctrl-Z) | stop the action's group with dloop; `fg` (SIGCONT) continues both |
+//!
+//! Handlers only touch atomics; the work happens on the session's thread, which checks them
+//! between reads of the action's pipes (every 20 ms at most) and between steps.
 
 #![allow(unsafe_code)]
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::process::{StopFlag, StopLevel};
 
@@ -72,18 +80,55 @@ impl SignalRecord {
     }
 }
 
-/// Installs handlers that raise `flag`: SIGTERM → Stop, SIGUSR1 → Drain, SIGINT → Stop, and a
-/// second SIGINT → Now.
+/// Set by the SIGTSTP handler; taken by [`take_suspend_request`].
+static SUSPEND_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether Ctrl-Z (SIGTSTP) arrived since the last call.
+pub fn take_suspend_request() -> bool {
+    SUSPEND_REQUESTED.swap(false, Ordering::SeqCst)
+}
+
+/// Whether Ctrl-Z (SIGTSTP) arrived and is not yet handled (does not take it).
+pub fn suspend_requested() -> bool {
+    SUSPEND_REQUESTED.load(Ordering::SeqCst)
+}
+
+/// Stops this process the way SIGTSTP's default would, after stopping the action's group
+/// `action` (which, in its own group, the terminal does not stop); when continued (`fg`),
+/// continues the action too. Returns how long the process was stopped.
+pub fn suspend_with(action: Option<i32>) -> Duration {
+    if let Some(pgid) = action {
+        signal_group(pgid, libc::SIGTSTP);
+    }
+    let before = Instant::now();
+    // SAFETY: raise(2) has no memory-safety preconditions. SIGSTOP cannot be caught, so this
+    // returns only once the process is continued.
+    unsafe {
+        libc::raise(libc::SIGSTOP);
+    }
+    if let Some(pgid) = action {
+        signal_group(pgid, libc::SIGCONT);
+    }
+    before.elapsed()
+}
+
+/// Installs handlers that raise `flag`: SIGTERM, SIGHUP and SIGQUIT → Stop, SIGUSR1 → Drain,
+/// SIGINT → Stop and a second SIGINT → Now; and SIGTSTP → a suspend request.
 ///
 /// # Errors
 /// When a handler cannot be registered.
 pub fn install(flag: Arc<StopFlag>, record: Arc<SignalRecord>) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
-    let term = Arc::clone(&flag);
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP, SIGUSR1};
     let drain = Arc::clone(&flag);
     // SAFETY: the handlers only touch atomics, which is async-signal-safe.
     unsafe {
-        signal_hook::low_level::register(SIGTERM, move || term.raise(StopLevel::Stop))?;
+        for signal in [SIGTERM, SIGHUP, SIGQUIT] {
+            let term = Arc::clone(&flag);
+            signal_hook::low_level::register(signal, move || term.raise(StopLevel::Stop))?;
+        }
+        signal_hook::low_level::register(SIGTSTP, || {
+            SUSPEND_REQUESTED.store(true, Ordering::SeqCst);
+        })?;
         signal_hook::low_level::register(SIGUSR1, move || drain.raise(StopLevel::Drain))?;
         signal_hook::low_level::register(SIGINT, move || {
             let before = record.interrupted.fetch_add(1, Ordering::SeqCst);

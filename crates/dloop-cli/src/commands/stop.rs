@@ -57,7 +57,7 @@ pub(crate) fn cmd_stop(ctx: &Ctx, args: StopArgs) -> CmdResult {
     if args.force {
         // The runner cannot end its action now; end the action's process group for it.
         wait_gone(&store, &run_id);
-        dloop_runtime::process::end_leftover_action(&run_id);
+        dloop_runtime::reaper::end_leftover_action(&run_id);
         ctx.ui.status(&format!(
             "killed run {run_id}; it is crashed and `dloop resume {run_id}` continues it\n"
         ));

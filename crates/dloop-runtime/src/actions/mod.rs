@@ -1,0 +1,94 @@
+//! The action-runner seam: how a session runs a state's action without knowing what kind of
+//! action it is.
+//!
+//! The session renders the action's text (a shell command, later a prompt), opens its output in
+//! the run's stream, and hands both to an [`ActionRunner`] with the environment, the limits and
+//! the stop flag. The runner starts whatever it runs, passes every chunk of output to
+//! [`ActionIo::chunk`] as it arrives (which puts it on disk and in front of watchers), and says
+//! how the action ended. The session turns that into the log's records; a runner never writes
+//! the log, so every runner gets the same durability for free.
+//!
+//! Runners: [`shell::ShellRunner`] (`shell:` actions, `bash`); agent runners (`prompt:`) and
+//! sub-loops plug in beside it. A runner that parses a line-oriented stream (an agent's
+//! stream-json) wraps its chunks in a [`lines::LineSplitter`].
+
+pub mod lines;
+pub mod output;
+pub mod shell;
+
+use std::io;
+use std::path::Path;
+
+use dloop_core::state::PendingAction;
+
+use crate::process::{Limits, ProcessEnd, StopFlag};
+use output::{StepOutput, Stream};
+
+/// One action to run, rendered.
+#[derive(Debug)]
+pub struct ActionRequest<'a> {
+    /// The step it belongs to: state, step number, idempotency key.
+    pub pending: &'a PendingAction,
+    /// The rendered action: the shell script, or the prompt.
+    pub text: &'a str,
+    /// The `DLOOP_*` environment every action sees.
+    pub env: &'a [(String, String)],
+    /// The working directory (the project root, or the run's worktree).
+    pub cwd: &'a Path,
+    /// A private folder of the run for the runner's own files (a script too long for one
+    /// argument); named by step number, never by a state name.
+    pub scratch: &'a Path,
+    /// Time limits.
+    pub limits: Limits,
+}
+
+/// Where a running action's output goes: the run's output stream (through the step's
+/// [`StepOutput`]) and whoever watches live.
+pub struct ActionIo<'a, 'b> {
+    /// The step's output in the run's stream.
+    pub output: &'a mut StepOutput<'b>,
+    /// Live watchers (the CLI's `-v` and live line).
+    pub watch: &'a mut dyn FnMut(Stream, &[u8]),
+    /// Stop requests.
+    pub stop: &'a StopFlag,
+}
+
+impl ActionIo<'_, '_> {
+    /// Takes one chunk of output: on disk first, then shown.
+    ///
+    /// # Errors
+    /// The output stream cannot be written.
+    pub fn chunk(&mut self, stream: Stream, bytes: &[u8]) -> io::Result<()> {
+        self.output.write(stream, bytes)?;
+        (self.watch)(stream, bytes);
+        Ok(())
+    }
+}
+
+/// How an action ended, as a runner reports it.
+#[derive(Debug, Clone)]
+pub struct ActionOutcome {
+    /// The process's end (status, timeouts, stop).
+    pub process: ProcessEnd,
+    /// The agent's session id, for runners that have one.
+    pub session_id: Option<String>,
+}
+
+impl From<ProcessEnd> for ActionOutcome {
+    fn from(process: ProcessEnd) -> Self {
+        Self {
+            process,
+            session_id: None,
+        }
+    }
+}
+
+/// Runs one kind of action.
+pub trait ActionRunner: Send + Sync {
+    /// Runs `request` to its end, passing its output through `io` as it arrives.
+    ///
+    /// # Errors
+    /// Failures of dloop's own I/O (the output stream, the scratch folder). An action that
+    /// cannot start is an outcome ([`ProcessEnd::spawn_error`]), not an error.
+    fn run(&self, request: &ActionRequest<'_>, io: &mut ActionIo<'_, '_>) -> io::Result<ActionOutcome>;
+}
