@@ -40,6 +40,8 @@ pub(crate) enum Command {
     History(commands::history::HistoryArgs),
     /// Print a run's event timeline, readable or raw
     Logs(commands::logs::LogsArgs),
+    /// Print a step's full output, also while it runs (-f: live)
+    Output(commands::output::OutputArgs),
     /// Show a run: status, state, step, context, captures, counters, last error
     Inspect(commands::inspect::InspectArgs),
     /// Delete old finished runs
@@ -65,6 +67,7 @@ impl Command {
             Command::Status(args) => commands::status::cmd_status(ctx, args),
             Command::History(args) => commands::history::cmd_history(ctx, args),
             Command::Logs(args) => commands::logs::cmd_logs(ctx, args),
+            Command::Output(args) => commands::output::cmd_output(ctx, args),
             Command::Inspect(args) => commands::inspect::cmd_inspect(ctx, args),
             Command::Gc(args) => commands::gc::cmd_gc(ctx, args),
             Command::Schema(args) => commands::schema::cmd_schema(ctx, args),

@@ -9,6 +9,7 @@ mod load;
 mod project;
 mod render;
 mod runs;
+mod step_output;
 
 use std::process::ExitCode;
 

@@ -133,6 +133,31 @@ pub struct StateStats {
     pub failures: u64,
     /// Time spent in its actions.
     pub time_ms: u64,
+    /// Its latest action's output, so `inspect` shows every state's, captured or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_output: Option<LastOutput>,
+}
+
+/// Where a state's latest action output is, with its excerpt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastOutput {
+    /// The step that printed it.
+    pub step: u64,
+    /// The excerpt the log keeps (whole when `complete`).
+    pub excerpt: String,
+    /// Whether the excerpt is all of it.
+    pub complete: bool,
+    /// Its size.
+    pub bytes: u64,
+    /// stderr's tail.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+    /// Where all of it is, relative to the run folder (empty when nothing was printed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output_path: String,
+    /// Where it starts in the output stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_offset: Option<u64>,
 }
 
 /// Everything a run knows. Rebuilt by [`RunState::apply`] from the log; saved as `state.json`.
@@ -329,7 +354,17 @@ impl RunState {
                 }
                 self.prev = Some(step_result);
                 self.last_action_ended = Some(record.ts);
-                self.states.entry(state.clone()).or_default().time_ms += result.duration_ms;
+                let stats = self.states.entry(state.clone()).or_default();
+                stats.time_ms += result.duration_ms;
+                stats.last_output = Some(LastOutput {
+                    step: *step,
+                    excerpt: result.excerpt.clone(),
+                    complete: result.complete,
+                    bytes: result.bytes,
+                    stderr: result.stderr.clone(),
+                    output_path: result.output_path.clone(),
+                    output_offset: result.output_offset,
+                });
                 self.phase = Phase::Finished {
                     result: result.clone(),
                 };

@@ -190,7 +190,10 @@ impl<'a, R: RunHandle> Session<'a, R> {
             let decision = transition::next(self.def, &self.state, self.options.clock.now());
             match decision {
                 Decision::Record(event) => self.record(event),
-                Decision::StartAction { mut intent, wait_ms } => {
+                Decision::StartAction {
+                    mut intent,
+                    wait_ms,
+                } => {
                     if self.pause_if_stop_requested(StopLevel::Drain) {
                         continue;
                     }
@@ -254,10 +257,11 @@ impl<'a, R: RunHandle> Session<'a, R> {
     /// The run's output stream, opened (and created) on first use.
     fn stream(&mut self) -> Result<&mut OutputStream, RuntimeError> {
         if self.stream.is_none() {
-            let stream = OutputStream::open(&self.run_dir).map_err(|source| RuntimeError::Output {
-                path: self.run_dir.join(dloop_core::event::OUTPUT_STREAM),
-                source,
-            })?;
+            let stream =
+                OutputStream::open(&self.run_dir).map_err(|source| RuntimeError::Output {
+                    path: self.run_dir.join(dloop_core::event::OUTPUT_STREAM),
+                    source,
+                })?;
             self.stream = Some(stream);
         }
         Ok(self.stream.as_mut().expect("just opened"))
@@ -342,12 +346,13 @@ impl<'a, R: RunHandle> Session<'a, R> {
                 })?)
             }
             Err(message) => {
-                let mut result = output.finish(Duration::ZERO).map_err(|source| {
-                    RuntimeError::Output {
-                        path: stream_path.clone(),
-                        source,
-                    }
-                })?;
+                let mut result =
+                    output
+                        .finish(Duration::ZERO)
+                        .map_err(|source| RuntimeError::Output {
+                            path: stream_path.clone(),
+                            source,
+                        })?;
                 result.error = Some(message);
                 crash_point("after_side_effect");
                 self.record(Event::ActionFinished {
@@ -363,12 +368,13 @@ impl<'a, R: RunHandle> Session<'a, R> {
             process,
             session_id,
         } = outcome.expect("an action ran");
-        let mut result = output
-            .finish(process.duration)
-            .map_err(|source| RuntimeError::Output {
-                path: stream_path,
-                source,
-            })?;
+        let mut result =
+            output
+                .finish(process.duration)
+                .map_err(|source| RuntimeError::Output {
+                    path: stream_path,
+                    source,
+                })?;
         result.exit_code = process.exit_code();
         result.signal = process.signal();
         result.timed_out = process.timed_out;

@@ -98,15 +98,12 @@ impl Lookup<'_> {
                     _ => excerpt(),
                 }
             }
-            Some(offset) => crate::actions::output::read_range_tail(
-                &path,
-                offset,
-                r.bytes,
-                self.capture_limit,
-            )
-            .ok()
-            .flatten()
-            .unwrap_or_else(excerpt),
+            Some(offset) => {
+                crate::actions::output::read_range_tail(&path, offset, r.bytes, self.capture_limit)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(excerpt)
+            }
             None if r.complete => excerpt(),
             None => crate::actions::output::read_file_tail(&path, self.capture_limit)
                 .unwrap_or_else(|_| excerpt()),

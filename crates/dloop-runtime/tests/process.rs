@@ -75,13 +75,17 @@ fn ten_megabytes_on_both_pipes_do_not_deadlock() {
     let command = "head -c 10000000 /dev/zero | tr '\\0' a & head -c 10000000 /dev/zero | tr '\\0' b >&2; wait";
     let mut stdout = 0;
     let mut stderr = 0;
-    let end = run_process(&spec(dir.path(), command), &StopFlag::default(), &mut |s, b| {
-        match s {
-            Stream::Stdout => stdout += b.len(),
-            Stream::Stderr => stderr += b.len(),
-        }
-        Ok(())
-    })
+    let end = run_process(
+        &spec(dir.path(), command),
+        &StopFlag::default(),
+        &mut |s, b| {
+            match s {
+                Stream::Stdout => stdout += b.len(),
+                Stream::Stderr => stderr += b.len(),
+            }
+            Ok(())
+        },
+    )
     .expect("runs");
     assert!(!end.stopped);
     assert_eq!(end.exit_code(), Some(0));
@@ -142,7 +146,10 @@ fn a_program_that_cannot_start_is_a_result_not_an_error() {
 /// The adversarial cases of issue 6: a grandchild that leaves the action's process group and
 /// keeps (or closes) the pipes. Each must end with the step, quickly, leaving nothing behind.
 const ESCAPES: &[(&str, &str)] = &[
-    ("setsid holding the pipes", "setsid sleep 600 & echo $! > PIDS"),
+    (
+        "setsid holding the pipes",
+        "setsid sleep 600 & echo $! > PIDS",
+    ),
     (
         "setsid with its output elsewhere",
         "setsid sleep 600 > /dev/null 2>&1 < /dev/null & echo $! > PIDS",
@@ -177,7 +184,11 @@ fn escaped_grandchildren_end_with_their_step_and_do_not_hang_it() {
             "{name}: the step waited for its grandchild ({:?})",
             started.elapsed()
         );
-        assert_eq!(end.exit_code(), Some(0), "{name}: the main process finished");
+        assert_eq!(
+            end.exit_code(),
+            Some(0),
+            "{name}: the main process finished"
+        );
         assert_all_dead(&pids);
     }
 }

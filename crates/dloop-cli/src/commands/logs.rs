@@ -1,5 +1,6 @@
 //! `dloop logs`: a run's event timeline, one readable line per record, or the records as JSON
-//! Lines. Streams the log in constant memory; `--follow` keeps reading while the run is live.
+//! Lines. Streams the log in constant memory; `--follow` keeps reading while the run is live;
+//! `--output` puts each action's output between its start and its end, as it arrives.
 
 use std::io::Write;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use clap::builder::PossibleValuesParser;
 use dloop_core::Record;
+use dloop_core::event::Event;
 use dloop_store::log::{ReadFrom, read_from};
 use dloop_store::{FileStore, Store};
 
@@ -16,6 +18,24 @@ use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::timeline::{self, EVENT_TYPES};
 use crate::runs::{resolve_newest, store_error, store_for};
+use crate::step_output::{self, Outputs};
+
+/// `--output`: where the actions' outputs are, and how far they were printed.
+struct OutputPrinter {
+    run_dir: std::path::PathBuf,
+    tracker: Outputs,
+    printed_to: u64,
+}
+
+impl OutputPrinter {
+    fn new(run_dir: std::path::PathBuf) -> Self {
+        Self {
+            run_dir,
+            tracker: Outputs::default(),
+            printed_to: 0,
+        }
+    }
+}
 
 /// The log inside a run folder.
 const EVENTS_FILE: &str = "events.jsonl";
@@ -38,6 +58,10 @@ pub(crate) struct LogsArgs {
     /// Print each record as one JSON object per line (as stored, without `crc` and `_more`)
     #[arg(long)]
     pub(crate) json: bool,
+    /// Interleave each action's output with the records (with --json: `{"type":"output",...}`
+    /// lines)
+    #[arg(long)]
+    pub(crate) output: bool,
 }
 
 /// Prints the timeline.
@@ -45,10 +69,12 @@ pub(crate) fn cmd_logs(ctx: &Ctx, args: LogsArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
     let store = store_for(&project);
     let id = resolve_newest(&store, &args.run)?;
+    let run_dir = store.run_dir(&id).map_err(|e| store_error(e, &id))?;
     let mut printer = Printer {
         out: std::io::stdout().lock(),
         args: &args,
         color: ctx.ui.color,
+        outputs: args.output.then(|| OutputPrinter::new(run_dir)),
     };
     if !args.follow {
         for record in store
@@ -57,6 +83,8 @@ pub(crate) fn cmd_logs(ctx: &Ctx, args: LogsArgs) -> CmdResult {
         {
             printer.print(&record.map_err(|e| store_error(e, &id))?)?;
         }
+        // An action still running (or whose runner died) shows what it printed so far.
+        printer.catch_up_output()?;
         printer.out.flush()?;
         return Ok(Exit::Ok);
     }
@@ -80,6 +108,7 @@ fn follow(store: &FileStore, id: &str, printer: &mut Printer<'_, '_>) -> Result<
             printer.print(&record.map_err(|e| store_error(e, id))?)?;
         }
         offset = reader.offset();
+        printer.catch_up_output()?;
         printer.out.flush()?;
         if !was_live {
             return Ok(());
@@ -93,10 +122,67 @@ struct Printer<'a, 'o> {
     out: std::io::StdoutLock<'o>,
     args: &'a LogsArgs,
     color: bool,
+    outputs: Option<OutputPrinter>,
 }
 
 impl Printer<'_, '_> {
     fn print(&mut self, record: &Record) -> std::io::Result<()> {
+        if let Some(outputs) = &mut self.outputs {
+            outputs.tracker.feed(record);
+            if matches!(
+                record.event,
+                Event::ActionFinished { .. } | Event::ActionInterrupted { .. }
+            ) {
+                // What the action printed comes before the record of its end.
+                self.catch_up_output()?;
+            }
+        }
+        self.print_record(record)
+    }
+
+    /// Prints the output of the latest action that was not printed yet (to its end when it
+    /// ended, else to the end of the stream so far).
+    fn catch_up_output(&mut self) -> std::io::Result<()> {
+        let Some(outputs) = &mut self.outputs else {
+            return Ok(());
+        };
+        let Some(step) = outputs.tracker.steps.last().cloned() else {
+            return Ok(());
+        };
+        let (Some(start), Some(file)) =
+            (step.offset, step_output::file_of(&outputs.run_dir, &step))
+        else {
+            return Ok(());
+        };
+        let from = start.max(outputs.printed_to);
+        let (bytes, upto) = match step_output::read_span(&file, from, step.end()) {
+            Ok(read) => read,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        outputs.printed_to = upto;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if self.args.json {
+            let line = serde_json::json!({
+                "type": "output",
+                "state": step.state,
+                "step": step.step,
+                "offset": from,
+                "text": String::from_utf8_lossy(&bytes),
+            });
+            return writeln!(self.out, "{line}");
+        }
+        let bar = crate::render::Paint::Dim.apply(self.color, "│");
+        let text = step_output::for_terminal(&bytes);
+        for line in String::from_utf8_lossy(&text).lines() {
+            writeln!(self.out, "{:>21}{bar} {line}", "")?;
+        }
+        Ok(())
+    }
+
+    fn print_record(&mut self, record: &Record) -> std::io::Result<()> {
         let kind = record.event.type_name();
         if !self.args.types.is_empty() && !self.args.types.iter().any(|t| t == kind) {
             return Ok(());

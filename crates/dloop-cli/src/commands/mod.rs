@@ -9,6 +9,7 @@ pub(crate) mod init;
 pub(crate) mod inspect;
 pub(crate) mod list;
 pub(crate) mod logs;
+pub(crate) mod output;
 pub(crate) mod resume;
 pub(crate) mod run;
 pub(crate) mod schema;

@@ -38,6 +38,9 @@ pub(crate) struct ResumeArgs {
     /// Print the run as JSON (the `inspect --json` shape) on stdout when the session ends
     #[arg(long)]
     pub(crate) json: bool,
+    /// Show every line each action prints as it arrives (indented under the step lines)
+    #[arg(short = 'v', long)]
+    pub(crate) verbose: bool,
 }
 
 /// Resumes a run.
@@ -75,7 +78,7 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
             skip_to: args.skip_to.clone(),
         },
     };
-    let (options, mut progress) = session::prepare(ctx, &project, args.json)?;
+    let (options, mut progress) = session::prepare(ctx, &project, args.json, args.verbose)?;
     let end = resume_run(&store, &input, options, &mut progress)
         .map_err(|e| session::runtime_error(e, Some(&run_id)))?;
     drop(progress);

@@ -41,6 +41,9 @@ pub(crate) struct RunArgs {
     /// Print the run as JSON (the `inspect --json` shape) on stdout when the session ends
     #[arg(long)]
     pub(crate) json: bool,
+    /// Show every line each action prints as it arrives (indented under the step lines)
+    #[arg(short = 'v', long)]
+    pub(crate) verbose: bool,
 }
 
 /// Starts a run.
@@ -122,7 +125,7 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
         root: ctx.cwd.clone(),
     });
     let store = store_for(&project);
-    let (options, mut progress) = session::prepare(ctx, &project, args.json)?;
+    let (options, mut progress) = session::prepare(ctx, &project, args.json, args.verbose)?;
     let end = start_run(&store, &request, options, &mut progress)
         .map_err(|e| session::runtime_error(e, None))?;
     drop(progress);

@@ -50,6 +50,7 @@ pub(crate) fn prepare(
     ctx: &Ctx,
     project: &Project,
     json: bool,
+    verbose: bool,
 ) -> Result<(SessionOptions, Progress), CliError> {
     let mut options = SessionOptions::new(project.root.clone());
     if let Some(ms) = std::env::var("DLOOP_KILL_GRACE_MS")
@@ -67,7 +68,10 @@ pub(crate) fn prepare(
     dloop_runtime::signals::install(Arc::clone(&options.stop), Arc::clone(&options.signals))
         .map_err(|e| CliError::io("installing signal handlers", e))?;
     let live = !json && std::io::stderr().is_terminal();
-    Ok((options, Progress::new(ctx.ui.color_stderr, live)))
+    Ok((
+        options,
+        Progress::new(ctx.ui.color_stderr, live, verbose && !json),
+    ))
 }
 
 /// The exit status of a session that ended with `status`.
@@ -132,7 +136,41 @@ pub(crate) fn finish(
         RunStatus::Cancelled => format!("cancelled after {steps}"),
     };
     ctx.ui.status(&format!("{line}\n"));
+    if end.status == RunStatus::Failed {
+        ctx.ui.status(&failing_output(ctx, end));
+    }
     Ok(exit)
+}
+
+/// For a failed run: the last lines of the last step's output (stderr first), and the command
+/// that prints all of it. Empty when that step printed nothing.
+fn failing_output(ctx: &Ctx, end: &RunEnd) -> String {
+    let Some(prev) = &end.state.prev else {
+        return String::new();
+    };
+    let lines = crate::render::progress::tail_lines(&prev.result.stderr, &prev.result.excerpt, 5);
+    if lines.is_empty() {
+        return String::new();
+    }
+    let bar = crate::render::Paint::Dim.apply(ctx.ui.color_stderr, "│");
+    let mut out = format!(
+        "last output of step {} (`{}`){}:\n",
+        prev.step,
+        prev.state,
+        if prev.result.stderr.trim().is_empty() {
+            ""
+        } else {
+            ", stderr"
+        }
+    );
+    for line in lines {
+        out.push_str(&format!("  {bar} {line}\n"));
+    }
+    out.push_str(&format!(
+        "all of it: dloop output {} {}\n",
+        end.run_id, prev.step
+    ));
+    out
 }
 
 /// A runtime error as a CLI error with the right kind.

@@ -1,6 +1,10 @@
 //! The progress of a foreground run on stderr: one plain line per step (state, result, verdict,
 //! where it went), and on a terminal a live line under them showing the running state, the
-//! step and the elapsed time, redrawn every second.
+//! step, the elapsed time and the action's last line of output, cut to the terminal's width.
+//!
+//! With `-v` every line an action prints is shown as it arrives, indented under a `│` so it
+//! stays apart from dloop's own lines. A step that ends in `error` shows the last lines of its
+//! output (stderr first) and the command that prints all of it.
 //!
 //! It implements the runtime's `RunObserver`; the runtime itself never prints.
 
@@ -12,6 +16,7 @@ use std::time::{Duration, Instant};
 use dloop_core::event::Event;
 use dloop_core::state::PendingAction;
 use dloop_core::{Record, RunState};
+use dloop_runtime::actions::output::Stream;
 use dloop_runtime::observer::RunObserver;
 
 use crate::render::Paint;
@@ -25,6 +30,10 @@ struct Live {
     elapsed_before: u64,
     /// Whether the live line is on screen now.
     drawn: bool,
+    /// The running action's last complete line of output, made safe for the terminal.
+    last_line: String,
+    /// Its unfinished line.
+    partial: Vec<u8>,
 }
 
 /// Prints a run's steps on stderr.
@@ -34,11 +43,20 @@ pub(crate) struct Progress {
     stop_ticker: Arc<AtomicBool>,
     last_step: u64,
     last_result: Option<String>,
+    /// `-v`: show every line of output.
+    verbose: bool,
+    /// `-v`: the unfinished line of output.
+    verbose_partial: Vec<u8>,
+    /// The last lines of the latest action's output (stderr first), for an `error` verdict.
+    last_tail: Vec<String>,
+    /// The latest verdict, and the step it judged.
+    last_verdict: Option<(u64, String)>,
 }
 
 impl Progress {
-    /// A progress printer; `live_line` when stderr is a terminal (and not `--json`).
-    pub(crate) fn new(color: bool, live_line: bool) -> Progress {
+    /// A progress printer; `live_line` when stderr is a terminal (and not `--json`); `verbose`
+    /// shows every line of output.
+    pub(crate) fn new(color: bool, live_line: bool, verbose: bool) -> Progress {
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let live = live_line.then(|| Arc::new(Mutex::new(Live::default())));
         if let Some(live) = &live {
@@ -46,7 +64,7 @@ impl Progress {
             let stop = Arc::clone(&stop_ticker);
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(1000));
+                    std::thread::sleep(Duration::from_millis(250));
                     if let Ok(mut live) = live.lock() {
                         draw(&mut live);
                     }
@@ -59,7 +77,54 @@ impl Progress {
             stop_ticker,
             last_step: 0,
             last_result: None,
+            verbose,
+            verbose_partial: Vec::new(),
+            last_tail: Vec::new(),
+            last_verdict: None,
         }
+    }
+
+    /// `-v`: prints the lines of output completed by `bytes`.
+    fn show_output(&mut self, bytes: &[u8]) {
+        self.verbose_partial.extend_from_slice(bytes);
+        while let Some(end) = self.verbose_partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.verbose_partial.drain(..=end).collect();
+            self.output_line(&line[..line.len() - 1]);
+        }
+    }
+
+    fn output_line(&self, line: &[u8]) {
+        let bar = Paint::Dim.apply(self.color, "│");
+        self.line(&format!("        {bar} {}", String::from_utf8_lossy(line)));
+    }
+
+    /// `-v`: prints an unfinished last line when its action ends.
+    fn end_output(&mut self) {
+        if !self.verbose_partial.is_empty() {
+            let line = std::mem::take(&mut self.verbose_partial);
+            self.output_line(&line);
+        }
+    }
+
+    /// After a step judged `error`: its last lines of output and how to see all of it.
+    fn show_failure_tail(&mut self, run_id: &str) {
+        let Some((step, _)) = self.last_verdict.take().filter(|(_, v)| v == "error") else {
+            return;
+        };
+        let tail = std::mem::take(&mut self.last_tail);
+        // With -v the output was just shown in full.
+        if !self.verbose {
+            for line in tail {
+                self.line(&format!(
+                    "        {} {line}",
+                    Paint::Dim.apply(self.color, "│")
+                ));
+            }
+        }
+        self.line(&format!(
+            "        {} all of it: dloop output {run_id} {step}",
+            Paint::Dim.apply(self.color, "│")
+        ));
     }
 
     fn line(&self, text: &str) {
@@ -96,9 +161,65 @@ fn draw(live: &mut Live) {
         return;
     };
     let elapsed = live.elapsed_before + since.elapsed().as_millis() as u64;
-    let text = format!("\r\x1b[K  ▸ step {step}  {state}  {}", clock(elapsed));
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    let mut text = format!("  ▸ step {step}  {state}  {}", clock(elapsed));
+    if !live.last_line.is_empty() {
+        text.push_str("  │ ");
+        text.push_str(&live.last_line);
+    }
+    let text = fit(&text, terminal_width().saturating_sub(1));
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("\r\x1b[K{text}").as_bytes());
     live.drawn = true;
+}
+
+/// `text` cut to `width` characters (a wrapped live line could not be redrawn in place).
+pub(crate) fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// A line of action output for the live line: control characters (escape sequences, `\r`)
+/// dropped, so the output cannot move the cursor or break the redraw.
+fn printable(line: &[u8]) -> String {
+    String::from_utf8_lossy(line)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
+}
+
+/// The width of the terminal on stderr (80 when it cannot be told).
+#[allow(unsafe_code)]
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills the winsize struct we pass, which lives across the call.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) };
+    if rc == 0 && size.ws_col > 0 {
+        usize::from(size.ws_col)
+    } else {
+        80
+    }
+}
+
+/// The last `n` lines of an action's output for a failure message: stderr's when it printed
+/// any, else the output's.
+pub(crate) fn tail_lines(stderr: &str, output: &str, n: usize) -> Vec<String> {
+    let text = if stderr.trim().is_empty() {
+        output
+    } else {
+        stderr
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| fit(&printable(l.as_bytes()), 200))
+        .collect()
 }
 
 /// `m:ss` or `h:mm:ss`.
@@ -118,7 +239,36 @@ impl RunObserver for Progress {
         {
             live.action = Some((pending.state.clone(), pending.step, Instant::now()));
             live.elapsed_before = state.elapsed_ms();
+            live.last_line.clear();
+            live.partial.clear();
             draw(&mut live);
+        }
+    }
+
+    fn on_output(&mut self, _stream: Stream, bytes: &[u8]) {
+        if self.verbose {
+            self.show_output(bytes);
+            return;
+        }
+        if let Some(live) = &self.live
+            && let Ok(mut live) = live.lock()
+        {
+            live.partial.extend_from_slice(bytes);
+            if let Some(end) = live.partial.iter().rposition(|b| *b == b'\n') {
+                let done: Vec<u8> = live.partial.drain(..=end).collect();
+                if let Some(line) = done
+                    .split(|b| *b == b'\n')
+                    .map(printable)
+                    .rfind(|l| !l.is_empty())
+                {
+                    live.last_line = line;
+                }
+            }
+            // A line that never ends (a progress bar) still shows, up to a screenful.
+            if live.partial.len() > 4096 {
+                let cut = live.partial.len() - 4096;
+                live.partial.drain(..cut);
+            }
         }
     }
 
@@ -142,6 +292,8 @@ impl RunObserver for Progress {
                 ));
             }
             Event::ActionFinished { result, .. } => {
+                self.end_output();
+                self.last_tail = tail_lines(&result.stderr, &result.excerpt, 3);
                 if let Some(live) = &self.live
                     && let Ok(mut live) = live.lock()
                 {
@@ -155,13 +307,28 @@ impl RunObserver for Progress {
                         (None, None, None) => format!("signal {}", result.signal.unwrap_or(0)),
                     });
             }
-            Event::Evaluated { step, .. } => self.last_step = *step,
+            Event::Evaluated { step, verdict, .. } => {
+                self.last_step = *step;
+                self.last_verdict = Some((*step, verdict.clone()));
+            }
             Event::Transitioned { from, to, verdict } => {
                 let result = self.last_result.take().unwrap_or_default();
                 self.line(&format!(
                     "  {:>4}  {from:<14} {result:<12} {verdict} → {to}",
                     self.last_step
                 ));
+                self.show_failure_tail(&state.run_id);
+            }
+            Event::RunFailed { .. } => {
+                if let (Some(result), Some((step, verdict))) =
+                    (self.last_result.take(), self.last_verdict.clone())
+                {
+                    let name = state.current.as_deref().unwrap_or("?");
+                    self.line(&format!(
+                        "  {step:>4}  {name:<14} {result:<12} {verdict} → run failed"
+                    ));
+                }
+                self.show_failure_tail(&state.run_id);
             }
             Event::RetryScheduled {
                 state: name,
@@ -179,12 +346,14 @@ impl RunObserver for Progress {
                         String::new()
                     }
                 ));
+                self.show_failure_tail(&state.run_id);
             }
             Event::ActionInterrupted {
                 state: name,
                 reason,
                 ..
             } => {
+                self.end_output();
                 self.line(&format!(
                     "  {:>4}  {name:<14} interrupted ({reason})",
                     state.step

@@ -63,11 +63,30 @@ pub(crate) struct CaptureJson {
     pub(crate) duration_ms: u64,
     /// Output size.
     pub(crate) bytes: u64,
-    /// The full output, relative to the run folder; `null` when the output fits the log
-    /// (then `excerpt` is all of it).
+    /// Where all of the output is, relative to the run folder (the run's output stream,
+    /// `output.log`); `null` when the action printed nothing.
     pub(crate) output_path: Option<String>,
+    /// Where the output starts in that file (`null` in runs from before the output stream).
+    pub(crate) output_offset: Option<u64>,
     /// The output (whole up to 4 KiB, else head and tail).
     pub(crate) excerpt: String,
+}
+
+/// A state's latest action output.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct LastOutputJson {
+    /// The step that printed it.
+    pub(crate) step: u64,
+    /// Its size.
+    pub(crate) bytes: u64,
+    /// Whether `excerpt` is all of it.
+    pub(crate) complete: bool,
+    /// The output (whole up to 4 KiB, else head and tail).
+    pub(crate) excerpt: String,
+    /// Where all of it is, relative to the run folder; `null` when nothing was printed.
+    pub(crate) output_path: Option<String>,
+    /// Where it starts in that file.
+    pub(crate) output_offset: Option<u64>,
 }
 
 /// Counters of one state.
@@ -79,6 +98,8 @@ pub(crate) struct StateCountJson {
     pub(crate) failures: u64,
     /// Time in its actions.
     pub(crate) time_ms: u64,
+    /// Its latest action's output (`null` before its first action ends).
+    pub(crate) last_output: Option<LastOutputJson>,
 }
 
 impl RunJson {
@@ -127,6 +148,7 @@ impl RunJson {
                             bytes: c.result.bytes,
                             output_path: Some(c.result.output_path.clone())
                                 .filter(|p| !p.is_empty()),
+                            output_offset: c.result.output_offset,
                             excerpt: c.result.excerpt.clone(),
                         },
                     )
@@ -142,6 +164,14 @@ impl RunJson {
                             visits: s.visits,
                             failures: s.failures,
                             time_ms: s.time_ms,
+                            last_output: s.last_output.as_ref().map(|o| LastOutputJson {
+                                step: o.step,
+                                bytes: o.bytes,
+                                complete: o.complete,
+                                excerpt: o.excerpt.clone(),
+                                output_path: Some(o.output_path.clone()).filter(|p| !p.is_empty()),
+                                output_offset: o.output_offset,
+                            }),
                         },
                     )
                 })

@@ -285,16 +285,11 @@ pub(crate) fn inspect(info: &RunInfo, now: Timestamp, color: bool) -> String {
                 .map_or_else(|| "no exit code".to_owned(), |code| format!("exit {code}"));
             let _ = writeln!(
                 out,
-                "  {name}: {} step {}, {exit}, {}, {} bytes, {}{}",
+                "  {name}: {} step {}, {exit}, {}, {} bytes{}",
                 c.state,
                 c.step,
                 duration(c.result.duration_ms),
                 c.result.bytes,
-                if c.result.output_path.is_empty() {
-                    "whole in the log"
-                } else {
-                    c.result.output_path.as_str()
-                },
                 c.verdict
                     .as_deref()
                     .map(|v| format!(" ({v})"))
@@ -331,6 +326,37 @@ pub(crate) fn inspect(info: &RunInfo, now: Timestamp, color: bool) -> String {
         .lines()
         {
             let _ = writeln!(out, "  {line}");
+        }
+    }
+    let outputs: Vec<_> = state
+        .states
+        .iter()
+        .filter_map(|(name, s)| Some((name, s.last_output.as_ref()?)))
+        .collect();
+    if !outputs.is_empty() {
+        let _ = writeln!(out, "\n{}", bold("last output per state"));
+        for (name, o) in outputs {
+            let where_ = if o.output_path.is_empty() {
+                "printed nothing".to_owned()
+            } else {
+                let at = o
+                    .output_offset
+                    .map(|at| format!(" at byte {at}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} bytes in {}{at}; all of it: dloop output {} {}",
+                    o.bytes, o.output_path, info.id, o.step
+                )
+            };
+            let _ = writeln!(out, "  {name} (step {}): {where_}", o.step);
+            let lines: Vec<&str> = o.excerpt.lines().collect();
+            for line in &lines[lines.len().saturating_sub(3)..] {
+                let _ = writeln!(
+                    out,
+                    "    {}",
+                    Paint::Dim.apply(color, &first_line(line, 120))
+                );
+            }
         }
     }
     if let Some(next) = next_step(info) {

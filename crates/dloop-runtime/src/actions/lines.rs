@@ -78,7 +78,12 @@ mod tests {
     fn lines_across_chunks_come_out_whole() {
         assert_eq!(
             split(&[b"a", b"b\ncd", b"\n\nlast"], 100),
-            vec![b"ab".to_vec(), b"cd".to_vec(), b"".to_vec(), b"last".to_vec()]
+            vec![
+                b"ab".to_vec(),
+                b"cd".to_vec(),
+                b"".to_vec(),
+                b"last".to_vec()
+            ]
         );
     }
 

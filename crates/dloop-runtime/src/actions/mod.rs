@@ -90,5 +90,9 @@ pub trait ActionRunner: Send + Sync {
     /// # Errors
     /// Failures of dloop's own I/O (the output stream, the scratch folder). An action that
     /// cannot start is an outcome ([`ProcessEnd::spawn_error`]), not an error.
-    fn run(&self, request: &ActionRequest<'_>, io: &mut ActionIo<'_, '_>) -> io::Result<ActionOutcome>;
+    fn run(
+        &self,
+        request: &ActionRequest<'_>,
+        io: &mut ActionIo<'_, '_>,
+    ) -> io::Result<ActionOutcome>;
 }

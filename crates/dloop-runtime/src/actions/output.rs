@@ -243,7 +243,12 @@ pub fn read_range(path: &Path, offset: u64, len: u64) -> io::Result<Option<Vec<u
 ///
 /// # Errors
 /// The file cannot be opened or read.
-pub fn read_range_tail(path: &Path, offset: u64, len: u64, limit: u64) -> io::Result<Option<Vec<u8>>> {
+pub fn read_range_tail(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    limit: u64,
+) -> io::Result<Option<Vec<u8>>> {
     let keep = len.min(limit);
     read_range(path, offset + (len - keep), keep)
 }
@@ -291,7 +296,11 @@ mod tests {
         let bytes = read_range(&path, 8, 3).expect("reads").expect("there");
         assert_eq!(bytes, b"two");
         assert_eq!(sha256_hex(&bytes), b.sha256);
-        assert_eq!(read_range(&path, 8, 4).expect("reads"), None, "past the end");
+        assert_eq!(
+            read_range(&path, 8, 4).expect("reads"),
+            None,
+            "past the end"
+        );
         // Reopened, the stream continues at its end.
         drop(stream);
         let stream = OutputStream::open(dir.path()).expect("reopens");
@@ -305,7 +314,10 @@ mod tests {
         let result = StepOutput::new(&mut stream)
             .finish(Duration::ZERO)
             .expect("finishes");
-        assert_eq!((result.output_path.as_str(), result.output_offset), ("", None));
+        assert_eq!(
+            (result.output_path.as_str(), result.output_offset),
+            ("", None)
+        );
     }
 
     #[test]
@@ -313,7 +325,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut stream = OutputStream::open(dir.path()).expect("opens");
         let mut out = StepOutput::new(&mut stream);
-        out.write(Stream::Stdout, &vec![b'a'; 5000]).expect("writes");
+        out.write(Stream::Stdout, &vec![b'a'; 5000])
+            .expect("writes");
         out.write(Stream::Stdout, b"END").expect("writes");
         let result = out.finish(Duration::ZERO).expect("finishes");
         assert!(!result.complete);

@@ -32,7 +32,11 @@ impl Default for ShellRunner {
 }
 
 impl ActionRunner for ShellRunner {
-    fn run(&self, request: &ActionRequest<'_>, io: &mut ActionIo<'_, '_>) -> io::Result<ActionOutcome> {
+    fn run(
+        &self,
+        request: &ActionRequest<'_>,
+        io: &mut ActionIo<'_, '_>,
+    ) -> io::Result<ActionOutcome> {
         let mut script_file = None;
         let argv = if request.text.len() > MAX_INLINE_SCRIPT {
             let path = request
