@@ -1,5 +1,6 @@
 //! Integration tests of the `dloop` binary: one module per command, all in one test binary.
 
+mod actions;
 mod common;
 
 mod completions;
