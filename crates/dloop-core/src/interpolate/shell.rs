@@ -213,3 +213,271 @@ pub fn shell_refusals(text: &str) -> Vec<Refusal> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::interpolate::parse_template;
+
+    fn render_with(text: &str, values: &BTreeMap<&str, &[u8]>) -> Result<String, RenderError> {
+        render_shell(&parse_template(text), &mut |var| {
+            values.get(var.name().as_str()).map(|v| v.to_vec())
+        })
+        .map(|script| String::from_utf8(script).expect("ASCII script"))
+    }
+
+    /// Decodes the `$'...'` words of our bindings (only the escapes [`ansi_c_quote`] writes).
+    fn decode_ansi_c(word: &str) -> Vec<u8> {
+        let inner = word
+            .strip_prefix("$'")
+            .and_then(|w| w.strip_suffix('\''))
+            .expect("an ANSI-C word");
+        let bytes = inner.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' => match bytes[i + 1] {
+                    b'x' => {
+                        let hex = std::str::from_utf8(&bytes[i + 2..i + 4]).expect("hex");
+                        out.push(u8::from_str_radix(hex, 16).expect("hex digits"));
+                        i += 4;
+                    }
+                    other => {
+                        out.push(other);
+                        i += 2;
+                    }
+                },
+                b'\'' => panic!("unescaped quote in {word:?}"),
+                b => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// The bindings of a rendered script's first line, decoded, and the rest of the script.
+    fn split_bindings(script: &str) -> (Vec<Vec<u8>>, &str) {
+        let mut values = Vec::new();
+        let mut rest = script;
+        let mut n = 1;
+        loop {
+            let prefix = format!("{VAR_PREFIX}{n}=$'");
+            let Some(body) = rest.strip_prefix(&prefix) else {
+                assert_eq!(n, 1, "binding {n} missing in {script:?}");
+                return (values, rest);
+            };
+            // The word ends at the first `'` not escaped by a `\`.
+            let mut escaped = false;
+            let close = body
+                .char_indices()
+                .find(|&(_, c)| {
+                    let end = !escaped && c == '\'';
+                    escaped = !escaped && c == '\\';
+                    end
+                })
+                .expect("closing quote")
+                .0;
+            values.push(decode_ansi_c(&format!("$'{}", &body[..=close])));
+            rest = &body[close + 1..];
+            n += 1;
+            match rest.as_bytes().first() {
+                Some(b' ') => rest = &rest[1..],
+                Some(b';') => return (values, &rest[1..]),
+                _ => panic!("bindings end without `;` in {script:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn each_context_gets_its_form() {
+        let values = BTreeMap::from([("context.v", b"a b".as_slice())]);
+        let cases = [
+            ("echo ${context.v}", "echo \"${__dloop_1}\""),
+            ("echo \"got ${context.v}!\"", "echo \"got ${__dloop_1}!\""),
+            ("echo 'got ${context.v}!'", "echo 'got '\"${__dloop_1}\"'!'"),
+            (
+                "echo $'got ${context.v}\\n'",
+                "echo $'got '\"${__dloop_1}\"$'\\n'",
+            ),
+            ("X=${context.v}", "X=\"${__dloop_1}\""),
+            ("X=\"${context.v}\"", "X=\"${__dloop_1}\""),
+            ("x=$(echo ${context.v})", "x=$(echo \"${__dloop_1}\")"),
+            ("x=`echo ${context.v}`", "x=`echo \"${__dloop_1}\"`"),
+            (
+                "cat <<EOF\n${context.v}\nEOF",
+                "cat <<EOF\n${__dloop_1}\nEOF",
+            ),
+            ("# ${context.v}", "# ${__dloop_1}"),
+            ("echo ${V:-${context.v}}", "echo ${V:-\"${__dloop_1}\"}"),
+        ];
+        for (text, body) in cases {
+            let script = render_with(text, &values).expect("renders");
+            assert_eq!(
+                script,
+                format!("__dloop_1=$'a b';{body}"),
+                "rendering {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_bound_once_each_in_order_byte_exact() {
+        let values = BTreeMap::from([
+            (
+                "context.a",
+                b"$(touch x) `id` ; && | ' \" \\ ${x} *?[ -n".as_slice(),
+            ),
+            (
+                "context.b",
+                b"line1\nline2\ttab\r\x7f\xff\xfe\x00end".as_slice(),
+            ),
+        ]);
+        let script = render_with(
+            "printf %s ${context.a} \"${context.b}\" ${context.a}",
+            &values,
+        )
+        .expect("renders");
+        assert!(script.is_ascii(), "{script:?}");
+        let (bound, rest) = split_bindings(&script);
+        assert_eq!(
+            bound,
+            [
+                values["context.a"].to_vec(),
+                b"line1\nline2\ttab\r\x7f\xff\xfeend".to_vec(),
+                values["context.a"].to_vec(),
+            ]
+        );
+        assert_eq!(
+            rest,
+            "printf %s \"${__dloop_1}\" \"${__dloop_2}\" \"${__dloop_3}\""
+        );
+        assert!(!script.contains('\n'), "bindings stay on the first line");
+    }
+
+    #[test]
+    fn no_references_leave_the_script_alone() {
+        let values = BTreeMap::new();
+        assert_eq!(
+            render_with("echo hi\nexit 3", &values),
+            Ok("echo hi\nexit 3".into())
+        );
+        assert_eq!(
+            render_with("echo $${context.x} ${HOME}", &values),
+            Ok("echo ${context.x} ${HOME}".into())
+        );
+    }
+
+    #[test]
+    fn raw_values_are_code_and_are_lexed_through() {
+        let values = BTreeMap::from([
+            ("context.open", b"echo '".as_slice()),
+            ("context.v", b"it's".as_slice()),
+            ("context.cmd", b"echo $((1+1))".as_slice()),
+        ]);
+        // The raw value opens a single quote, so the reference after it is inside one.
+        assert_eq!(
+            render_with("${context.open:raw}${context.v}'", &values),
+            Ok("__dloop_1=$'it\\'s';echo ''\"${__dloop_1}\"''".into())
+        );
+        assert_eq!(
+            render_with("${context.cmd:raw}; echo ${context.v}", &values),
+            Ok("__dloop_1=$'it\\'s';echo $((1+1)); echo \"${__dloop_1}\"".into())
+        );
+    }
+
+    #[test]
+    fn refused_contexts_fail_to_render() {
+        let values = BTreeMap::from([("context.v", b"1".as_slice())]);
+        for text in [
+            "echo $((${context.v} + 1))",
+            "cat <<'EOF'\n${context.v}\nEOF",
+            "cat <<${context.v}\nx\n",
+            "echo \\${context.v}",
+        ] {
+            match render_with(text, &values) {
+                Err(RenderError::Refused { reference, reason }) => {
+                    assert_eq!(reference, "${context.v}");
+                    assert!(!reason.is_empty());
+                }
+                other => panic!("{text:?} rendered as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_point_at_the_reference_and_skip_raw() {
+        let text = "echo ${context.ok}\ncat <<'EOF'\n${captured.a.output}\nEOF\n\
+                    echo $(( ${context.n:raw} + ${context.n} ))";
+        let found: Vec<(&str, ShellContext)> = shell_refusals(text)
+            .iter()
+            .map(|r| (&text[r.offset..r.offset + r.len], r.context))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("${captured.a.output}", ShellContext::QuotedHeredoc),
+                ("${context.n}", ShellContext::Arithmetic),
+            ]
+        );
+        let first = &shell_refusals(text)[0];
+        assert!(
+            first.message.contains("quoted heredoc"),
+            "{}",
+            first.message
+        );
+        assert!(
+            first.help.contains("printf '%s\\n' ${captured.a.output}"),
+            "{}",
+            first.help
+        );
+    }
+
+    #[test]
+    fn ansi_c_quote_table() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"", "$''"),
+            (b"plain text", "$'plain text'"),
+            (b"it's \\", "$'it\\'s \\\\'"),
+            (b"a\nb\t\x1b", "$'a\\x0ab\\x09\\x1b'"),
+            (b"\x00\xff\xc3\xa9", "$'\\xff\\xc3\\xa9'"),
+            (b"\x7f~ ", "$'\\x7f~ '"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(ansi_c_quote(value), expected, "quoting {value:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_in_any_context_bind_exactly(
+            value in proptest::collection::vec(any::<u8>(), 0..200),
+            form in 0usize..8,
+        ) {
+            let text = [
+                "printf %s ${context.v} > out",
+                "printf %s \"${context.v}\" > out",
+                "printf %s '${context.v}' > out",
+                "printf %s $'${context.v}' > out",
+                "cat <<EOF > out\n${context.v}\nEOF",
+                "X=${context.v}; printf %s \"$X\" > out",
+                "printf %s \"$(printf %s ${context.v})\" > out",
+                "printf %s `printf %s \"${context.v}\"` > out",
+            ][form];
+            let values = BTreeMap::from([("context.v", value.as_slice())]);
+            let script = render_with(text, &values).expect("renders");
+            prop_assert!(script.is_ascii());
+            let (bound, rest) = split_bindings(&script);
+            let expected: Vec<u8> = value.iter().copied().filter(|&b| b != 0).collect();
+            prop_assert_eq!(bound, vec![expected]);
+            prop_assert_eq!(rest.matches("${__dloop_").count(), 1);
+            prop_assert!(!rest.contains("__dloop_2"));
+        }
+    }
+}
