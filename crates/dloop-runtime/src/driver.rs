@@ -229,6 +229,21 @@ impl<'a, R: RunHandle> Session<'a, R> {
         }
     }
 
+    /// Writes a shell action's script next to its output and returns the argv running it.
+    fn script_file(
+        &self,
+        pending: &PendingAction,
+        script: &[u8],
+    ) -> Result<Vec<String>, RuntimeError> {
+        let rel = format!("{}.sh", pending.output_path.trim_end_matches(".out"));
+        let path = self.run_dir.join(&rel);
+        write_script(&path, script).map_err(|source| RuntimeError::Output {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(vec![self.bash.clone(), path.display().to_string()])
+    }
+
     fn run_action(&mut self, pending: PendingAction) -> Result<(), RuntimeError> {
         let state_def = &self.def.states[&pending.state];
         let lookup = Lookup {
@@ -238,19 +253,18 @@ impl<'a, R: RunHandle> Session<'a, R> {
         };
         let work_dir = work_dir(&self.run_dir);
         let argv = match state_def.action() {
-            Some(ActionRef::Shell(command)) => match lookup.render(command, Quoting::Shell) {
-                Ok(script) if script.len() > MAX_INLINE_SCRIPT => {
-                    // Linux refuses a single argument over 128 KiB (E2BIG), and a command with
-                    // a large capture in it is that big: run it from a file instead.
-                    let rel = format!("{}.sh", pending.output_path.trim_end_matches(".out"));
-                    let path = self.run_dir.join(&rel);
-                    write_script(&path, &script).map_err(|source| RuntimeError::Output {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    Ok(vec![self.bash.clone(), path.display().to_string()])
-                }
-                Ok(script) => Ok(vec![self.bash.clone(), "-c".to_owned(), script]),
+            Some(ActionRef::Shell(command)) => match lookup.render_shell(command) {
+                // Linux refuses a single argument over 128 KiB (E2BIG), and a command with a
+                // large capture in it is that big: run it from a file instead. A script that is
+                // not UTF-8 (only a `:raw` value can make it so) also goes through a file, so
+                // its bytes reach bash unchanged.
+                Ok(script) => match String::from_utf8(script) {
+                    Ok(script) if script.len() <= MAX_INLINE_SCRIPT => {
+                        Ok(vec![self.bash.clone(), "-c".to_owned(), script])
+                    }
+                    Ok(script) => Ok(self.script_file(&pending, script.as_bytes())?),
+                    Err(not_utf8) => Ok(self.script_file(&pending, not_utf8.as_bytes())?),
+                },
                 Err(err) => Err(err.to_string()),
             },
             Some(ActionRef::Prompt(_)) => {
@@ -415,7 +429,7 @@ const MAX_INLINE_SCRIPT: usize = 100 * 1024;
 
 /// Writes a script file for a command too long for one argument (0600; not synced: it only
 /// has to live as long as the action, and a re-run renders it again).
-fn write_script(path: &Path, script: &str) -> std::io::Result<()> {
+fn write_script(path: &Path, script: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
@@ -427,7 +441,7 @@ fn write_script(path: &Path, script: &str) -> std::io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(path)?;
-    file.write_all(script.as_bytes())
+    file.write_all(script)
 }
 
 /// The first executable `name` on `PATH`, as an absolute path.

@@ -1,8 +1,13 @@
 //! Values for `${...}` references, looked up in a run's state: context, captures, the
 //! previous step, the current state, the run itself, and the environment.
 //!
-//! A captured output that fits the log's excerpt is read from the log (the state); a larger one
-//! is read back from its output file, keeping its last `capture_limit` bytes (test runners and
+//! Values are bytes ([`Lookup::value_bytes`]): shell actions get them byte-exact (non-UTF-8
+//! output included, see `dloop_core::interpolate::shell`); prompts get them as text, with
+//! invalid UTF-8 replaced.
+//!
+//! A captured output is read in one place, [`Lookup::output_bytes`]: when it fits the log's
+//! excerpt it comes from the log (the state, where it is UTF-8 text); a larger one is read back
+//! from its output file as bytes, keeping its last `capture_limit` bytes (test runners and
 //! agents put their conclusions at the end).
 
 use std::io::{Read, Seek, SeekFrom};
@@ -26,8 +31,33 @@ pub struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
-    /// The value of `var`, or `None` when there is none.
+    /// The value of `var` as text (invalid UTF-8 replaced), or `None` when there is none.
     pub fn value(&self, var: &VarRef) -> Option<String> {
+        self.value_bytes(var)
+            .map(|bytes| String::from_utf8(bytes).unwrap_or_else(|e| lossy(e.as_bytes())))
+    }
+
+    /// The value of `var` as bytes, or `None` when there is none.
+    pub fn value_bytes(&self, var: &VarRef) -> Option<Vec<u8>> {
+        match (&var.namespace, var.path.as_slice()) {
+            (Namespace::Captured, [name, field]) if field == "output" => self
+                .state
+                .captures
+                .get(name.as_str())
+                .map(|r| self.output_bytes(r)),
+            (Namespace::Prev, [field]) if field == "output" => {
+                self.state.prev.as_ref().map(|r| self.output_bytes(r))
+            }
+            (Namespace::Env, [name]) => {
+                use std::os::unix::ffi::OsStringExt;
+                std::env::var_os(name).map(OsStringExt::into_vec)
+            }
+            _ => self.text_value(var).map(String::into_bytes),
+        }
+    }
+
+    /// The values that are text by nature (all but outputs and the environment).
+    fn text_value(&self, var: &VarRef) -> Option<String> {
         let path: Vec<&str> = var.path.iter().map(String::as_str).collect();
         let state = self.state;
         match (&var.namespace, path.as_slice()) {
@@ -55,14 +85,13 @@ impl Lookup<'_> {
             }
             (Namespace::Run, ["elapsed_ms"]) => Some(state.elapsed_ms().to_string()),
             (Namespace::Run, ["loop"]) => Some(state.loop_name.clone()),
-            (Namespace::Env, [name]) => std::env::var(name).ok(),
             _ => None,
         }
     }
 
     fn result_field(&self, result: &StepResult, field: &str) -> Option<String> {
         match field {
-            "output" => Some(self.output(result)),
+            "output" => Some(lossy(&self.output_bytes(result))),
             "stderr" => Some(result.result.stderr.clone()),
             "exit_code" => result.result.exit_code.map(|c| c.to_string()),
             "verdict" => result.verdict.clone(),
@@ -71,19 +100,40 @@ impl Lookup<'_> {
         }
     }
 
-    /// The action's output, whole when the log has it, else the tail of its file.
-    pub fn output(&self, result: &StepResult) -> String {
+    /// The action's output, whole when the log has it, else the tail of its file, as bytes.
+    ///
+    /// The one place outputs are read: an output that fits the log is the log's excerpt (text,
+    /// so a small non-UTF-8 output arrives with replacement characters); a larger one is read
+    /// from its file without conversion, falling back to the excerpt if the file is gone.
+    pub fn output_bytes(&self, result: &StepResult) -> Vec<u8> {
         if result.result.complete {
-            return result.result.excerpt.clone();
+            return result.result.excerpt.clone().into_bytes();
         }
         read_tail(
             &self.run_dir.join(&result.result.output_path),
             self.capture_limit,
         )
-        .unwrap_or_else(|_| result.result.excerpt.clone())
+        .unwrap_or_else(|_| result.result.excerpt.clone().into_bytes())
     }
 
-    /// Renders `text` with this lookup.
+    /// The action's output as text ([`Lookup::output_bytes`], invalid UTF-8 replaced), for
+    /// evaluators.
+    pub fn output(&self, result: &StepResult) -> String {
+        lossy(&self.output_bytes(result))
+    }
+
+    /// Renders shell action `text` as a bash script with this lookup (see
+    /// `dloop_core::interpolate::shell`): values are bytes and reach the command as variables.
+    ///
+    /// # Errors
+    /// A reference with no value, no default and no `?`, or one in a context validation refuses.
+    pub fn render_shell(&self, text: &str) -> Result<Vec<u8>, RenderError> {
+        let template = interpolate::parse_template(text);
+        interpolate::render_shell(&template, &mut |var| self.value_bytes(var))
+    }
+
+    /// Renders `text` with this lookup; for shell actions prefer [`Lookup::render_shell`],
+    /// which keeps values as bytes.
     ///
     /// # Errors
     /// A reference with no value, no default and no `?`.
@@ -93,7 +143,7 @@ impl Lookup<'_> {
     }
 }
 
-fn read_tail(path: &Path, limit: u64) -> std::io::Result<String> {
+fn read_tail(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     if len > limit {
@@ -101,5 +151,9 @@ fn read_tail(path: &Path, limit: u64) -> std::io::Result<String> {
     }
     let mut bytes = Vec::with_capacity(len.min(limit) as usize);
     file.take(limit).read_to_end(&mut bytes)?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok(bytes)
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
