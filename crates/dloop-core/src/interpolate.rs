@@ -1,9 +1,20 @@
-//! Interpolation: parsing `${namespace.path}` references in loop text, rendering them with a
-//! lookup, and POSIX shell quoting.
+//! Interpolation: parsing `${namespace.path}` references in loop text and rendering them with
+//! a lookup: verbatim for prompts, as a safe bash script for shell actions ([`shell`]).
 //!
 //! Invariants: parsing never fails (text that is not a well-formed reference stays literal, byte
-//! for byte); in [`Quoting::Shell`] every value that is not `:raw` becomes exactly one shell word
-//! that bash reads back as the value itself, so agent output can never become shell syntax.
+//! for byte). In a rendered shell action no value that is not `:raw` ever passes through the
+//! shell parser: values are bound to variables with ANSI-C quoting before the author's script,
+//! and the reference becomes a parameter expansion in the form its lexical context needs
+//! ([`shell_lex`] finds the context). Agent output can therefore never become shell syntax, and
+//! it arrives byte-exact (NUL bytes dropped). See [`shell`] for the argument.
+//!
+//! | where `${x}` is written | what replaces it |
+//! |---|---|
+//! | unquoted word, `X=${x}`, `$(...)`, backticks | `"${__dloop_N}"` |
+//! | `"..."`, `X="${x}"`, unquoted heredoc body | `${__dloop_N}` |
+//! | `'...'` | `'"${__dloop_N}"'` |
+//! | `$'...'` | `'"${__dloop_N}"$'` |
+//! | quoted heredoc body, heredoc delimiter, arithmetic, after a lone `\` | refused at validation |
 //!
 //! # Syntax
 //!
@@ -30,9 +41,15 @@
 //! (`${context.x:bogus}`, unterminated `${context.x`) it stays literal and [`malformed`] reports
 //! it. No valid bash expansion starts with `${name.`, so nothing of bash's is taken by mistake.
 
+pub mod shell;
+pub mod shell_lex;
+
 use std::fmt;
 
 use thiserror::Error;
+
+pub use shell::{Refusal, render_shell, shell_refusals};
+pub use shell_lex::ShellContext;
 
 /// The namespace of a reference: the part before the first dot.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -99,7 +116,7 @@ pub struct VarRef {
     pub namespace: Namespace,
     /// The dot-separated segments after the namespace (at least one).
     pub path: Vec<String>,
-    /// `:raw`: insert without shell quoting.
+    /// `:raw`: insert the value as code, not as data.
     pub raw: bool,
     /// `:default=VALUE`: the value used when the lookup has none.
     pub default: Option<String>,
@@ -182,7 +199,8 @@ pub struct Malformed {
 /// How values are inserted when rendering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quoting {
-    /// Shell actions: each value is quoted as one word with [`shell_quote`] unless `:raw`.
+    /// Shell actions: the result is the script [`render_shell`] builds (values bound to
+    /// variables, never parsed as code) unless `:raw`.
     Shell,
     /// Prompts and other text: values are inserted as they are.
     Verbatim,
@@ -199,6 +217,15 @@ pub enum RenderError {
     Missing {
         /// The reference as written, e.g. `${captured.tests.output}`.
         reference: String,
+    },
+    /// A reference sits where no value can be inserted safely in a shell action (a quoted
+    /// heredoc, arithmetic, ...). Validation refuses such loops; this is for stored old ones.
+    #[error("`{reference}` cannot be interpolated where it is: it {reason}")]
+    Refused {
+        /// The reference as written.
+        reference: String,
+        /// Where it is and what to write instead.
+        reason: String,
     },
 }
 
@@ -231,38 +258,46 @@ pub fn malformed(text: &str) -> Vec<Malformed> {
 /// Renders `template`, asking `lookup` for each reference's value.
 ///
 /// A missing value (lookup gives `None`) uses the default, else is empty with `?`, else fails
-/// with [`RenderError::Missing`]. With [`Quoting::Shell`], every value, defaults and empty values
-/// included, is inserted as one quoted word (`''` when empty) unless the reference is `:raw`.
+/// with [`RenderError::Missing`]. With [`Quoting::Verbatim`] values are inserted as they are.
+/// With [`Quoting::Shell`] the result is [`render_shell`]'s script (which is UTF-8 here because
+/// the values are); use [`render_shell`] directly for values that are bytes.
 pub fn render(
     template: &Template,
     quoting: Quoting,
     lookup: &mut dyn FnMut(&VarRef) -> Option<String>,
 ) -> Result<String, RenderError> {
+    if quoting == Quoting::Shell {
+        let script = render_shell(template, &mut |var| lookup(var).map(String::into_bytes))?;
+        return Ok(String::from_utf8(script)
+            .expect("literals and values are UTF-8 and the bindings are ASCII"));
+    }
     let mut out = String::new();
     for part in &template.parts {
         match part {
             Part::Literal(text) => out.push_str(text),
-            Part::Var(var) => {
-                let value = match lookup(var) {
-                    Some(value) => value,
-                    None => match (&var.default, var.optional) {
-                        (Some(default), _) => default.clone(),
-                        (None, true) => String::new(),
-                        (None, false) => {
-                            return Err(RenderError::Missing {
-                                reference: var.to_string(),
-                            });
-                        }
-                    },
-                };
-                match quoting {
-                    Quoting::Shell if !var.raw => out.push_str(&shell_quote(&value)),
-                    _ => out.push_str(&value),
-                }
-            }
+            Part::Var(var) => match lookup(var) {
+                Some(value) => out.push_str(&value),
+                None => out.push_str(
+                    &String::from_utf8(resolve(var, None)?)
+                        .expect("defaults are UTF-8 text of the template"),
+                ),
+            },
         }
     }
     Ok(out)
+}
+
+/// The value of `var` given what the lookup found: the found value, else the default, else
+/// empty with `?`, else [`RenderError::Missing`].
+pub(crate) fn resolve(var: &VarRef, found: Option<Vec<u8>>) -> Result<Vec<u8>, RenderError> {
+    match (found, &var.default, var.optional) {
+        (Some(value), _, _) => Ok(value),
+        (None, Some(default), _) => Ok(default.clone().into_bytes()),
+        (None, None, true) => Ok(Vec::new()),
+        (None, None, false) => Err(RenderError::Missing {
+            reference: var.to_string(),
+        }),
+    }
 }
 
 /// Characters that never need quoting in a bash word.
@@ -270,7 +305,8 @@ fn is_bare_safe(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | ':' | '=' | '@' | '%' | '+' | '-')
 }
 
-/// Quotes `value` as one POSIX shell word that reads back as exactly `value`.
+/// Quotes `value` as one POSIX shell word that reads back as exactly `value`, for display
+/// (rendering shell actions does not use it: see [`shell`]).
 ///
 /// Words made only of `[A-Za-z0-9_./:=@%+-]` stay bare; the empty string is `''`; anything else
 /// is single-quoted, with each `'` written as `'\''` (`it's` -> `'it'\''s'`).
@@ -737,13 +773,33 @@ mod tests {
         use Quoting::{Shell, Verbatim};
         let ok = |s: &str| Ok(s.to_owned());
         let cases: Vec<(&str, Quoting, Result<String, RenderError>)> = vec![
-            ("echo ${context.x}", Shell, ok("echo 'hello world'")),
+            (
+                "echo ${context.x}",
+                Shell,
+                ok("__dloop_1=$'hello world';echo \"${__dloop_1}\""),
+            ),
             ("echo ${context.x}", Verbatim, ok("echo hello world")),
             ("echo ${context.x:raw}", Shell, ok("echo hello world")),
-            ("cat ${context.safe}", Shell, ok("cat src/main.rs")),
-            ("[ -z ${context.empty} ]", Shell, ok("[ -z '' ]")),
-            ("echo ${captured.t.output}", Shell, ok("echo 'it'\\''s'")),
-            ("echo ${context.nope:default=a b}", Shell, ok("echo 'a b'")),
+            (
+                "cat ${context.safe}",
+                Shell,
+                ok("__dloop_1=$'src/main.rs';cat \"${__dloop_1}\""),
+            ),
+            (
+                "[ -z ${context.empty} ]",
+                Shell,
+                ok("__dloop_1=$'';[ -z \"${__dloop_1}\" ]"),
+            ),
+            (
+                "echo ${captured.t.output}",
+                Shell,
+                ok("__dloop_1=$'it\\'s';echo \"${__dloop_1}\""),
+            ),
+            (
+                "echo ${context.nope:default=a b}",
+                Shell,
+                ok("__dloop_1=$'a b';echo \"${__dloop_1}\""),
+            ),
             (
                 "echo ${context.nope:raw:default=a b}",
                 Shell,
@@ -760,7 +816,11 @@ mod tests {
                 Verbatim,
                 ok("echo hello world"),
             ),
-            ("echo ${context.nope?}", Shell, ok("echo ''")),
+            (
+                "echo ${context.nope?}",
+                Shell,
+                ok("__dloop_1=$'';echo \"${__dloop_1}\""),
+            ),
             ("echo ${context.nope:raw?}", Shell, ok("echo ")),
             ("echo ${context.nope?}", Verbatim, ok("echo ")),
             (
@@ -841,38 +901,6 @@ mod tests {
             }
         }
         Ok(out)
-    }
-
-    #[test]
-    fn security_table() {
-        let hostile = [
-            "$(touch pwned)",
-            "`id`",
-            "; rm -rf /",
-            "' quotes \"",
-            "line1\nline2",
-            "$HOME",
-            "a && b || c | d & e",
-            "'; touch pwned; '",
-            "\\'",
-            "$'\\x41'",
-            "\r\t ",
-            "",
-        ];
-        for value in hostile {
-            let quoted = shell_quote(value);
-            assert_eq!(
-                unquote(&quoted).as_deref(),
-                Ok(value),
-                "round trip of {value:?}"
-            );
-            let out = render(
-                &parse_template("echo ${context.v}"),
-                Quoting::Shell,
-                &mut |_| Some(value.to_owned()),
-            );
-            assert_eq!(out, Ok(format!("echo {quoted}")));
-        }
     }
 
     proptest! {

@@ -1,9 +1,10 @@
 //! dloop-core: the domain of dloop, with no I/O.
 //!
 //! Core owns the loop model and everything that can be decided without touching a file or a
-//! process: parsing loop files with `file:line:col` diagnostics, validation, interpolation and
-//! shell quoting, the evaluators' verdict logic, the events of a run, [`RunState`] as a fold of
-//! those events, and the transition function that says which events follow an action's result.
+//! process: parsing loop files with `file:line:col` diagnostics, validation, interpolation (shell
+//! actions rendered so that values are never code), the evaluators' verdict logic, the events of
+//! a run, [`RunState`] as a fold of those events, and the transition function that says which
+//! events follow an action's result.
 //! The store (`dloop-store`) persists events; the runtime (`dloop-runtime`) runs actions.
 //!
 //! # Brief overview

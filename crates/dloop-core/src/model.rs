@@ -209,7 +209,8 @@ pub struct StateDef {
     /// A note for readers; shown by `dloop show`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// A shell command, run with `bash -c`; interpolated values are quoted unless `:raw`.
+    /// A shell command, run with `bash -c`; interpolated values reach it as variables, never as
+    /// code, unless `:raw` (see `interpolate::shell`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<String>,
     /// A prompt sent to an agent runner; interpolated values are inserted verbatim.

@@ -1,6 +1,7 @@
 //! Semantic checks of a parsed loop, all problems in one pass, each with a span and help:
 //! `initial`, route targets, reachability, unrouted verdicts, terminal states, actions,
-//! evaluator fields and `${...}` references; and sub-loop cycles across loop files.
+//! evaluator fields, `${...}` references (what they name, and in shell actions where they
+//! sit), state names (they become file names); and sub-loop cycles across loop files.
 //!
 //! Every problem is an error (a loop that fails validation does not run). That includes an
 //! `on:` key its evaluator can never produce: such a route is dead code, almost always a typo
@@ -14,6 +15,7 @@ pub use subloops::check_subloop_cycles;
 use std::collections::{HashSet, VecDeque};
 
 use crate::diagnostic::{Diagnostic, Span, suggest};
+use crate::interpolate;
 use crate::model::{Evaluate, LlmEval, StateDef};
 use crate::parse::{ParsedLoop, parse_loop};
 
@@ -129,6 +131,7 @@ impl<'a> Validator<'a> {
     }
 
     fn check_state(&mut self, name: &str, state: &StateDef) {
+        self.check_state_name(name);
         let actions: Vec<&str> = [
             ("shell", state.shell.is_some()),
             ("prompt", state.prompt.is_some()),
@@ -197,6 +200,23 @@ impl<'a> Validator<'a> {
         self.check_route_keys(name, state, &evaluator);
         self.check_unrouted(name, state, &evaluator);
         self.check_evaluator(name, &evaluator);
+    }
+
+    /// State names become parts of file names (`outputs/<seq>-<state>.out`), so they keep to
+    /// the characters loop names use: a state named `../x` or `a/b` would write outside the
+    /// run folder. Checked here, not in parsing, so a definition stored by an older version
+    /// still loads on resume.
+    fn check_state_name(&mut self, name: &str) {
+        let Some(problem) = state_name_problem(name) else {
+            return;
+        };
+        self.push(
+            Diagnostic::new(
+                self.key(&["states", name]),
+                format!("state name `{}` {problem}", name.escape_debug()),
+            )
+            .with_help(STATE_NAME_RULE),
+        );
     }
 
     fn check_targets(&mut self, name: &str, state: &StateDef) {
@@ -418,6 +438,7 @@ impl<'a> Validator<'a> {
             let mut texts: Vec<(Vec<&str>, &str)> = Vec::new();
             if let Some(shell) = &state.shell {
                 texts.push((vec!["states", name, "shell"], shell));
+                self.check_shell_contexts(&["states", name, "shell"], shell);
             }
             if let Some(prompt) = &state.prompt {
                 texts.push((vec!["states", name, "prompt"], prompt));
@@ -445,37 +466,98 @@ impl<'a> Validator<'a> {
 
     /// Checks the references of the string at `path`, pointing at each inside the source.
     fn check_text(&mut self, path: &[&str], text: &str, known: &refs::Known<'_>) {
-        let parsed: &'a ParsedLoop = self.parsed;
-        let spans = &parsed.spans;
-        let value_span = self.value(path);
-        let source = spans.source();
-        let mut cursor = value_span.map_or(0, |s| s.offset);
+        let mut locator = Locator::new(self, path, text);
         for reference in refs::references(text) {
             let Some((message, help)) = refs::check(&reference, known) else {
                 continue;
             };
-            // The reference as written is usually in the source after the previous one; a
-            // quoted string with escapes may differ, and then the whole value is the span.
-            // The search window is bounded so that many references cannot make this quadratic.
-            let mut window_end = cursor
-                .saturating_add(text.len() * 2 + 256)
-                .min(source.len());
-            while !source.is_char_boundary(window_end) {
-                window_end -= 1;
-            }
-            let found = source
-                .get(cursor..window_end)
-                .and_then(|rest| rest.find(reference.text));
-            let span = match found {
-                Some(at) => {
-                    cursor += at + reference.text.len();
-                    Some(spans.span_at(cursor - reference.text.len(), reference.text.len()))
-                }
-                _ => value_span,
-            };
+            let span = locator.find(reference.text);
             self.push(Diagnostic::new(span, message).with_help(help));
         }
     }
+
+    /// Refuses references of the shell action at `path` that sit where no value can be
+    /// inserted safely (quoted heredocs, arithmetic, ...): see `interpolate::shell`.
+    fn check_shell_contexts(&mut self, path: &[&str], text: &str) {
+        let mut locator = Locator::new(self, path, text);
+        for refusal in interpolate::shell_refusals(text) {
+            let span = locator.find(&text[refusal.offset..refusal.offset + refusal.len]);
+            self.push(Diagnostic::new(span, refusal.message).with_help(refusal.help));
+        }
+    }
+}
+
+/// Finds references of one string value in the loop's source, in order.
+struct Locator<'a> {
+    spans: &'a crate::parse::SpanIndex,
+    value_span: Option<Span>,
+    cursor: usize,
+    /// How far past the cursor a reference is searched for: bounded so that many references
+    /// cannot make the search quadratic.
+    window: usize,
+}
+
+impl<'a> Locator<'a> {
+    fn new(validator: &Validator<'a>, path: &[&str], text: &str) -> Self {
+        let value_span = validator.value(path);
+        Locator {
+            spans: &validator.parsed.spans,
+            value_span,
+            cursor: value_span.map_or(0, |s| s.offset),
+            window: text.len() * 2 + 256,
+        }
+    }
+
+    /// The span of `written` in the source after the previous one found. The reference as
+    /// written is usually there; a quoted string with escapes may differ, and then the whole
+    /// value is the span.
+    fn find(&mut self, written: &str) -> Option<Span> {
+        let source = self.spans.source();
+        let mut window_end = self.cursor.saturating_add(self.window).min(source.len());
+        while !source.is_char_boundary(window_end) {
+            window_end -= 1;
+        }
+        let found = source
+            .get(self.cursor..window_end)
+            .and_then(|rest| rest.find(written));
+        match found {
+            Some(at) => {
+                self.cursor += at + written.len();
+                Some(
+                    self.spans
+                        .span_at(self.cursor - written.len(), written.len()),
+                )
+            }
+            None => self.value_span,
+        }
+    }
+}
+
+/// What state names may be.
+const STATE_NAME_RULE: &str = "state names use ASCII letters, digits, `_`, `.` and `-`, start \
+                               with a letter, digit or `_`, have no `..` and at most 64 characters";
+
+/// Why `name` cannot be a state name, or `None` when it can.
+fn state_name_problem(name: &str) -> Option<String> {
+    let Some(first) = name.chars().next() else {
+        return Some("is empty".into());
+    };
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Some(format!("contains {c:?}"));
+    }
+    if !(first.is_ascii_alphanumeric() || first == '_') {
+        return Some(format!("starts with {first:?}"));
+    }
+    if name.contains("..") {
+        return Some("contains `..`".into());
+    }
+    if name.len() > 64 {
+        return Some(format!("is {} characters long", name.len()));
+    }
+    None
 }
 
 fn describe_evaluator(evaluator: &Evaluate) -> String {

@@ -277,7 +277,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
         let work_dir = work_dir(&self.run_dir);
         let rendered = match state_def.action() {
             Some(ActionRef::Shell(command)) => lookup
-                .render(command, Quoting::Shell)
+                .render_shell(command)
                 .map(|script| (Arc::clone(&self.options.shell), script))
                 .map_err(|err| err.to_string()),
             Some(ActionRef::Prompt(_)) => {

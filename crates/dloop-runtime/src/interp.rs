@@ -1,9 +1,14 @@
 //! Values for `${...}` references, looked up in a run's state: context, captures, the
 //! previous step, the current state, the run itself, and the environment.
 //!
-//! A captured output that fits the log's excerpt is read from the log (the state); a larger one
-//! is read back from its output file, keeping its last `capture_limit` bytes (test runners and
-//! agents put their conclusions at the end).
+//! Values are bytes ([`Lookup::value_bytes`]): shell actions get them byte-exact (non-UTF-8
+//! output included, see `dloop_core::interpolate::shell`); prompts get them as text, with
+//! invalid UTF-8 replaced.
+//!
+//! A captured output is read in one place, [`Lookup::output_bytes`]: from the run's output
+//! stream, byte-exact (a small one is checked against its SHA-256 and falls back to the log's
+//! UTF-8 excerpt if the stream lost it); of a large one the last `capture_limit` bytes are kept
+//! (test runners and agents put their conclusions at the end).
 
 use std::path::Path;
 
@@ -25,8 +30,33 @@ pub struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
-    /// The value of `var`, or `None` when there is none.
+    /// The value of `var` as text (invalid UTF-8 replaced), or `None` when there is none.
     pub fn value(&self, var: &VarRef) -> Option<String> {
+        self.value_bytes(var)
+            .map(|bytes| String::from_utf8(bytes).unwrap_or_else(|e| lossy(e.as_bytes())))
+    }
+
+    /// The value of `var` as bytes, or `None` when there is none.
+    pub fn value_bytes(&self, var: &VarRef) -> Option<Vec<u8>> {
+        match (&var.namespace, var.path.as_slice()) {
+            (Namespace::Captured, [name, field]) if field == "output" => self
+                .state
+                .captures
+                .get(name.as_str())
+                .map(|r| self.output_bytes(r)),
+            (Namespace::Prev, [field]) if field == "output" => {
+                self.state.prev.as_ref().map(|r| self.output_bytes(r))
+            }
+            (Namespace::Env, [name]) => {
+                use std::os::unix::ffi::OsStringExt;
+                std::env::var_os(name).map(OsStringExt::into_vec)
+            }
+            _ => self.text_value(var).map(String::into_bytes),
+        }
+    }
+
+    /// The values that are text by nature (all but outputs and the environment).
+    fn text_value(&self, var: &VarRef) -> Option<String> {
         let path: Vec<&str> = var.path.iter().map(String::as_str).collect();
         let state = self.state;
         match (&var.namespace, path.as_slice()) {
@@ -54,26 +84,19 @@ impl Lookup<'_> {
             }
             (Namespace::Run, ["elapsed_ms"]) => Some(state.elapsed_ms().to_string()),
             (Namespace::Run, ["loop"]) => Some(state.loop_name.clone()),
-            (Namespace::Env, [name]) => std::env::var(name).ok(),
             _ => None,
         }
     }
 
     fn result_field(&self, result: &StepResult, field: &str) -> Option<String> {
         match field {
-            "output" => Some(self.output(result)),
+            "output" => Some(lossy(&self.output_bytes(result))),
             "stderr" => Some(result.result.stderr.clone()),
             "exit_code" => result.result.exit_code.map(|c| c.to_string()),
             "verdict" => result.verdict.clone(),
             "duration_ms" => Some(result.result.duration_ms.to_string()),
             _ => None,
         }
-    }
-
-    /// The action's output: whole when the log has it, else the last `capture_limit` bytes
-    /// of it in the run's output stream (or, in logs from before the stream, of its file).
-    pub fn output(&self, result: &StepResult) -> String {
-        String::from_utf8_lossy(&self.output_bytes(result)).into_owned()
     }
 
     /// The action's output as bytes: the one place outputs are read back for interpolation.
@@ -110,7 +133,24 @@ impl Lookup<'_> {
         }
     }
 
-    /// Renders `text` with this lookup.
+    /// The action's output as text ([`Lookup::output_bytes`], invalid UTF-8 replaced), for
+    /// evaluators.
+    pub fn output(&self, result: &StepResult) -> String {
+        lossy(&self.output_bytes(result))
+    }
+
+    /// Renders shell action `text` as a bash script with this lookup (see
+    /// `dloop_core::interpolate::shell`): values are bytes and reach the command as variables.
+    ///
+    /// # Errors
+    /// A reference with no value, no default and no `?`, or one in a context validation refuses.
+    pub fn render_shell(&self, text: &str) -> Result<Vec<u8>, RenderError> {
+        let template = interpolate::parse_template(text);
+        interpolate::render_shell(&template, &mut |var| self.value_bytes(var))
+    }
+
+    /// Renders `text` with this lookup; for shell actions prefer [`Lookup::render_shell`],
+    /// which keeps values as bytes.
     ///
     /// # Errors
     /// A reference with no value, no default and no `?`.
@@ -118,4 +158,8 @@ impl Lookup<'_> {
         let template = interpolate::parse_template(text);
         interpolate::render(&template, quoting, &mut |var| self.value(var))
     }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }

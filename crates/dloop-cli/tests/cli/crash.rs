@@ -41,7 +41,8 @@ states:
     shell: |
       echo "$DLOOP_IDEMPOTENCY_KEY" >> ${context.side}
       echo "$$" >> ${context.side}.pids
-      test "$DLOOP_ITERATION" -ne $(( ${context.upto} + 1 ))
+      upto=${context.upto}
+      test "$DLOOP_ITERATION" -ne $((upto + 1))
     retries: { max: 2, on: [failure], on_exhausted: failed }
     next: check
   check:

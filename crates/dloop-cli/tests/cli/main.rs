@@ -15,6 +15,7 @@ mod lifecycle;
 mod list;
 mod logs;
 mod names;
+mod quoting;
 mod resume;
 mod run;
 mod schema;

@@ -344,3 +344,99 @@ fn subloop_cycle() {
         ]
     );
 }
+
+/// A loop with one shell state `a` running `shell` (a block scalar) and capture `out`.
+fn shell_loop(shell: &str) -> String {
+    let body: String = shell.lines().map(|l| format!("      {l}\n")).collect();
+    format!(
+        "initial: a\ncontext:\n  n: '1'\nstates:\n  a:\n    capture: out\n    shell: |\n{body}    next: done\n  done:\n    terminal: success\n"
+    )
+}
+
+#[test]
+fn references_in_quoted_heredocs_are_refused_with_a_way_out() {
+    for opener in ["<<'EOF'", "<<\"EOF\"", "<<\\EOF", "<<-'EOF'"] {
+        let src = shell_loop(&format!("cat {opener}\ngot ${{captured.out.output}}\nEOF"));
+        let (at, help) = only(&src);
+        assert_eq!(
+            at.split_once(" `").map(|p| p.0),
+            Some("9:11"),
+            "{opener}: {at}"
+        );
+        assert!(at.contains("quoted heredoc"), "{at}");
+        let help = help.expect("help");
+        assert!(help.contains("unquoted heredoc"), "{help}");
+        assert!(
+            help.contains("printf '%s\\n' ${captured.out.output}"),
+            "{help}"
+        );
+    }
+}
+
+#[test]
+fn references_in_arithmetic_are_refused() {
+    for (shell, col) in [
+        ("echo $(( ${context.n} + 1 ))", 16),
+        ("(( x = ${context.n} ))", 14),
+        ("echo $[${context.n}]", 14),
+        ("echo $(( $(cat ${context.n}) ))", 22),
+    ] {
+        let (at, help) = only(&shell_loop(shell));
+        assert_eq!(
+            at.split_once(" `").map(|p| p.0),
+            Some(format!("8:{col}").as_str()),
+            "{shell}: {at}"
+        );
+        assert!(at.contains("arithmetic"), "{at}");
+        assert!(help.expect("help").contains("check it is a number"));
+    }
+}
+
+#[test]
+fn safe_forms_and_raw_references_are_accepted() {
+    for shell in [
+        "echo ${context.n} \"${context.n}\" '${context.n}' $'${context.n}'",
+        "X=${context.n}; Y=\"${context.n}\"; echo $(echo ${context.n}) `echo ${context.n}`",
+        "cat <<EOF\n${context.n}\nEOF",
+        "echo $(( ${context.n:raw} + 1 ))",
+        "cat <<'EOF'\n${context.n:raw}\nEOF",
+        "echo $${context.n} $((1 + 2)) # ${context.n}",
+    ] {
+        assert_eq!(
+            problems(&shell_loop(shell)),
+            Vec::<String>::new(),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn prompts_may_reference_anywhere() {
+    let src = "initial: a\ncontext:\n  n: '1'\nstates:\n  a:\n    prompt: \"cat <<'EOF'\\n${context.n}\\nEOF $((${context.n}))\"\n    next: done\n  done:\n    terminal: success\n";
+    assert_eq!(problems(src), Vec::<String>::new());
+}
+
+#[test]
+fn state_names_that_could_leave_the_run_folder_are_refused() {
+    for (name, what) in [
+        ("\"a/b\"", "contains '/'"),
+        ("\"../x\"", "contains '/'"),
+        ("\"..x\"", "starts with '.'"),
+        ("\"a..b\"", "contains `..`"),
+        ("\"-x\"", "starts with '-'"),
+        ("\"a b\"", "contains ' '"),
+        ("\"é\"", "contains 'é'"),
+    ] {
+        let src = format!(
+            "initial: {name}\nstates:\n  {name}:\n    shell: 'true'\n    next: done\n  done:\n    terminal: success\n"
+        );
+        let (at, help) = only(&src);
+        assert!(at.starts_with("3:3 state name `"), "{name}: {at}");
+        assert!(at.ends_with(what), "{name}: {at}");
+        assert!(help.expect("help").contains("ASCII letters"));
+        // Parsing alone still accepts it: a run stored by an older version must resume.
+        assert!(parse_loop(src.as_bytes()).is_ok());
+    }
+    let src = "initial: _a.b-1\nstates:\n  _a.b-1:\n    shell: 'true'\n    next: done\n  done:\n    terminal: success\n";
+    assert_eq!(problems(src), Vec::<String>::new());
+}

@@ -29,8 +29,9 @@ use output::{StepOutput, Stream};
 pub struct ActionRequest<'a> {
     /// The step it belongs to: state, step number, idempotency key.
     pub pending: &'a PendingAction,
-    /// The rendered action: the shell script, or the prompt.
-    pub text: &'a str,
+    /// The rendered action: the shell script (bytes: a `:raw` value may make it non-UTF-8), or
+    /// the prompt.
+    pub text: &'a [u8],
     /// The `DLOOP_*` environment every action sees.
     pub env: &'a [(String, String)],
     /// The working directory (the project root, or the run's worktree).

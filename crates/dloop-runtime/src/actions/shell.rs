@@ -1,7 +1,7 @@
 //! `shell:` actions: the rendered command runs as `bash -c COMMAND` in its own process group.
 //!
 //! Linux refuses a single argument over 128 KiB (E2BIG), and a command holding a large capture
-//! is that big: such a command runs from a script file in the run's scratch folder instead,
+//! is that big: such a command (or one that is not UTF-8) runs from a script file in the run's scratch folder instead,
 //! named by step number (never by state name), created 0600 without following a symlink, and
 //! removed when the action ends.
 
@@ -38,7 +38,14 @@ impl ActionRunner for ShellRunner {
         io: &mut ActionIo<'_, '_>,
     ) -> io::Result<ActionOutcome> {
         let mut script_file = None;
-        let argv = if request.text.len() > MAX_INLINE_SCRIPT {
+        // A script that is not UTF-8 (only a `:raw` value can make it so) also runs from a
+        // file, so its bytes reach bash unchanged.
+        let inline = std::str::from_utf8(request.text)
+            .ok()
+            .filter(|text| text.len() <= MAX_INLINE_SCRIPT);
+        let argv = if let Some(text) = inline {
+            vec![self.bash.clone(), "-c".to_owned(), text.to_owned()]
+        } else {
             let path = request
                 .scratch
                 .join(format!("step-{}.sh", request.pending.step));
@@ -46,8 +53,6 @@ impl ActionRunner for ShellRunner {
             let argv = vec![self.bash.clone(), path.display().to_string()];
             script_file = Some(path);
             argv
-        } else {
-            vec![self.bash.clone(), "-c".to_owned(), request.text.to_owned()]
         };
         let spec = ProcessSpec {
             argv,
@@ -68,7 +73,7 @@ impl ActionRunner for ShellRunner {
 
 /// Writes a script file (0600, never through a symlink; not synced: it lives only as long as
 /// the action, and a re-run renders it again).
-fn write_script(path: &Path, script: &str) -> io::Result<()> {
+fn write_script(path: &Path, script: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -82,7 +87,7 @@ fn write_script(path: &Path, script: &str) -> io::Result<()> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
-    file.write_all(script.as_bytes())
+    file.write_all(script)
 }
 
 /// The first executable `name` on `PATH`, as an absolute path.
