@@ -40,6 +40,20 @@ impl Project {
 
     /// Parses `yaml` and runs it to the end of its first session.
     pub fn run(&self, yaml: &str) -> RunEnd {
+        self.run_with(yaml, self.options())
+    }
+
+    /// A file in run `run_id`'s scratch folder (`${run.dir}`).
+    pub fn work_file(&self, run_id: &str, name: &str) -> PathBuf {
+        self.store()
+            .run_dir(run_id)
+            .expect("run dir")
+            .join("work")
+            .join(name)
+    }
+
+    /// Like [`Project::run`], with these session options.
+    pub fn run_with(&self, yaml: &str, options: SessionOptions) -> RunEnd {
         let def = parse(yaml);
         let request = StartRequest {
             def: &def,
@@ -52,7 +66,7 @@ impl Project {
             timeout_ms: def.limits.timeout.map(|d| d.as_millis()),
             delay_ms: def.delay.map(|d| d.as_millis()),
         };
-        start_run(&self.store(), &request, self.options(), &mut Silent).expect("run starts")
+        start_run(&self.store(), &request, options, &mut Silent).expect("run starts")
     }
 }
 

@@ -181,9 +181,18 @@ fn quoting_leading_dash() {
 }
 
 #[test]
+fn quoting_small_non_utf8_bytes() {
+    // Under 4 KiB: whole (as text) in the log, and read back byte-exact from the output stream,
+    // checked against the recorded SHA-256.
+    check_payload(
+        "small non-UTF-8",
+        b"\xff\xfe\x80 \xc3\x28 $(touch PWNED) \xe2\x82 ok\n\x01\x7f",
+    );
+}
+
+#[test]
 fn quoting_non_utf8_bytes() {
-    // Over 4 KiB, so the output is read back from its file. A smaller non-UTF-8 output is kept
-    // only as text in the log today and arrives with replacement characters.
+    // Over 4 KiB: read back from the output stream, keeping the tail.
     let mut payload = Vec::new();
     while payload.len() < 6000 {
         payload.extend_from_slice(b"\xff\xfe\x80 \xc3\x28 $(touch PWNED) \xe2\x82 ok\n");

@@ -170,11 +170,12 @@ fn millis(ts: &str) -> u64 {
 }
 
 #[test]
-fn stop_during_a_delay_pauses_at_once_and_resume_runs_the_rest() {
+fn stop_during_a_delay_pauses_at_once() {
     let p = TestProject::new();
     p.write_loop("flow", TWO_STEPS);
-    let child = p.spawn(&["run", "flow", "--delay", "6s"], &[]);
-    // Step 1 ran; the run now waits 6 s before step 2.
+    let child = p.spawn(&["run", "flow", "--delay", "600s"], &[]);
+    // Step 1 ran; the run now waits 10 minutes before step 2. (What resume waits after such a
+    // stop is tested on an injected clock: runtime tests, clock.rs.)
     let (id, run_dir) = poll(Duration::from_secs(10), || {
         let dir = p.run_dirs().into_iter().next()?;
         std::fs::read_to_string(dir.join("work/trail"))
@@ -198,21 +199,4 @@ fn stop_during_a_delay_pauses_at_once_and_resume_runs_the_rest() {
         0,
         "no action was in flight"
     );
-    // Resume waits only what is left of the delay, counted from step 1's end.
-    let out = p.dloop(&["resume", &id, "--json"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let trail = std::fs::read_to_string(run_dir.join("work/trail")).expect("trail");
-    assert_eq!(trail, "a\nb\n", "each step ran once");
-    let records = verified_log(&run_dir);
-    let finished = records
-        .iter()
-        .find(|r| r["type"] == "action_finished")
-        .expect("step 1");
-    let started = records
-        .iter()
-        .rfind(|r| r["type"] == "action_started")
-        .expect("step 2");
-    let gap =
-        millis(started["ts"].as_str().expect("ts")) - millis(finished["ts"].as_str().expect("ts"));
-    assert!(gap >= 6000, "step 2 started {gap} ms after step 1 ended");
 }
