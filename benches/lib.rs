@@ -340,6 +340,50 @@ pub fn build_completed_run(store: &FileStore, id: &str) {
     run.save_snapshot(&sim.state).expect("snapshot");
 }
 
+/// An action runner that spawns nothing: every action "exits 0" at once, printing `output`.
+/// With it, a session's time per step is dloop's own work (decide, render, fold, encode,
+/// write, sync) without the spawn.
+#[derive(Debug, Clone, Default)]
+pub struct TrivialRunner {
+    /// What every action prints.
+    pub output: Vec<u8>,
+}
+
+impl dloop_runtime::actions::ActionRunner for TrivialRunner {
+    fn run(
+        &self,
+        _request: &dloop_runtime::actions::ActionRequest<'_>,
+        io: &mut dloop_runtime::actions::ActionIo<'_, '_>,
+    ) -> std::io::Result<dloop_runtime::actions::ActionOutcome> {
+        use std::os::unix::process::ExitStatusExt;
+        if !self.output.is_empty() {
+            io.chunk(dloop_runtime::actions::output::Stream::Stdout, &self.output)?;
+        }
+        Ok(dloop_runtime::process::ProcessEnd {
+            status: Some(std::process::ExitStatus::from_raw(0)),
+            spawn_error: None,
+            timed_out: None,
+            stopped: false,
+            duration: std::time::Duration::ZERO,
+        }
+        .into())
+    }
+}
+
+/// A folder on a memory file system (`/dev/shm`) when there is one, else [`temp_dir`]: there a
+/// `fdatasync` costs next to nothing, so a run's time is dloop's own work.
+///
+/// # Panics
+/// When the folder cannot be created.
+pub fn memory_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm).expect("temp dir in /dev/shm")
+    } else {
+        temp_dir()
+    }
+}
+
 /// A fresh temporary folder for a bench's runs, on the same disk as the build (so fsync costs
 /// what it costs there). Honors `DLOOP_BENCH_DIR` when set.
 ///

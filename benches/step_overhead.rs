@@ -1,91 +1,67 @@
-//! `step_overhead`: dloop's own work per step, without the action and without the sync.
+//! `step_overhead`: dloop's own work per step, measured on the real `Session`.
 //!
-//! One step of the two-state shell loop (`a -> b -> a ...`) as the runtime does it: the
-//! `transition::next` decisions, rendering the shell command, the evaluator, building the
-//! `action_finished` / `evaluated` / `transitioned` / `state_entered` / `action_started` events,
-//! folding each record into `RunState`, then encoding the batch's lines (records cloned as
-//! `EventLog::append_batch` does) with `dloop_store::record::encode_into` into a reused buffer.
-//! Nothing is written. Also reported apart: `decide_and_fold` (no encoding) and `encode_only`.
+//! `start_run` of the two-state shell loop (`a -> b -> a ...`) for 1,000 steps, with a runner
+//! that spawns nothing ([`TrivialRunner`]) and the run folder on a memory file system, so the
+//! time per step is everything dloop itself does: `transition::next` decisions, rendering the
+//! shell command, the evaluator, building and folding the records, encoding the batch, the
+//! `write` and the (nearly free) `fdatasync`, the output stream, the snapshot every 1,000
+//! records. Two variants: actions that print nothing, and actions that print one 100-byte line
+//! (which then goes through the output stream and the excerpt).
 //!
 //! Budget (DESIGN.md section 11): under 0.1 ms per step.
 //!
 //! Run: `cargo bench -p dloop-benches --bench step_overhead`
 
-use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use dloop_benches::{Advance, BASE_TS_MS, Simulator, run_id};
-use dloop_core::{Record, Timestamp};
-use dloop_store::record::encode_into;
+use dloop_benches::{LOOP_NAME, LOOP_YAML, TrivialRunner, loop_def, memory_dir, store_root};
+use dloop_core::state::RunStatus;
+use dloop_runtime::driver::SessionOptions;
+use dloop_runtime::observer::Silent;
+use dloop_runtime::runs::{StartRequest, start_run};
+use dloop_store::FileStore;
 
-/// Encodes the simulator's batch like `EventLog::append_batch` step 1, then clears it.
-fn encode_batch(sim: &mut Simulator, next_seq: &mut u64, buf: &mut Vec<u8>) {
-    buf.clear();
-    let len = sim.batch.len();
-    for (i, event) in sim.batch.iter().enumerate() {
-        let record = Record {
-            seq: *next_seq + i as u64,
-            ts: sim.ts,
-            event: event.clone(),
-        };
-        encode_into(&record, i + 1 < len, buf).expect("encodes");
-    }
-    *next_seq += len as u64;
-    sim.batch.clear();
-}
-
-fn fresh() -> (Simulator, u64, Vec<u8>) {
-    let id = run_id(BASE_TS_MS, 1);
-    let mut sim = Simulator::start(&id, u64::MAX, Timestamp::from_millis(BASE_TS_MS));
-    let mut next_seq = 1;
-    let mut buf = Vec::with_capacity(4096);
-    // The first batch (run_started, entry, intent) is not a steady-state step.
-    assert_eq!(sim.advance(), Advance::ActionDue);
-    encode_batch(&mut sim, &mut next_seq, &mut buf);
-    (sim, next_seq, buf)
-}
+/// Steps per measured run.
+const STEPS: u64 = 1000;
 
 fn step_overhead(c: &mut Criterion) {
+    let dir = memory_dir();
+    let store = FileStore::new(store_root(dir.path()));
+    let def = loop_def();
+    let request = StartRequest {
+        def: &def,
+        definition_text: LOOP_YAML,
+        loop_name: LOOP_NAME,
+        loop_path: None,
+        context: Default::default(),
+        argv: vec!["dloop".into(), "run".into(), LOOP_NAME.into()],
+        max_steps: STEPS,
+        timeout_ms: None,
+        delay_ms: None,
+    };
     let mut group = c.benchmark_group("step_overhead");
     group
-        .sample_size(30)
+        .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .throughput(Throughput::Elements(1));
-
-    let (mut sim, mut next_seq, mut buf) = fresh();
-    group.bench_function("full_step", |b| {
-        b.iter(|| {
-            // The runtime reads the clock once per batch.
-            sim.ts = dloop_runtime::driver::now();
-            assert_eq!(sim.advance(), Advance::ActionDue);
-            encode_batch(&mut sim, &mut next_seq, &mut buf);
-            black_box(buf.len())
-        })
-    });
-
-    let (mut sim, _, _) = fresh();
-    group.bench_function("decide_and_fold", |b| {
-        b.iter(|| {
-            assert_eq!(sim.advance(), Advance::ActionDue);
-            let n = sim.batch.len();
-            sim.batch.clear();
-            black_box(n)
-        })
-    });
-
-    let (mut sim, _, mut buf) = fresh();
-    assert_eq!(sim.advance(), Advance::ActionDue);
-    let step_batch = sim.batch.clone();
-    let mut seq = 4;
-    group.bench_function("encode_only", |b| {
-        b.iter(|| {
-            sim.batch.clone_from(&step_batch);
-            encode_batch(&mut sim, &mut seq, &mut buf);
-            black_box(buf.len())
-        })
-    });
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(STEPS));
+    for (name, output) in [
+        ("session_step_silent", Vec::new()),
+        ("session_step_100_byte_output", [b'x'; 99].iter().chain(b"\n").copied().collect()),
+    ] {
+        let runner = Arc::new(TrivialRunner { output });
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut options = SessionOptions::new(dir.path().to_owned());
+                options.shell = runner.clone();
+                let end = start_run(&store, &request, options, &mut Silent).expect("run");
+                assert_eq!(end.status, RunStatus::Paused);
+                assert_eq!(end.state.step, STEPS);
+            })
+        });
+    }
     group.finish();
 }
 

@@ -5,13 +5,14 @@
 //! - `floor_200_steps`: 200 times (spawn `bash -c true` and wait, then one 600-byte `write` +
 //!   `fdatasync` on an `O_APPEND` file): what the steps cost with nothing of dloop around them.
 //!
-//! - `step_parts/*`: one action three ways (the runtime's `process::run_action`, a plain
+//! - `step_parts/*`: one action three ways (the runtime's `process::run_process` into the
+//!   output stream, a plain
 //!   `Command` with a process group and piped output, the bare spawn), to see where the time
 //!   beyond the floor goes.
 //!
 //! - interleaved (printed to stderr, not criterion): dloop runs, floors and "piped floors"
 //!   (the spawn with a process group and piped output, as capturing output requires)
-//!   and 200 x (`process::run_action` + one fdatasync), alternated, with the median ratio per
+//!   and 200 x (`process::run_process` + one fdatasync), alternated, with the median ratio per
 //!   round: robust to a shared machine's changing load.
 //!
 //! Budget (DESIGN.md section 11): the run takes at most 1.05x the floor (dloop's overhead per
@@ -32,7 +33,8 @@ use dloop_benches::{LOOP_NAME, LOOP_YAML, loop_def, store_root, temp_dir};
 use dloop_core::state::RunStatus;
 use dloop_runtime::driver::SessionOptions;
 use dloop_runtime::observer::Silent;
-use dloop_runtime::process::{self, ActionSpec, StopFlag};
+use dloop_runtime::actions::output::{OutputStream, StepOutput};
+use dloop_runtime::process::{self, Limits, ProcessSpec, StopFlag};
 use dloop_runtime::runs::{StartRequest, start_run};
 use dloop_store::FileStore;
 
@@ -132,13 +134,13 @@ fn interleaved(store: &FileStore, request: &StartRequest<'_>, dir: &Path, file: 
     let mut actions = Vec::new();
     let outputs = dir.join("interleaved-outputs");
     std::fs::create_dir_all(&outputs).expect("outputs folder");
+    let mut stream = OutputStream::open(&outputs).expect("output stream");
     let stop = StopFlag::default();
-    for round in 0..ROUNDS {
+    let spec = action_spec(dir);
+    for _ in 0..ROUNDS {
         let started = Instant::now();
-        for step in 0..STEPS {
-            let spec = action_spec(dir, &outputs.join(format!("{round}-{step}-a.out")));
-            let (result, _) = process::run_action(&spec, &stop).expect("runs");
-            assert_eq!(result.exit_code, Some(0));
+        for _ in 0..STEPS {
+            assert_eq!(run_action(&spec, &stop, &mut stream), Some(0));
             file.write_all(&[b'x'; 600]).expect("write");
             file.sync_data().expect("fdatasync");
         }
@@ -165,7 +167,7 @@ fn interleaved(store: &FileStore, request: &StartRequest<'_>, dir: &Path, file: 
     };
     eprintln!(
         "interleaved ({ROUNDS} rounds, {STEPS} steps): dloop {:.1} ms, floor {:.1} ms, \
-         piped floor {:.1} ms, run_action + fdatasync {:.1} ms; \
+         piped floor {:.1} ms, run_process + fdatasync {:.1} ms; \
          ratio to floor {:.3}, to piped floor {:.3}",
         median(dloop.clone()),
         median(bare.clone()),
@@ -181,43 +183,48 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// The runtime's spec for a `bash -c true` action writing its output to `output`.
-fn action_spec(dir: &Path, output: &Path) -> ActionSpec {
-    ActionSpec {
+/// The runtime's spec for a `bash -c true` action.
+fn action_spec(dir: &Path) -> ProcessSpec {
+    ProcessSpec {
         argv: vec!["bash".into(), "-c".into(), "true".into()],
         env: vec![("DLOOP_STATE".into(), "a".into())],
         cwd: dir.to_owned(),
         stdin: None,
-        timeout: None,
-        idle_timeout: None,
-        run_deadline: None,
-        output_path: output.to_owned(),
-        output_rel: "outputs/x-a.out".into(),
-        kill_grace: Duration::from_secs(5),
+        idempotency_key: "bench-key".into(),
+        limits: Limits {
+            kill_grace: Duration::from_secs(5),
+            ..Limits::default()
+        },
     }
 }
 
+/// Runs `spec` as the shell runner does, its output into `stream`; returns the exit code.
+fn run_action(spec: &ProcessSpec, stop: &StopFlag, stream: &mut OutputStream) -> Option<i32> {
+    let mut output = StepOutput::new(stream);
+    let end = process::run_process(spec, stop, &mut |s, bytes| output.write(s, bytes))
+        .expect("runs");
+    output.finish(end.duration).expect("output");
+    end.exit_code()
+}
+
 /// One action, three ways, to see where a step's time goes beyond the floor: the runtime's
-/// `process::run_action` (output file, process group, two pipe reader threads, SHA-256), a
-/// plain `Command` with a process group and piped output, and the bare spawn of the floor.
+/// `process::run_process` (process group, both pipes polled with a pidfd, output stream,
+/// SHA-256, the leftover sweep), a plain `Command` with a process group and piped output, and
+/// the bare spawn of the floor.
 fn step_parts(c: &mut Criterion, dir: &Path) {
     let outputs = dir.join("parts-outputs");
     std::fs::create_dir_all(&outputs).expect("outputs folder");
+    let mut stream = OutputStream::open(&outputs).expect("output stream");
     let stop = StopFlag::default();
-    let mut n = 0u64;
+    let spec = action_spec(dir);
     let mut group = c.benchmark_group("step_parts");
     group
         .sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_millis(100))
         .measurement_time(Duration::from_secs(2));
-    group.bench_function("runtime_run_action_bash_true", |b| {
-        b.iter(|| {
-            n += 1;
-            let spec = action_spec(dir, &outputs.join(format!("{n}-a.out")));
-            let (result, _) = process::run_action(&spec, &stop).expect("runs");
-            assert_eq!(result.exit_code, Some(0));
-        })
+    group.bench_function("runtime_run_process_bash_true", |b| {
+        b.iter(|| assert_eq!(run_action(&spec, &stop, &mut stream), Some(0)))
     });
     group.bench_function("spawn_pgroup_piped_bash_true", |b| {
         b.iter(|| {
