@@ -49,7 +49,10 @@ fn step_overhead(c: &mut Criterion) {
         .throughput(Throughput::Elements(STEPS));
     for (name, output) in [
         ("session_step_silent", Vec::new()),
-        ("session_step_100_byte_output", [b'x'; 99].iter().chain(b"\n").copied().collect()),
+        (
+            "session_step_100_byte_output",
+            [b'x'; 99].iter().chain(b"\n").copied().collect(),
+        ),
     ] {
         let runner = Arc::new(TrivialRunner { output });
         group.bench_function(name, |b| {

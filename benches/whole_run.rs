@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, SamplingMode};
 use dloop_benches::{LOOP_NAME, LOOP_YAML, loop_def, store_root, temp_dir};
 use dloop_core::state::RunStatus;
+use dloop_runtime::actions::output::{OutputStream, StepOutput};
 use dloop_runtime::driver::SessionOptions;
 use dloop_runtime::observer::Silent;
-use dloop_runtime::actions::output::{OutputStream, StepOutput};
 use dloop_runtime::process::{self, Limits, ProcessSpec, StopFlag};
 use dloop_runtime::runs::{StartRequest, start_run};
 use dloop_store::FileStore;
@@ -201,8 +201,8 @@ fn action_spec(dir: &Path) -> ProcessSpec {
 /// Runs `spec` as the shell runner does, its output into `stream`; returns the exit code.
 fn run_action(spec: &ProcessSpec, stop: &StopFlag, stream: &mut OutputStream) -> Option<i32> {
     let mut output = StepOutput::new(stream);
-    let end = process::run_process(spec, stop, &mut |s, bytes| output.write(s, bytes))
-        .expect("runs");
+    let end =
+        process::run_process(spec, stop, &mut |s, bytes| output.write(s, bytes)).expect("runs");
     output.finish(end.duration).expect("output");
     end.exit_code()
 }

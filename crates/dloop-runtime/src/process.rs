@@ -190,7 +190,7 @@ pub fn run_process(
     let mut swept = false;
     let mut killer = Killer::new(pgid, limits.kill_grace);
     while pipes.iter().any(Option::is_some) || exit_status.is_none() {
-        let watch_exit = exit_status.is_none().then(|| exit_fd.as_ref()).flatten();
+        let watch_exit = exit_fd.as_ref().filter(|_| exit_status.is_none());
         let ready = wait_readable(&pipes, watch_exit, TICK)?;
         for (index, is_ready) in ready.into_iter().enumerate() {
             if !is_ready {
