@@ -19,4 +19,4 @@ pub mod process;
 pub mod runs;
 pub mod signals;
 
-pub use error::RuntimeError;
+pub use error::{RuntimeError, RuntimeErrorKind};

@@ -52,7 +52,9 @@ impl Project {
             timeout_ms: def.limits.timeout.map(|d| d.as_millis()),
             delay_ms: def.delay.map(|d| d.as_millis()),
         };
-        start_run(&self.store(), &request, self.options(), &mut Silent).expect("run starts")
+        let store = self.store();
+        let local_dir = |id: &str| store.local_run_dir(id).expect("a valid id");
+        start_run(&store, &local_dir, &request, self.options(), &mut Silent).expect("run starts")
     }
 }
 

@@ -241,7 +241,8 @@ pub enum StoreError {
 /// What kind of failure a [`StoreError`] is, for callers that pick a reaction (an exit code)
 /// without matching every variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
+// Not `#[non_exhaustive]`: callers match every kind, so a new one makes them choose a
+// reaction (an exit code) instead of falling into a catch-all arm.
 pub enum StoreErrorKind {
     /// No such run, or an id or name that cannot be one: the caller asked for something wrong.
     NotFound,
