@@ -9,6 +9,7 @@ mod load;
 mod project;
 mod render;
 mod runs;
+mod storage;
 
 use std::process::ExitCode;
 
@@ -25,7 +26,7 @@ fn main() -> ExitCode {
         Ok(cwd) => cwd,
         Err(e) => {
             ui.status(&format!("error: cannot read the working directory: {e}\n"));
-            return Exit::Failed.into();
+            return Exit::Fault.into();
         }
     };
     let ctx = Ctx { ui, cwd };

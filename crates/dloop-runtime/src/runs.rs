@@ -106,7 +106,8 @@ fn random_suffix(attempt: u32) -> u16 {
 
 /// The local folder of a run (`work/` in it is `${run.dir}`), as the composition root lays
 /// runs out on this machine.
-pub type LocalDir<'a> = &'a dyn Fn(&str) -> PathBuf;
+/// Fails only for an id that cannot name a folder.
+pub type LocalDir<'a> = &'a dyn Fn(&str) -> dloop_store::Result<PathBuf>;
 
 /// Creates a run (a fresh id: two runs started in the same second never share a folder) and
 /// drives it until it ends, pauses or is stopped.
@@ -160,7 +161,7 @@ pub fn start_run(
     let Some((run, meta)) = created else {
         return Err(RuntimeError::NoFreeId(request.loop_name.to_owned()));
     };
-    let run_dir = local_dir(&meta.id);
+    let run_dir = local_dir(&meta.id)?;
     let mut session = Session::new(
         request.def,
         run,
@@ -283,7 +284,7 @@ pub fn resume_run(
     let mut run = store.open_run(&input.run_id)?;
     let (state, info) = run.load_state()?;
     check_meta_against_log(&meta, &*run)?;
-    let run_dir = local_dir(&input.run_id);
+    let run_dir = local_dir(&input.run_id)?;
     crate::process::end_leftover_action(&input.run_id);
     if state.last_seq == 0 {
         // The run died after its folder was made and before its first record was durable:

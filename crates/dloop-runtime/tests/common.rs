@@ -53,7 +53,7 @@ impl Project {
             delay_ms: def.delay.map(|d| d.as_millis()),
         };
         let store = self.store();
-        let local_dir = |id: &str| store.local_run_dir(id).expect("a valid id");
+        let local_dir = |id: &str| store.local_run_dir(id);
         start_run(&store, &local_dir, &request, self.options(), &mut Silent).expect("run starts")
     }
 }

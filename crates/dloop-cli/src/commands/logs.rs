@@ -7,18 +7,15 @@ use std::time::Duration;
 use clap::Args;
 use clap::builder::PossibleValuesParser;
 use dloop_core::Record;
-use dloop_store::log::{ReadFrom, read_from};
-use dloop_store::{FileStore, Store};
+use dloop_store::Store;
 
+use crate::storage::Storage;
 use crate::commands::{CmdResult, Ctx};
 use crate::error::CliError;
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::timeline::{self, EVENT_TYPES};
-use crate::runs::{resolve_newest, store_error, store_for};
-
-/// The log inside a run folder.
-const EVENTS_FILE: &str = "events.jsonl";
+use crate::runs::{resolve_newest, store_error};
 
 /// How often `--follow` looks for new records.
 const POLL: Duration = Duration::from_millis(100);
@@ -43,8 +40,9 @@ pub(crate) struct LogsArgs {
 /// Prints the timeline.
 pub(crate) fn cmd_logs(ctx: &Ctx, args: LogsArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let store = store_for(&project);
-    let id = resolve_newest(&store, &args.run)?;
+    let storage = Storage::for_project(&project);
+    let store = storage.store();
+    let id = resolve_newest(store, &args.run)?;
     let mut printer = Printer {
         out: std::io::stdout().lock(),
         args: &args,
@@ -60,26 +58,20 @@ pub(crate) fn cmd_logs(ctx: &Ctx, args: LogsArgs) -> CmdResult {
         printer.out.flush()?;
         return Ok(Exit::Ok);
     }
-    follow(&store, &id, &mut printer)?;
+    follow(store, &id, &mut printer)?;
     Ok(Exit::Ok)
 }
 
 /// Prints records until the run is not live and the log has nothing more. Liveness is read
-/// before each pass over the log, so every record written before the lock was released is
-/// printed by the pass that sees it released.
-fn follow(store: &FileStore, id: &str, printer: &mut Printer<'_, '_>) -> Result<(), CliError> {
-    let dir = store.run_dir(id).map_err(|e| store_error(e, id))?;
-    // The log's file name is part of the documented layout (DESIGN.md section 5).
-    let events = dir.join(EVENTS_FILE);
-    let mut offset = 0;
+/// before each poll, so every record written before the claim was released is printed by the
+/// poll that sees it released.
+fn follow(store: &dyn Store, id: &str, printer: &mut Printer<'_, '_>) -> Result<(), CliError> {
+    let mut follow = store.follow(id, 0).map_err(|e| store_error(e, id))?;
     loop {
         let was_live = store.is_live(id).map_err(|e| store_error(e, id))?;
-        let mut reader =
-            read_from(&events, ReadFrom::Offset(offset)).map_err(|e| store_error(e, id))?;
-        for record in reader.by_ref() {
-            printer.print(&record.map_err(|e| store_error(e, id))?)?;
+        for record in follow.poll().map_err(|e| store_error(e, id))? {
+            printer.print(&record)?;
         }
-        offset = reader.offset();
         printer.out.flush()?;
         if !was_live {
             return Ok(());
