@@ -115,9 +115,7 @@ pub(crate) fn load_all(store: &dyn Store) -> Result<AllRuns, CliError> {
 
 /// Every run id of the store, parsed; folders that are not run ids are skipped.
 pub(crate) fn run_ids(store: &dyn Store) -> Result<Vec<RunId>, CliError> {
-    let ids = store
-        .run_ids()
-        .map_err(|e| store_error(e, "(all runs)"))?;
+    let ids = store.run_ids().map_err(|e| store_error(e, "(all runs)"))?;
     Ok(ids.iter().filter_map(|id| RunId::parse(id).ok()).collect())
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Each takes the run's claim for as long as it works on the run, so two processes never write
 //! one log; storage is reached only through [`Store`]. A resumed run uses the definition it
-//! started with (its copy in `run.json`, checked against the hash its first record holds),
+//! started with (its copy in `run.json`, which the store checks against the hash the log's
+//! first record holds),
 //! unless the loop file changed and the caller says `--reload`: the new text, validated as
 //! `dloop validate` does, is then kept as the run's blob `definition-<sha256>.yaml` (durable
 //! before the `definition_reloaded` record that names it) so later resumes find it even if the
@@ -221,35 +222,14 @@ pub fn definition_in_force(
             run_id: meta.id.clone(),
             message: format!(
                 "the reloaded definition `{name}` is {}",
-                if found.is_some() { "altered" } else { "missing" }
+                if found.is_some() {
+                    "altered"
+                } else {
+                    "missing"
+                }
             ),
         }),
     }
-}
-
-/// Checks that `run.json` is the one the run started with: the hash its first record holds
-/// (issue 7, F5). Reads one record.
-fn check_meta_against_log(meta: &RunMeta, run: &dyn RunHandle) -> Result<(), RuntimeError> {
-    let first = run.records_from(1)?.next().transpose()?;
-    if let Some(dloop_core::Record {
-        event: Event::RunStarted {
-            definition_sha256, ..
-        },
-        ..
-    }) = first
-        && definition_sha256 != meta.definition_sha256
-    {
-        return Err(StoreError::TamperedMeta {
-            path: PathBuf::from(format!("run.json of run {}", meta.id)),
-            why: format!(
-                "its definition_sha256 {} is not the {definition_sha256} the log recorded when \
-                 the run started",
-                meta.definition_sha256
-            ),
-        }
-        .into());
-    }
-    Ok(())
 }
 
 /// Parses a stored definition.
@@ -283,7 +263,6 @@ pub fn resume_run(
     let meta = store.read_meta(&input.run_id)?;
     let mut run = store.open_run(&input.run_id)?;
     let (state, info) = run.load_state()?;
-    check_meta_against_log(&meta, &*run)?;
     let run_dir = local_dir(&input.run_id)?;
     crate::process::end_leftover_action(&input.run_id);
     if state.last_seq == 0 {

@@ -38,9 +38,7 @@ states:
         records.last().map(|r| &r.event),
         Some(Event::RunCompleted { .. })
     ));
-    let (folded, _) = store
-        .load_state(&end.run_id)
-        .expect("loads");
+    let (folded, _) = store.load_state(&end.run_id).expect("loads");
     assert_eq!(folded, end.state);
 }
 

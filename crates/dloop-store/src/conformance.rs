@@ -180,9 +180,7 @@ pub fn open_live_run_fails(store: &dyn Store) {
         store.open_run("live-1"),
         Err(StoreError::AlreadyLive { .. })
     ));
-    let (state, info) = store
-        .load_state("live-1")
-        .expect("read-only load");
+    let (state, info) = store.load_state("live-1").expect("read-only load");
     assert_eq!((state.last_seq, info.last_seq), (2, 2));
     drop(run);
     assert!(!store.is_live("live-1").expect("is_live"));
@@ -254,9 +252,7 @@ pub fn snapshot_plus_tail_equals_full_replay(store: &dyn Store) {
             tail += 1;
         }
     }
-    let (read, info) = store
-        .load_state("snap-1")
-        .expect("read-only load");
+    let (read, info) = store.load_state("snap-1").expect("read-only load");
     assert_eq!(read, state);
     assert_eq!((info.snapshot_seq, info.replayed), (Some(4), tail));
     drop(run);
@@ -331,8 +327,10 @@ pub fn follow_sees_new_batches(store: &dyn Store) {
 pub fn blobs_round_trip_and_names_are_checked(store: &dyn Store) {
     let mut run = store.create_run(&meta("blob-1")).expect("create");
     assert_eq!(run.get_blob("definition-1.yaml").expect("get"), None);
-    run.put_blob("definition-1.yaml", b"name: a\n").expect("put");
-    run.put_blob("definition-1.yaml", b"name: b\n").expect("replace");
+    run.put_blob("definition-1.yaml", b"name: a\n")
+        .expect("put");
+    run.put_blob("definition-1.yaml", b"name: b\n")
+        .expect("replace");
     assert_eq!(
         run.get_blob("definition-1.yaml").expect("get"),
         Some(b"name: b\n".to_vec())
@@ -350,7 +348,11 @@ pub fn blobs_round_trip_and_names_are_checked(store: &dyn Store) {
             "{bad:?}"
         );
     }
-    assert_eq!(read_all(store, "blob-1"), Vec::new(), "blobs are not records");
+    assert_eq!(
+        read_all(store, "blob-1"),
+        Vec::new(),
+        "blobs are not records"
+    );
 }
 
 /// `delete` removes the run under its claim; it is then not found, listed or openable.
@@ -409,7 +411,11 @@ pub fn incomplete_creation_is_not_a_run(harness: &dyn Harness) {
     let names: Vec<&str> = list.incomplete.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, [name.as_str()]);
     assert!(!list.incomplete[0].busy);
-    assert!(!store.remove_incomplete("whole-1").expect("a run is not a leftover"));
+    assert!(
+        !store
+            .remove_incomplete("whole-1")
+            .expect("a run is not a leftover")
+    );
     assert!(store.remove_incomplete(&name).expect("remove"));
     assert!(store.list_runs().expect("list").incomplete.is_empty());
     assert_eq!(store.run_ids().expect("ids"), ["whole-1"]);

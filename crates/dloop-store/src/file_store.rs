@@ -206,8 +206,30 @@ impl Store for FileStore {
         Ok(list)
     }
 
+    /// Also checks `run.json` against the definition hash the log's first record holds (one
+    /// record read), so an edited `run.json` is refused even with its own hash recomputed.
     fn read_meta(&self, id: &str) -> Result<RunMeta> {
-        run_dir::read_meta(&run_dir::existing(&self.layout, id)?, id)
+        let dir = run_dir::existing(&self.layout, id)?;
+        let meta = run_dir::read_meta(&dir, id)?;
+        let mut records = LogReader::open(&run_dir::events_path(&dir), ScanStart::BEGINNING, 1)?;
+        if let Some(Record {
+            event: Event::RunStarted {
+                definition_sha256, ..
+            },
+            ..
+        }) = records.next().transpose()?
+            && definition_sha256 != meta.definition_sha256
+        {
+            return Err(StoreError::TamperedMeta {
+                path: run_dir::meta_path(&dir),
+                why: format!(
+                    "its definition_sha256 {} is not the {definition_sha256} the log recorded \
+                     when the run started",
+                    meta.definition_sha256
+                ),
+            });
+        }
+        Ok(meta)
     }
 
     fn load_state(&self, id: &str) -> Result<(RunState, LoadInfo)> {

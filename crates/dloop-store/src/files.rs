@@ -46,11 +46,7 @@ pub(crate) fn open(path: &Path, mode: Mode, op: &'static str) -> Result<File> {
             .create(true)
             .truncate(false)
             .mode(0o600),
-        Mode::CreateNew => options
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .mode(0o600),
+        Mode::CreateNew => options.read(true).append(true).create_new(true).mode(0o600),
     };
     // O_NONBLOCK: a FIFO planted in place of a file must not hang the open; it has no effect
     // on regular files.
@@ -153,7 +149,12 @@ mod tests {
         std::fs::write(&target, b"precious").expect("write");
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&target, &link).expect("symlink");
-        for mode in [Mode::Read, Mode::Append, Mode::ReadWriteCreate, Mode::CreateNew] {
+        for mode in [
+            Mode::Read,
+            Mode::Append,
+            Mode::ReadWriteCreate,
+            Mode::CreateNew,
+        ] {
             let err = open(&link, mode, "open").expect_err("a link is refused");
             assert!(
                 matches!(&err, StoreError::UnsafePath { .. } | StoreError::Io { .. }),

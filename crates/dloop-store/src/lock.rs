@@ -110,7 +110,10 @@ impl RunLock {
     pub fn check(&self) -> Result<(), String> {
         match std::fs::symlink_metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) == self.id => Ok(()),
-            Ok(_) => Err(format!("{} was replaced by another file", self.path.display())),
+            Ok(_) => Err(format!(
+                "{} was replaced by another file",
+                self.path.display()
+            )),
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 Err(format!("{} was deleted", self.path.display()))
             }

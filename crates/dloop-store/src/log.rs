@@ -126,12 +126,11 @@ impl EventLog {
             };
             let more = i + 1 < events.len();
             last_line = self.buf.len() as u64;
-            last_crc = encode_into(&record, more, &mut self.buf).map_err(|source| {
-                StoreError::Encode {
+            last_crc =
+                encode_into(&record, more, &mut self.buf).map_err(|source| StoreError::Encode {
                     path: self.path.clone(),
                     source,
-                }
-            })?;
+                })?;
             records.push(record);
         }
         crash::crash_point("before_append");
@@ -193,4 +192,3 @@ impl EventLog {
         &self.path
     }
 }
-

@@ -129,7 +129,14 @@ pub(crate) fn lock_path(dir: &Path) -> PathBuf {
 }
 
 /// Names a blob may not take: the store's own files and folders.
-const RESERVED: [&str; 6] = ["run.json", "events.jsonl", "state.json", "lock", "outputs", "work"];
+const RESERVED: [&str; 6] = [
+    "run.json",
+    "events.jsonl",
+    "state.json",
+    "lock",
+    "outputs",
+    "work",
+];
 
 /// Prefix of a run folder being created; renamed to the run id once complete.
 pub(crate) const CREATING: &str = ".creating-";
@@ -272,7 +279,11 @@ pub(crate) fn remove(layout: &Layout, dir: &Path, id: &str) -> Result<()> {
 fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Writes `run.json` once.
@@ -298,11 +309,10 @@ pub(crate) fn read_meta(dir: &Path, id: &str) -> Result<RunMeta> {
         run_id: id.to_owned(),
         path: path.clone(),
     })?;
-    let meta: RunMeta =
-        serde_json::from_slice(&bytes).map_err(|source| StoreError::BadMeta {
-            path: path.clone(),
-            source,
-        })?;
+    let meta: RunMeta = serde_json::from_slice(&bytes).map_err(|source| StoreError::BadMeta {
+        path: path.clone(),
+        source,
+    })?;
     let actual = RunMeta::sha256_hex(&meta.definition);
     if actual != meta.definition_sha256 {
         return Err(StoreError::TamperedMeta {
@@ -366,7 +376,16 @@ mod tests {
     #[test]
     fn blob_names_cannot_escape_or_shadow() {
         assert!(validate_blob_name("definition-ab12.yaml").is_ok());
-        for bad in ["", "../x", "a/b", ".x", "run.json", "events.jsonl", "lock", "x.tmp"] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".x",
+            "run.json",
+            "events.jsonl",
+            "lock",
+            "x.tmp",
+        ] {
             assert!(validate_blob_name(bad).is_err(), "{bad:?}");
         }
     }

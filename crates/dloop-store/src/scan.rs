@@ -235,7 +235,12 @@ pub(crate) enum MarkCheck {
 ///
 /// Errors: [`StoreError::LogBehindSnapshot`] when the log is shorter than the mark's end;
 /// [`StoreError::Corrupt`] when the marked line is damaged (a durable record cannot be torn).
-pub(crate) fn check_mark(file: &File, path: &Path, snapshot: &Path, mark: Mark) -> Result<MarkCheck> {
+pub(crate) fn check_mark(
+    file: &File,
+    path: &Path,
+    snapshot: &Path,
+    mark: Mark,
+) -> Result<MarkCheck> {
     let len = file
         .metadata()
         .map_err(|e| StoreError::io("stat", path, e))?
@@ -259,7 +264,9 @@ pub(crate) fn check_mark(file: &File, path: &Path, snapshot: &Path, mark: Mark) 
         });
     }
     if mark.line >= mark.end || mark.end - mark.line > 64 << 20 {
-        return Ok(MarkCheck::Mismatch("the snapshot's record place is impossible".into()));
+        return Ok(MarkCheck::Mismatch(
+            "the snapshot's record place is impossible".into(),
+        ));
     }
     let mut line = vec![0u8; (mark.end - mark.line) as usize];
     file.read_exact_at(&mut line, mark.line)

@@ -151,7 +151,9 @@ pub(crate) fn read<T: DeserializeOwned>(
         Err(e @ StoreError::UnsafePath { .. }) => return Err(e),
         Err(e) => return Ok(Err(e.to_string())),
     };
-    Ok(decode(&bytes).map(Some).map_err(|why| format!("{} {why}", path.display())))
+    Ok(decode(&bytes)
+        .map(Some)
+        .map_err(|why| format!("{} {why}", path.display())))
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<Snapshot<T>, String> {

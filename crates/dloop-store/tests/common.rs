@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use dloop_core::{Record, Timestamp};
 use dloop_core::RunState;
+use dloop_core::{Record, Timestamp};
 use dloop_store::conformance::{batch, meta};
 use dloop_store::{FileStore, Store};
 

@@ -16,7 +16,10 @@ struct Files {
 impl Files {
     fn runs(&self) -> PathBuf {
         let dirs = self.dirs.borrow();
-        dirs.last().expect("a store was made").path().join(".dloop/runs")
+        dirs.last()
+            .expect("a store was made")
+            .path()
+            .join(".dloop/runs")
     }
 }
 

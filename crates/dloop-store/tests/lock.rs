@@ -149,6 +149,5 @@ fn lock_held_by_another_process() {
     // The kernel released the flock with the process.
     assert!(!store.is_live("r").expect("is_live"));
     let mut run = store.open_run("r").expect("open after the holder died");
-    run.load_state()
-        .expect("load");
+    run.load_state().expect("load");
 }

@@ -29,7 +29,14 @@ fn log_with_every_line_ending_in_cr_is_refused() {
     let mut run = store.open_run("r").expect("open");
     let err = run.load_state().expect_err("refused");
     assert!(
-        matches!(err, StoreError::Corrupt { line: 1, offset: 0, .. }),
+        matches!(
+            err,
+            StoreError::Corrupt {
+                line: 1,
+                offset: 0,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(std::fs::read_to_string(&path).expect("read"), crlf);
@@ -60,7 +67,11 @@ fn log_with_every_crc_altered_is_refused() {
 /// is never "repaired" to empty.
 #[test]
 fn foreign_file_in_place_of_the_log_is_refused() {
-    for foreign in [&b"#!/bin/sh\necho hi\n"[..], b"PNG\x00\x01binary", b"hello\n"] {
+    for foreign in [
+        &b"#!/bin/sh\necho hi\n"[..],
+        b"PNG\x00\x01binary",
+        b"hello\n",
+    ] {
         let (_tmp, store) = store();
         run_with(&store, "r", &[]);
         let path = events(&store, "r");
@@ -90,7 +101,10 @@ fn damage_followed_by_more_lines_is_refused() {
     std::fs::write(&path, &bytes).expect("write");
     let mut run = store.open_run("r").expect("open");
     let err = run.load_state().expect_err("refused");
-    assert!(matches!(err, StoreError::Corrupt { line: 4, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Corrupt { line: 4, .. }),
+        "{err:?}"
+    );
     drop(run);
     let readers: Vec<_> = store.records_from("r", 1).expect("reader").collect();
     assert_eq!(readers.len(), written.len() + 1);
@@ -115,7 +129,10 @@ fn damaged_last_line_under_the_snapshot_is_caught_before_appending() {
 
     let mut run = store.open_run("r").expect("open");
     let err = run.load_state().expect_err("refused");
-    assert!(matches!(err, StoreError::Corrupt { line: 4, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Corrupt { line: 4, .. }),
+        "{err:?}"
+    );
     assert!(matches!(
         run.append(&batch(1, "x"), Timestamp::from_millis(9)),
         Err(StoreError::NotLoaded { .. })
@@ -125,7 +142,11 @@ fn damaged_last_line_under_the_snapshot_is_caught_before_appending() {
         store.load_state("r"),
         Err(StoreError::Corrupt { line: 4, .. })
     ));
-    assert_eq!(std::fs::read(&path).expect("read"), bytes, "nothing appended");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        bytes,
+        "nothing appended"
+    );
 }
 
 /// F5: a parseable, hand-edited `state.json` fails its checksum and is rebuilt from the log.
@@ -257,10 +278,7 @@ fn husk_is_incomplete_and_run_without_run_json_is_found() {
     std::fs::write(husk.join("lock"), b"").expect("lock");
     std::fs::remove_file(runs.join("kept-20261121T103207-a1b2/run.json")).expect("rm");
 
-    assert_eq!(
-        store.run_ids().expect("ids"),
-        ["kept-20261121T103207-a1b2"]
-    );
+    assert_eq!(store.run_ids().expect("ids"), ["kept-20261121T103207-a1b2"]);
     let list = store.list_runs().expect("list");
     assert_eq!(list.runs.len(), 1);
     assert!(list.unreadable.is_empty(), "{:?}", list.unreadable);

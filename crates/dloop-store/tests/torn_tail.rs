@@ -5,9 +5,9 @@ use std::io::Write;
 
 use dloop_core::{Record, Timestamp};
 use dloop_store::conformance::batch;
-use dloop_store::{EventLog, ScanStart};
 use dloop_store::record::encode;
 use dloop_store::{Damage, RunHandle, Store};
+use dloop_store::{EventLog, ScanStart};
 use proptest::prelude::*;
 
 use crate::common::{events, fold, read_all, run_with, store};

@@ -3,12 +3,12 @@
 use clap::Args;
 use dloop_runtime::runs::cancel_run;
 
-use crate::storage::Storage;
 use crate::commands::session::runtime_error;
 use crate::commands::{CmdResult, Ctx};
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::runs::{RunInfo, resolve};
+use crate::storage::Storage;
 
 /// End a paused or crashed run for good (status cancelled)
 #[derive(Debug, Args)]

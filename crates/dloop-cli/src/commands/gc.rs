@@ -10,13 +10,13 @@ use clap::Args;
 use dloop_core::HumanDuration;
 use dloop_store::Store;
 
-use crate::storage::Storage;
 use crate::commands::status::now;
 use crate::commands::{CmdResult, Ctx};
 use crate::error::CliError;
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::runs::{load_all, store_error};
+use crate::storage::Storage;
 
 /// Delete finished runs (completed, failed, cancelled) older than a duration
 #[derive(Debug, Args)]

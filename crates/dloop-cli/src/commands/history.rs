@@ -7,13 +7,13 @@
 use clap::Args;
 use dloop_core::state::RunStatus;
 
-use crate::storage::Storage;
 use crate::commands::{CmdResult, Ctx};
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::run_json::HistoryRowJson;
 use crate::render::{json, run_view};
 use crate::runs::{RunInfo, load_summary, run_ids};
+use crate::storage::Storage;
 
 /// Show finished runs, newest first: outcome, steps, duration, when they ended
 #[derive(Debug, Args)]

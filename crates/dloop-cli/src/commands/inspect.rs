@@ -3,7 +3,6 @@
 
 use clap::Args;
 
-use crate::storage::Storage;
 use crate::commands::status::now;
 use crate::commands::{CmdResult, Ctx};
 use crate::exit::Exit;
@@ -11,6 +10,7 @@ use crate::project::Project;
 use crate::render::run_json::RunJson;
 use crate::render::{json, run_view};
 use crate::runs::{load_info, resolve_newest};
+use crate::storage::Storage;
 
 /// Show one run: status, state, step, context, captures, per-state counts, last error
 #[derive(Debug, Args)]

@@ -9,13 +9,13 @@ use clap::builder::PossibleValuesParser;
 use dloop_core::Record;
 use dloop_store::Store;
 
-use crate::storage::Storage;
 use crate::commands::{CmdResult, Ctx};
 use crate::error::CliError;
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::timeline::{self, EVENT_TYPES};
 use crate::runs::{resolve_newest, store_error};
+use crate::storage::Storage;
 
 /// How often `--follow` looks for new records.
 const POLL: Duration = Duration::from_millis(100);

@@ -5,7 +5,6 @@ use dloop_core::HumanDuration;
 use dloop_core::transition::ResumeRequest;
 use dloop_runtime::runs::{ResumeInput, resume_run};
 
-use crate::storage::Storage;
 use crate::commands::session::{self, context_pairs};
 use crate::commands::{CmdResult, Ctx};
 use crate::error::{CliError, ErrorKind};
@@ -13,6 +12,7 @@ use crate::load;
 use crate::project::{LoopFile, Project, resolve_loop};
 use crate::render::human;
 use crate::runs::{RunInfo, resolve, resolve_only};
+use crate::storage::Storage;
 
 /// Continue a paused, crashed or timed-out run; a finished step is never run again
 #[derive(Debug, Args)]

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use dloop_core::LoopDef;
 use dloop_core::model::ActionRef;
 use dloop_core::state::RunStatus;
-use dloop_runtime::{RuntimeError, RuntimeErrorKind};
 use dloop_runtime::driver::SessionOptions;
 use dloop_runtime::runs::{RunEnd, StartRequest};
+use dloop_runtime::{RuntimeError, RuntimeErrorKind};
 use dloop_store::Store;
 
 use crate::commands::Ctx;

@@ -4,13 +4,13 @@
 use clap::Args;
 use dloop_core::Timestamp;
 
-use crate::storage::Storage;
 use crate::commands::{CmdResult, Ctx};
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::run_json::RunJson;
 use crate::render::{json, run_view};
 use crate::runs::{RunInfo, load_all};
+use crate::storage::Storage;
 
 /// Show live and resumable runs (running, paused, crashed, timed out), newest first
 #[derive(Debug, Args)]

@@ -4,12 +4,12 @@
 use clap::Args;
 use dloop_runtime::signals::signal_process;
 
-use crate::storage::Storage;
 use crate::commands::{CmdResult, Ctx};
 use crate::error::{CliError, ErrorKind};
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::runs::{RunInfo, resolve, store_error};
+use crate::storage::Storage;
 
 /// Stop a live run; it pauses and `dloop resume` continues it
 #[derive(Debug, Args)]
@@ -73,9 +73,7 @@ pub(crate) fn cmd_stop(ctx: &Ctx, args: StopArgs) -> CmdResult {
 
 fn wait_gone(store: &dyn dloop_store::Store, run_id: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while store.is_live(run_id).unwrap_or(false)
-        && std::time::Instant::now() < deadline
-    {
+    while store.is_live(run_id).unwrap_or(false) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
