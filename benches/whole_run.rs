@@ -64,7 +64,14 @@ fn whole_run(c: &mut Criterion) {
     group.bench_function("dloop_200_steps", |b| {
         b.iter(|| {
             let options = SessionOptions::new(dir.path().to_owned());
-            let end = start_run(&store, &request, options, &mut Silent).expect("run");
+            let end = start_run(
+                &store,
+                &|id: &str| store.local_run_dir(id),
+                &request,
+                options,
+                &mut Silent,
+            )
+            .expect("run");
             assert_eq!(end.status, RunStatus::Paused);
             assert_eq!(end.state.step, STEPS);
         })
@@ -145,7 +152,14 @@ fn interleaved(store: &FileStore, request: &StartRequest<'_>, dir: &Path, file: 
         actions.push(started.elapsed().as_secs_f64() * 1e3);
         let started = Instant::now();
         let options = SessionOptions::new(dir.to_owned());
-        start_run(store, request, options, &mut Silent).expect("run");
+        start_run(
+            store,
+            &|id: &str| store.local_run_dir(id),
+            request,
+            options,
+            &mut Silent,
+        )
+        .expect("run");
         dloop.push(started.elapsed().as_secs_f64() * 1e3);
         let started = Instant::now();
         floor(file, false);
