@@ -5,7 +5,9 @@
 //! `action_finished` / `evaluated` / `transitioned` / `state_entered` / `action_started` events,
 //! folding each record into `RunState`, then encoding the batch's lines (records cloned as
 //! `EventLog::append_batch` does) with `dloop_store::record::encode_into` into a reused buffer.
-//! Nothing is written. Also reported apart: `decide_and_fold` (no encoding) and `encode_only`.
+//! Nothing is written. Also reported apart: `decide_and_fold` (no encoding), `encode_only`,
+//! and `claim_check`: the one `stat` the file store adds to each append since issue 7 (the
+//! writer checks its lock file is still the one it holds).
 //!
 //! Budget (DESIGN.md section 11): under 0.1 ms per step.
 //!
@@ -15,9 +17,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use dloop_benches::{Advance, BASE_TS_MS, Simulator, run_id};
+use dloop_benches::{Advance, BASE_TS_MS, Simulator, run_id, run_meta, store_root, temp_dir};
 use dloop_core::{Record, Timestamp};
 use dloop_store::record::encode_into;
+use dloop_store::{FileStore, Store};
 
 /// Encodes the simulator's batch like `EventLog::append_batch` step 1, then clears it.
 fn encode_batch(sim: &mut Simulator, next_seq: &mut u64, buf: &mut Vec<u8>) {
@@ -85,6 +88,14 @@ fn step_overhead(c: &mut Criterion) {
             encode_batch(&mut sim, &mut seq, &mut buf);
             black_box(buf.len())
         })
+    });
+    let dir = temp_dir();
+    let store = FileStore::new(store_root(dir.path()));
+    let run = store
+        .create_run(&run_meta(&run_id(BASE_TS_MS, 7)))
+        .expect("create run");
+    group.bench_function("claim_check", |b| {
+        b.iter(|| run.check_claim().expect("holds its claim"))
     });
     group.finish();
 }
