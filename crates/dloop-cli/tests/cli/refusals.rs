@@ -291,3 +291,25 @@ fn a_failed_run_exits_1_and_a_fault_exits_70() {
     let out = p.dloop(&["logs", &id]);
     assert_eq!(out.code, FAULT, "{}", out.stderr);
 }
+
+/// A runner whose lock file is deleted and replaced under it (so another process could take
+/// the run) learns it at its next write and stops with exit 70, appending nothing more.
+#[test]
+fn replaced_lock_file_stops_the_runner_at_its_next_write() {
+    let p = TestProject::new();
+    p.write_loop(
+        "slow",
+        "initial: a\nstates:\n  a:\n    shell: sleep 1\n    next: done\n  done:\n    terminal: success\n",
+    );
+    let child = p.spawn(&["run", "slow"], &[]);
+    let (_, dir) = p.wait_for_log(std::time::Duration::from_secs(10), |records| {
+        records.iter().any(|r| r["type"] == "action_started")
+    });
+    let before = std::fs::read(dir.join("events.jsonl")).expect("read");
+    std::fs::remove_file(dir.join("lock")).expect("rm lock");
+    std::fs::write(dir.join("lock"), b"").expect("new lock");
+    let out = p.wait(child, std::time::Duration::from_secs(20));
+    assert_eq!(out.code, FAULT, "{}", out.stderr);
+    assert!(out.stderr.contains("lost the claim"), "{}", out.stderr);
+    assert_eq!(std::fs::read(dir.join("events.jsonl")).expect("read"), before);
+}
