@@ -69,10 +69,20 @@ fn load(dir: &Path, writer: bool) -> Result<(RunState, LoadInfo, Option<EventLog
     let mut info = LoadInfo::default();
     let mut ignore = |why: String| {
         info.snapshot_ignored = Some(why);
-        (RunState::default(), ScanStart::BEGINNING, Mark::default())
+        (
+            RunState::default(),
+            ScanStart::BEGINNING,
+            Mark::default(),
+            None,
+        )
     };
-    let (mut state, start, prev) = match snapshot::read::<RunState>(dir)? {
-        Ok(None) => (RunState::default(), ScanStart::BEGINNING, Mark::default()),
+    let (mut state, start, prev, snapshot_seq) = match snapshot::read::<RunState>(dir)? {
+        Ok(None) => (
+            RunState::default(),
+            ScanStart::BEGINNING,
+            Mark::default(),
+            None,
+        ),
         Err(why) => ignore(why),
         Ok(Some(snap)) => match snap.mark() {
             None => ignore(format!("{} has a malformed last_crc", snap_path.display())),
@@ -88,7 +98,7 @@ fn load(dir: &Path, writer: bool) -> Result<(RunState, LoadInfo, Option<EventLog
                         offset: mark.end,
                         next_seq: mark.seq + 1,
                     };
-                    (snap.state, start, mark)
+                    (snap.state, start, mark, Some(mark.seq))
                 }
                 MarkCheck::Mismatch(why) => ignore(format!(
                     "{} does not match the log: {why}",
@@ -97,9 +107,7 @@ fn load(dir: &Path, writer: bool) -> Result<(RunState, LoadInfo, Option<EventLog
             },
         },
     };
-    if info.snapshot_ignored.is_none() && prev.seq > 0 {
-        info.snapshot_seq = Some(prev.seq);
-    }
+    info.snapshot_seq = snapshot_seq;
     let mut replayed = 0u64;
     let mut apply = |r: &Record| {
         state.apply(r);

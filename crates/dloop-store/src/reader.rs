@@ -15,7 +15,7 @@ use dloop_core::Record;
 
 use crate::error::{Damage, Result, StoreError};
 use crate::files::{self, Mode};
-use crate::record::{decode_line, has_valid_checksum};
+use crate::record::{checked_more, decode_line};
 use crate::scan::{ScanStart, is_record_start, not_a_tail};
 
 const READ_BUFFER: usize = 64 * 1024;
@@ -92,14 +92,14 @@ impl LogReader {
             } else {
                 &self.buf[..]
             };
-            // Lines before the wanted seq are skipped by their checksum alone (fast path for
-            // `logs` from a seq); their seq is still checked below through `expected`.
+            // Whole one-line batches before the wanted seq are skipped by their checksum and
+            // seq prefix alone, without parsing JSON (fast path for `logs` from a seq); a line
+            // of a longer batch takes the full path, so `committed` stays on batch ends.
             if complete
                 && self.batch.is_empty()
                 && line < self.min_seq
-                && has_valid_checksum(body)
                 && seq_prefix(body) == Some(line)
-                && !body.ends_with(br#","_more":true"#)
+                && checked_more(body) == Some(false)
             {
                 self.expected += 1;
                 self.committed = ScanStart {

@@ -118,6 +118,14 @@ pub fn decode_line(line: &[u8]) -> Result<DecodedLine, Damage> {
     Ok(DecodedLine { record, more, crc })
 }
 
+/// `Some(more)` when `line` (without `\n`) carries a valid checksum, with its `_more` flag;
+/// `None` otherwise. Lets a reader skip a line without parsing its JSON.
+pub(crate) fn checked_more(line: &[u8]) -> Option<bool> {
+    checked_body(line)
+        .ok()
+        .map(|(body, _)| body.ends_with(MORE_FIELD))
+}
+
 /// True when `line` (without `\n`) carries a valid checksum, whatever its JSON says. Used to tell
 /// a damaged tail (nothing valid after it) from corruption (valid records after it).
 pub fn has_valid_checksum(line: &[u8]) -> bool {

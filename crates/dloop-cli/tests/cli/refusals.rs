@@ -311,5 +311,8 @@ fn replaced_lock_file_stops_the_runner_at_its_next_write() {
     let out = p.wait(child, std::time::Duration::from_secs(20));
     assert_eq!(out.code, FAULT, "{}", out.stderr);
     assert!(out.stderr.contains("lost the claim"), "{}", out.stderr);
-    assert_eq!(std::fs::read(dir.join("events.jsonl")).expect("read"), before);
+    assert_eq!(
+        std::fs::read(dir.join("events.jsonl")).expect("read"),
+        before
+    );
 }
