@@ -1,7 +1,7 @@
 //! The suite every [`Store`] must pass (feature `conformance`): call [`run_all`] with a
 //! [`Harness`] that makes fresh, empty stores and can do to one what only its maker can (take a
 //! claim away, leave a creation cut short). The file store runs it from `tests/`; a database
-//! store runs the same functions. Every method of [`Store`] and [`RunHandle`] is exercised.
+//! store runs the same functions. Every method of [`Store`] and [`RunHandle`](crate::RunHandle) is exercised.
 //!
 //! Crash atomicity (a batch is all-or-nothing after a crash at any point) depends on how a store
 //! fails, so each store proves it in its own tests; the file store's kill -9 tests are in
