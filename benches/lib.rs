@@ -182,6 +182,7 @@ impl Simulator {
             state: &self.state,
             run_dir: &self.run_dir,
             capture_limit: 1 << 20,
+            outputs: None,
         };
         if let Some(ActionRef::Shell(command)) = state_def.action() {
             let rendered = lookup.render(command, Quoting::Shell).expect("renders");
@@ -229,6 +230,7 @@ impl Simulator {
             state: &self.state,
             run_dir: &self.run_dir,
             capture_limit: 1 << 20,
+            outputs: None,
         };
         let text = result.as_ref().map_or_else(String::new, |r| {
             lookup.output(&StepResult {

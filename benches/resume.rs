@@ -4,7 +4,7 @@
 //! (batches of 10,000 records, then a snapshot 500 records before the end, then the tail in
 //! step-sized batches, as a live run that snapshots every 1,000 records leaves it), plus 10k and
 //! 100k logs without a snapshot. Each iteration is `open_run` (takes the run lock) and
-//! `load_state::<RunState>()` (snapshot, check of the resume point, verify and fold the tail),
+//! `load_state()` (snapshot, check of the resume point, verify and fold the tail),
 //! then drops the handle (releasing the lock).
 //!
 //! Budget (DESIGN.md section 11): resume of a 1,000,000-event log under 50 ms; its cost must
@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use dloop_benches::{BASE_TS_MS, build_run, run_id, store_root, temp_dir};
-use dloop_core::RunState;
 use dloop_store::{FileStore, RunHandle, Store};
 
 /// Records between the snapshot and the end of the log.
@@ -67,7 +66,7 @@ fn resume(c: &mut Criterion) {
         // Check once that the case measures what it says.
         {
             let mut handle = store.open_run(&run.id).expect("open");
-            let (state, info) = handle.load_state::<RunState>().expect("load");
+            let (state, info) = handle.load_state().expect("load");
             assert_eq!(state.last_seq, run.records);
             assert_eq!(info.snapshot_seq, run.snapshot_seq);
             assert!(info.snapshot_ignored.is_none(), "{info:?}");
@@ -79,7 +78,7 @@ fn resume(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new(*kind, records), run, |b, run| {
             b.iter(|| {
                 let mut handle = store.open_run(&run.id).expect("open");
-                let (state, _info) = handle.load_state::<RunState>().expect("load");
+                let (state, _info) = handle.load_state().expect("load");
                 assert_eq!(state.last_seq, run.records);
                 drop(handle);
             })
@@ -87,21 +86,12 @@ fn resume(c: &mut Criterion) {
     }
     // Where the time of the largest case goes, step by step.
     let (_, _, big) = &built[2];
-    let run_dir = store.run_dir(&big.id).expect("run dir");
     group.bench_function("1000000_parts/open_run_and_drop", |b| {
         b.iter(|| drop(store.open_run(&big.id).expect("open")))
     });
-    group.bench_function("1000000_parts/read_snapshot", |b| {
-        b.iter(|| {
-            let snap = dloop_store::snapshot::read::<RunState>(&run_dir)
-                .expect("readable")
-                .expect("exists");
-            assert_eq!(Some(snap.seq), big.snapshot_seq);
-        })
-    });
     group.bench_function("1000000_parts/load_state_read_only", |b| {
         b.iter(|| {
-            let (state, _) = store.load_state::<RunState>(&big.id).expect("load");
+            let (state, _) = store.load_state(&big.id).expect("load");
             assert_eq!(state.last_seq, big.records);
         })
     });

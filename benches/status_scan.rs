@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use dloop_benches::{BASE_TS_MS, build_completed_run, run_id, store_root, temp_dir};
-use dloop_core::RunState;
 use dloop_core::state::RunStatus;
 use dloop_store::{FileStore, Store};
 
@@ -39,14 +38,12 @@ fn status_scan(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     group.bench_function("1000_runs", |b| {
         b.iter(|| {
-            let ids = store.list_runs().expect("list");
-            assert_eq!(ids.len(), usize::from(RUNS));
+            // What `dloop status` does: every run's summary (state, liveness of unfinished ones).
+            let list = store.list_runs().expect("list");
+            assert_eq!(list.runs.len(), usize::from(RUNS));
             let mut completed = 0;
-            for id in &ids {
-                let (state, info) = store.load_state::<RunState>(id).expect("load");
-                debug_assert!(info.snapshot_seq.is_some());
-                let live = store.is_live(id).expect("probe lock");
-                if state.status == RunStatus::Completed && !live {
+            for run in &list.runs {
+                if run.state.status == RunStatus::Completed && !run.live {
                     completed += 1;
                 }
             }
@@ -55,7 +52,7 @@ fn status_scan(c: &mut Criterion) {
         })
     });
     group.bench_function("1000_runs_list_only", |b| {
-        b.iter(|| black_box(store.list_runs().expect("list").len()))
+        b.iter(|| black_box(store.run_ids().expect("ids").len()))
     });
     group.finish();
 }

@@ -59,7 +59,14 @@ fn step_overhead(c: &mut Criterion) {
             b.iter(|| {
                 let mut options = SessionOptions::new(dir.path().to_owned());
                 options.shell = runner.clone();
-                let end = start_run(&store, &request, options, &mut Silent).expect("run");
+                let end = start_run(
+                    &store,
+                    &|id: &str| store.local_run_dir(id),
+                    &request,
+                    options,
+                    &mut Silent,
+                )
+                .expect("run");
                 assert_eq!(end.status, RunStatus::Paused);
                 assert_eq!(end.state.step, STEPS);
             })

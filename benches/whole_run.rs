@@ -31,12 +31,13 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, SamplingMode};
 use dloop_benches::{LOOP_NAME, LOOP_YAML, loop_def, store_root, temp_dir};
 use dloop_core::state::RunStatus;
-use dloop_runtime::actions::output::{OutputStream, StepOutput};
+use dloop_runtime::actions::output::StepOutput;
 use dloop_runtime::driver::SessionOptions;
 use dloop_runtime::observer::Silent;
 use dloop_runtime::process::{self, Limits, ProcessSpec, StopFlag};
 use dloop_runtime::runs::{StartRequest, start_run};
 use dloop_store::FileStore;
+use dloop_store::{OutputStream, Store};
 
 /// Steps per run.
 const STEPS: u64 = 200;
@@ -66,7 +67,14 @@ fn whole_run(c: &mut Criterion) {
     group.bench_function("dloop_200_steps", |b| {
         b.iter(|| {
             let options = SessionOptions::new(dir.path().to_owned());
-            let end = start_run(&store, &request, options, &mut Silent).expect("run");
+            let end = start_run(
+                &store,
+                &|id: &str| store.local_run_dir(id),
+                &request,
+                options,
+                &mut Silent,
+            )
+            .expect("run");
             assert_eq!(end.status, RunStatus::Paused);
             assert_eq!(end.state.step, STEPS);
         })
@@ -80,7 +88,7 @@ fn whole_run(c: &mut Criterion) {
         .expect("open log");
     group.bench_function("floor_200_steps", |b| b.iter(|| floor(&mut file, false)));
     group.finish();
-    step_parts(c, dir.path());
+    step_parts(c, &store, dir.path());
     if filter_allows("interleaved") {
         interleaved(&store, &request, dir.path(), &mut file);
     }
@@ -132,22 +140,27 @@ fn interleaved(store: &FileStore, request: &StartRequest<'_>, dir: &Path, file: 
     let mut bare = Vec::new();
     let mut piped = Vec::new();
     let mut actions = Vec::new();
-    let outputs = dir.join("interleaved-outputs");
-    std::fs::create_dir_all(&outputs).expect("outputs folder");
-    let mut stream = OutputStream::open(&outputs).expect("output stream");
+    let mut stream = output_stream(store, 1);
     let stop = StopFlag::default();
     let spec = action_spec(dir);
     for _ in 0..ROUNDS {
         let started = Instant::now();
         for _ in 0..STEPS {
-            assert_eq!(run_action(&spec, &stop, &mut stream), Some(0));
+            assert_eq!(run_action(&spec, &stop, &mut *stream), Some(0));
             file.write_all(&[b'x'; 600]).expect("write");
             file.sync_data().expect("fdatasync");
         }
         actions.push(started.elapsed().as_secs_f64() * 1e3);
         let started = Instant::now();
         let options = SessionOptions::new(dir.to_owned());
-        start_run(store, request, options, &mut Silent).expect("run");
+        start_run(
+            store,
+            &|id: &str| store.local_run_dir(id),
+            request,
+            options,
+            &mut Silent,
+        )
+        .expect("run");
         dloop.push(started.elapsed().as_secs_f64() * 1e3);
         let started = Instant::now();
         floor(file, false);
@@ -199,7 +212,19 @@ fn action_spec(dir: &Path) -> ProcessSpec {
 }
 
 /// Runs `spec` as the shell runner does, its output into `stream`; returns the exit code.
-fn run_action(spec: &ProcessSpec, stop: &StopFlag, stream: &mut OutputStream) -> Option<i32> {
+/// The output stream of a fresh run `n` of `store` (its handle is leaked: the bench holds the
+/// stream to the end).
+fn output_stream(store: &FileStore, n: u16) -> Box<dyn OutputStream> {
+    let id = dloop_benches::run_id(dloop_benches::BASE_TS_MS, n);
+    let run = Box::leak(
+        store
+            .create_run(&dloop_benches::run_meta(&id))
+            .expect("run"),
+    );
+    run.open_output().expect("output stream")
+}
+
+fn run_action(spec: &ProcessSpec, stop: &StopFlag, stream: &mut dyn OutputStream) -> Option<i32> {
     let mut output = StepOutput::new(stream);
     let end =
         process::run_process(spec, stop, &mut |s, bytes| output.write(s, bytes)).expect("runs");
@@ -211,10 +236,8 @@ fn run_action(spec: &ProcessSpec, stop: &StopFlag, stream: &mut OutputStream) ->
 /// `process::run_process` (process group, both pipes polled with a pidfd, output stream,
 /// SHA-256, the leftover sweep), a plain `Command` with a process group and piped output, and
 /// the bare spawn of the floor.
-fn step_parts(c: &mut Criterion, dir: &Path) {
-    let outputs = dir.join("parts-outputs");
-    std::fs::create_dir_all(&outputs).expect("outputs folder");
-    let mut stream = OutputStream::open(&outputs).expect("output stream");
+fn step_parts(c: &mut Criterion, store: &FileStore, dir: &Path) {
+    let mut stream = output_stream(store, 2);
     let stop = StopFlag::default();
     let spec = action_spec(dir);
     let mut group = c.benchmark_group("step_parts");
@@ -224,7 +247,7 @@ fn step_parts(c: &mut Criterion, dir: &Path) {
         .warm_up_time(Duration::from_millis(100))
         .measurement_time(Duration::from_secs(2));
     group.bench_function("runtime_run_process_bash_true", |b| {
-        b.iter(|| assert_eq!(run_action(&spec, &stop, &mut stream), Some(0)))
+        b.iter(|| assert_eq!(run_action(&spec, &stop, &mut *stream), Some(0)))
     });
     group.bench_function("spawn_pgroup_piped_bash_true", |b| {
         b.iter(|| {

@@ -13,8 +13,13 @@ pub(crate) enum ErrorKind {
     Invalid,
     /// dloop refuses to do what was asked because it would destroy or conflict with something.
     Refused,
-    /// Reading or writing a file failed.
+    /// Reading or writing storage failed (disk full, permissions, a lost claim).
     Io,
+    /// Stored data is damaged or was changed behind dloop's back (a corrupt log, an edited
+    /// run.json, a link in a run folder); dloop refused to guess.
+    Corrupt,
+    /// dloop could not do its own job (a bug, or a condition it cannot handle).
+    Internal,
 }
 
 /// A failed command: its kind, the cause (with context), and what the user can do next.

@@ -8,13 +8,11 @@ use crate::error::ErrorKind;
 
 /// How a `dloop` process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Paused, TimedOut and Interrupted are the outcomes of `run` and `resume`, which come next.
-#[allow(dead_code)]
 pub(crate) enum Exit {
     /// 0: the command did what was asked (a run completed, the loops are valid).
     Ok,
-    /// 1: a run failed (reached a `terminal: failure` state or an unrouted error), or an I/O
-    /// failure the user cannot fix by changing the command line.
+    /// 1: a run failed (reached a `terminal: failure` state or an unrouted error) or was
+    /// cancelled. An outcome of the loop, never a fault of dloop.
     Failed,
     /// 2: bad usage, an invalid loop file, or a refusal (file exists, scope held, run live).
     Usage,
@@ -24,6 +22,11 @@ pub(crate) enum Exit {
     TimedOut,
     /// 130: interrupted by Ctrl-C; the run is paused and resumable.
     Interrupted,
+    /// 70 (sysexits' EX_SOFTWARE): dloop itself failed: its storage (I/O, a full disk, a lost
+    /// claim), data it refuses to guess at (a corrupt log, an edited run.json, a link in a run
+    /// folder), or an internal error. The run, if any, is as the log says; fix the cause and
+    /// resume.
+    Fault,
 }
 
 impl Exit {
@@ -36,6 +39,7 @@ impl Exit {
             Exit::Paused => 3,
             Exit::TimedOut => 4,
             Exit::Interrupted => 130,
+            Exit::Fault => 70,
         }
     }
 
@@ -47,7 +51,9 @@ impl Exit {
             ErrorKind::Usage => Exit::Usage,
             ErrorKind::Invalid => Exit::Usage,
             ErrorKind::Refused => Exit::Usage,
-            ErrorKind::Io => Exit::Failed,
+            ErrorKind::Io => Exit::Fault,
+            ErrorKind::Corrupt => Exit::Fault,
+            ErrorKind::Internal => Exit::Fault,
         }
     }
 }
@@ -71,6 +77,7 @@ mod tests {
             (Exit::Paused, 3),
             (Exit::TimedOut, 4),
             (Exit::Interrupted, 130),
+            (Exit::Fault, 70),
         ];
         for (exit, code) in table {
             assert_eq!(exit.code(), code, "{exit:?}");

@@ -64,6 +64,15 @@ pub(crate) fn load(file: LoopFile, cwd: &Path) -> LoadedLoop {
     }
 }
 
+/// Loads and checks one loop file exactly as `dloop validate` does (sub-loop cycles across the
+/// project included): the one loader of `run`, `resume --reload` and `validate`.
+pub(crate) fn load_checked(file: LoopFile, cwd: &Path, project: Option<&Project>) -> LoadedLoop {
+    let mut loaded = load_all(vec![file], cwd, project);
+    // Invariant: load_all returns one LoadedLoop per file given, in order.
+    debug_assert_eq!(loaded.len(), 1);
+    loaded.remove(0)
+}
+
 /// Loads `files`, then checks sub-loop cycles across them and (when there is a project) the
 /// project's other loops, which sub-loops may name. Diagnostics land on the loop they name;
 /// only `files` are returned.

@@ -10,6 +10,7 @@ mod project;
 mod render;
 mod runs;
 mod step_output;
+mod storage;
 
 use std::process::ExitCode;
 
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
         Ok(cwd) => cwd,
         Err(e) => {
             ui.status(&format!("error: cannot read the working directory: {e}\n"));
-            return Exit::Failed.into();
+            return Exit::Fault.into();
         }
     };
     let ctx = Ctx { ui, cwd };

@@ -8,16 +8,9 @@
 
 use dloop_core::RunState;
 use dloop_core::run_id::{RunId, RunMatch, match_runs};
-use dloop_core::state::RunStatus;
-use dloop_store::{FileStore, RunMeta, Store, StoreError};
+use dloop_store::{Incomplete, RunMeta, RunSummary, Store, StoreError, StoreErrorKind};
 
 use crate::error::{CliError, ErrorKind};
-use crate::project::{LOOPS_DIR, Project, RUNTIME_DIR};
-
-/// The store of `project`: `.loops/.dloop/`.
-pub(crate) fn store_for(project: &Project) -> FileStore {
-    FileStore::new(project.root.join(LOOPS_DIR).join(RUNTIME_DIR))
-}
 
 /// What a reader knows about one run.
 #[derive(Debug, Clone)]
@@ -36,28 +29,18 @@ impl RunInfo {
     /// The status a user sees: the log's, except a `running` run that no process holds is
     /// `crashed` (resumable).
     pub(crate) fn status(&self) -> &'static str {
-        status_word(&self.state, self.live)
+        self.state.status.observed(self.live)
     }
 
     /// Whether `dloop resume` can continue it now.
     pub(crate) fn is_resumable(&self) -> bool {
-        !self.live && self.state.status.is_resumable()
-    }
-}
-
-/// The status word of a run whose log says `state` and whose lock is (or is not) held.
-pub(crate) fn status_word(state: &RunState, live: bool) -> &'static str {
-    match state.status {
-        RunStatus::Running if !live => "crashed",
-        status => status.as_str(),
+        self.state.status.is_resumable_now(self.live)
     }
 }
 
 /// Reads one run (read only: nothing is modified, no lock taken).
-pub(crate) fn load_info(store: &FileStore, id: &str) -> Result<RunInfo, CliError> {
-    let (state, _) = store
-        .load_state::<RunState>(id)
-        .map_err(|e| store_error(e, id))?;
+pub(crate) fn load_info(store: &dyn Store, id: &str) -> Result<RunInfo, CliError> {
+    let (state, _) = store.load_state(id).map_err(|e| store_error(e, id))?;
     let live = store.is_live(id).map_err(|e| store_error(e, id))?;
     let meta = store.read_meta(id).ok();
     Ok(RunInfo {
@@ -72,10 +55,8 @@ pub(crate) fn load_info(store: &FileStore, id: &str) -> Result<RunInfo, CliError
 /// `run.json` (it holds a copy of the definition; the loop name comes from the log or the id),
 /// and without probing the lock of a finished run (nothing drives it; `live` is false). Keeps
 /// `status` on 1,000 runs within its 100 ms budget.
-pub(crate) fn load_summary(store: &FileStore, id: &str) -> Result<RunInfo, CliError> {
-    let (state, _) = store
-        .load_state::<RunState>(id)
-        .map_err(|e| store_error(e, id))?;
+pub(crate) fn load_summary(store: &dyn Store, id: &str) -> Result<RunInfo, CliError> {
+    let (state, _) = store.load_state(id).map_err(|e| store_error(e, id))?;
     let live = if state.status.is_finished() {
         false
     } else {
@@ -94,35 +75,54 @@ pub(crate) fn load_summary(store: &FileStore, id: &str) -> Result<RunInfo, CliEr
 pub(crate) struct AllRuns {
     /// Every run that loads.
     pub(crate) runs: Vec<RunInfo>,
-    /// Runs that cannot be read (a creation cut short, a damaged log), with why.
+    /// Runs that cannot be read (a damaged log, a link), with why.
     pub(crate) unreadable: Vec<(String, CliError)>,
+    /// Leftovers of a creation or deletion cut short: not runs.
+    pub(crate) incomplete: Vec<Incomplete>,
 }
 
 /// Every run of the store; runs that cannot be read are kept apart so a listing can warn
 /// about them without hiding the others.
-pub(crate) fn load_all(store: &FileStore) -> Result<AllRuns, CliError> {
-    let mut all = AllRuns::default();
-    for id in run_ids(store)? {
-        match load_summary(store, id.as_str()) {
-            Ok(info) => all.runs.push(info),
-            Err(e) => all.unreadable.push((id.as_str().to_owned(), e)),
-        }
-    }
-    Ok(all)
+pub(crate) fn load_all(store: &dyn Store) -> Result<AllRuns, CliError> {
+    let list = store
+        .list_runs()
+        .map_err(|e| store_error(e, "(all runs)"))?;
+    let runs = list
+        .runs
+        .into_iter()
+        .filter(|summary| RunId::parse(&summary.id).is_ok())
+        .map(|RunSummary { id, state, live }| RunInfo {
+            id,
+            meta: None,
+            state,
+            live,
+        })
+        .collect();
+    let unreadable = list
+        .unreadable
+        .into_iter()
+        .map(|(id, e)| {
+            let err = store_error(e, &id);
+            (id, err)
+        })
+        .collect();
+    Ok(AllRuns {
+        runs,
+        unreadable,
+        incomplete: list.incomplete,
+    })
 }
 
 /// Every run id of the store, parsed; folders that are not run ids are skipped.
-pub(crate) fn run_ids(store: &FileStore) -> Result<Vec<RunId>, CliError> {
-    let ids = store
-        .list_runs()
-        .map_err(|e| store_error(e, "(all runs)"))?;
+pub(crate) fn run_ids(store: &dyn Store) -> Result<Vec<RunId>, CliError> {
+    let ids = store.run_ids().map_err(|e| store_error(e, "(all runs)"))?;
     Ok(ids.iter().filter_map(|id| RunId::parse(id).ok()).collect())
 }
 
 /// Resolves `query` to one run id. `wanted` keeps the runs the command can act on when a
 /// loop name matches several; `what` names them in errors ("resumable").
 pub(crate) fn resolve(
-    store: &FileStore,
+    store: &dyn Store,
     query: &str,
     what: &str,
     wanted: &dyn Fn(&RunInfo) -> bool,
@@ -156,7 +156,7 @@ pub(crate) fn resolve(
 
 /// The one run among `ids` that `wanted` accepts; none or several is a usage error.
 fn pick_one<'a>(
-    store: &FileStore,
+    store: &dyn Store,
     ids: impl Iterator<Item = &'a str>,
     wanted: &dyn Fn(&RunInfo) -> bool,
     none: &str,
@@ -183,7 +183,7 @@ fn pick_one<'a>(
 
 /// Resolves RUN for a read-only command (`logs`, `inspect`): a loop name means that loop's
 /// newest run by start time, whatever its status (ids of one second are not ordered by time).
-pub(crate) fn resolve_newest(store: &FileStore, query: &str) -> Result<String, CliError> {
+pub(crate) fn resolve_newest(store: &dyn Store, query: &str) -> Result<String, CliError> {
     let ids = run_ids(store)?;
     if let RunMatch::Many(candidates) = match_runs(query, &ids)
         && candidates.iter().all(|id| id.loop_name() == query)
@@ -207,7 +207,7 @@ pub(crate) fn resolve_newest(store: &FileStore, query: &str) -> Result<String, C
 
 /// The single run of the project that `wanted` accepts (for `dloop resume` without RUN).
 pub(crate) fn resolve_only(
-    store: &FileStore,
+    store: &dyn Store,
     what: &str,
     wanted: &dyn Fn(&RunInfo) -> bool,
 ) -> Result<String, CliError> {
@@ -226,27 +226,42 @@ fn join_ids<'a>(ids: impl Iterator<Item = &'a str>) -> String {
     ids.collect::<Vec<_>>().join(", ")
 }
 
-/// A store error as a CLI error, with the kind that picks the right exit code.
+/// A store error as a CLI error, with the kind that picks the right exit code. Every kind is
+/// named: a new one does not compile until someone chooses its code.
 pub(crate) fn store_error(err: StoreError, run: &str) -> CliError {
-    let (kind, hint) = match &err {
-        StoreError::NotFound { .. } | StoreError::InvalidRunId { .. } => (
+    let (kind, hint) = store_kind(err.kind(), run);
+    CliError {
+        kind,
+        source: anyhow::Error::new(err),
+        hint,
+    }
+}
+
+/// The CLI error kind and hint of a store error kind, for run `run`.
+pub(crate) fn store_kind(kind: StoreErrorKind, run: &str) -> (ErrorKind, Option<String>) {
+    match kind {
+        StoreErrorKind::NotFound => (
             ErrorKind::Usage,
             Some("`dloop status --all` lists the runs".to_owned()),
         ),
-        StoreError::AlreadyLive { .. } => (
+        StoreErrorKind::AlreadyExists => (ErrorKind::Refused, None),
+        StoreErrorKind::Busy => (
             ErrorKind::Refused,
             Some(format!("the run is live; `dloop stop {run}` stops it")),
         ),
-        StoreError::Corrupt { .. } | StoreError::SeqGap { .. } => (ErrorKind::Refused, None),
-        _ => (ErrorKind::Io, None),
-    };
-    let error = CliError {
-        kind,
-        source: anyhow::Error::new(err),
-        hint: None,
-    };
-    match hint {
-        Some(hint) => error.with_hint(hint),
-        None => error,
+        StoreErrorKind::Corrupt => (
+            ErrorKind::Corrupt,
+            Some("README \"What dloop repairs and what it refuses\" explains this".to_owned()),
+        ),
+        StoreErrorKind::Unsafe => (ErrorKind::Corrupt, None),
+        StoreErrorKind::ClaimLost => (
+            ErrorKind::Io,
+            Some(format!(
+                "another process may hold the run now; `dloop status` shows it, and `dloop \
+                 resume {run}` continues it once nothing does"
+            )),
+        ),
+        StoreErrorKind::Io => (ErrorKind::Io, None),
+        StoreErrorKind::Internal => (ErrorKind::Internal, None),
     }
 }

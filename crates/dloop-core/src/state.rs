@@ -59,6 +59,20 @@ impl RunStatus {
     pub fn is_finished(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
+
+    /// The status a reader reports, given whether a live process holds the run: the log's,
+    /// except that a run the log calls running with no holder has `crashed` (resumable).
+    pub fn observed(self, live: bool) -> &'static str {
+        match self {
+            Self::Running if !live => "crashed",
+            status => status.as_str(),
+        }
+    }
+
+    /// Whether `dloop resume` can continue the run now: resumable and not held by anyone.
+    pub fn is_resumable_now(self, live: bool) -> bool {
+        !live && self.is_resumable()
+    }
 }
 
 /// An action that was started and has not finished.

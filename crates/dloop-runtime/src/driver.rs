@@ -27,7 +27,7 @@ use dloop_core::transition::{self, Decision};
 use dloop_core::{Record, RunState, Timestamp};
 use dloop_store::{RunHandle, crash_point};
 
-use crate::actions::output::{OutputStream, StepOutput};
+use crate::actions::output::StepOutput;
 use crate::actions::shell::ShellRunner;
 use crate::actions::{ActionIo, ActionOutcome, ActionRequest, ActionRunner};
 use crate::clock::{Clock, SystemClock};
@@ -102,7 +102,7 @@ pub struct Session<'a, R: RunHandle> {
     options: SessionOptions,
     observer: &'a mut dyn RunObserver,
     /// The run's output stream, opened at the first action.
-    stream: Option<OutputStream>,
+    stream: Option<Box<dyn dloop_store::OutputStream>>,
 }
 
 impl<'a, R: RunHandle> Session<'a, R> {
@@ -255,16 +255,11 @@ impl<'a, R: RunHandle> Session<'a, R> {
     }
 
     /// The run's output stream, opened (and created) on first use.
-    fn stream(&mut self) -> Result<&mut OutputStream, RuntimeError> {
+    fn stream(&mut self) -> Result<&mut dyn dloop_store::OutputStream, RuntimeError> {
         if self.stream.is_none() {
-            let stream =
-                OutputStream::open(&self.run_dir).map_err(|source| RuntimeError::Output {
-                    path: self.run_dir.join(dloop_core::event::OUTPUT_STREAM),
-                    source,
-                })?;
-            self.stream = Some(stream);
+            self.stream = Some(self.run.open_output()?);
         }
-        Ok(self.stream.as_mut().expect("just opened"))
+        Ok(self.stream.as_deref_mut().expect("just opened"))
     }
 
     fn run_action(&mut self, pending: PendingAction) -> Result<(), RuntimeError> {
@@ -273,6 +268,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
             state: &self.state,
             run_dir: &self.run_dir,
             capture_limit: self.options.capture_limit,
+            outputs: Some(&self.run),
         };
         let work_dir = work_dir(&self.run_dir);
         let rendered = match state_def.action() {
@@ -320,7 +316,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
             state,
             ..
         } = self;
-        let stream = stream.as_mut().expect("opened above");
+        let stream = stream.as_deref_mut().expect("opened above");
         let mut output = StepOutput::new(stream);
         let outcome = match rendered {
             Ok((runner, text)) => {
@@ -423,6 +419,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
             state: &self.state,
             run_dir: &self.run_dir,
             capture_limit: self.options.capture_limit,
+            outputs: Some(&self.run),
         };
         let result = match &self.state.phase {
             Phase::Finished { result } => Some(result.clone()),

@@ -1,6 +1,31 @@
-//! Errors of the runtime.
+//! Errors of the runtime, and their [`RuntimeErrorKind`]: what a caller matches to pick a
+//! reaction (the CLI's exit code) without a catch-all arm.
 
 use std::path::PathBuf;
+
+use dloop_store::StoreErrorKind;
+
+/// What kind of failure a [`RuntimeError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Not `#[non_exhaustive]`: callers match every kind, so a new one makes them choose a
+// reaction (an exit code) instead of falling into a catch-all arm.
+pub enum RuntimeErrorKind {
+    /// The store failed; its own kind says how.
+    Store(StoreErrorKind),
+    /// The request cannot be done as asked (finished run, changed file without `--reload`,
+    /// something this version cannot run).
+    Refused,
+    /// A loop file given with `--reload` is invalid.
+    Invalid,
+    /// A name or id on the command line is not valid.
+    Usage,
+    /// Data dloop stored earlier cannot be read back (a stored definition).
+    Corrupt,
+    /// dloop's own I/O failed (an action's output file).
+    Io,
+    /// dloop could not do its own job (no free run id).
+    Internal,
+}
 
 /// Everything that can keep the runtime from driving a run.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +84,19 @@ pub enum RuntimeError {
         /// Why.
         message: String,
     },
+    /// `--reload` with a loop file that `dloop validate` rejects.
+    #[error(
+        "the changed loop file of run {run_id} is not valid ({problems} problem(s); first: \
+         {first}); fix it and resume again, or restore the old file"
+    )]
+    InvalidReload {
+        /// The run.
+        run_id: String,
+        /// How many diagnostics.
+        problems: usize,
+        /// The first one's message.
+        first: String,
+    },
     /// The loop uses something this version cannot run.
     #[error("{0}")]
     Unsupported(String),
@@ -68,4 +106,23 @@ pub enum RuntimeError {
     /// The run id is not valid for this loop name.
     #[error(transparent)]
     Name(#[from] dloop_core::run_id::NameError),
+}
+
+impl RuntimeError {
+    /// The kind of failure. The match names every variant, so a new one cannot ship without a
+    /// kind (and so an exit code).
+    pub fn kind(&self) -> RuntimeErrorKind {
+        match self {
+            Self::Store(e) => RuntimeErrorKind::Store(e.kind()),
+            Self::Resume(_)
+            | Self::DefinitionChanged { .. }
+            | Self::ReloadMissingState { .. }
+            | Self::Unsupported(_) => RuntimeErrorKind::Refused,
+            Self::InvalidReload { .. } => RuntimeErrorKind::Invalid,
+            Self::Name(_) => RuntimeErrorKind::Usage,
+            Self::StoredDefinition { .. } => RuntimeErrorKind::Corrupt,
+            Self::Output { .. } | Self::Io { .. } => RuntimeErrorKind::Io,
+            Self::NoFreeId(_) => RuntimeErrorKind::Internal,
+        }
+    }
 }

@@ -27,6 +27,8 @@ pub struct Lookup<'a> {
     pub run_dir: &'a Path,
     /// The most bytes of an output a capture keeps.
     pub capture_limit: u64,
+    /// The run, to read its output stream (`None`: outputs come from the log alone).
+    pub outputs: Option<&'a dyn dloop_store::RunHandle>,
 }
 
 impl Lookup<'_> {
@@ -111,24 +113,27 @@ impl Lookup<'_> {
         if r.output_path.is_empty() {
             return excerpt();
         }
-        let path = self.run_dir.join(&r.output_path);
-        match r.output_offset {
-            Some(offset) if r.complete => {
-                match crate::actions::output::read_range(&path, offset, r.bytes) {
-                    Ok(Some(bytes)) if crate::actions::output::sha256_hex(&bytes) == r.sha256 => {
+        match (r.output_offset, self.outputs) {
+            (Some(offset), Some(run)) if r.complete => {
+                match run.read_output(offset, Some(offset + r.bytes)) {
+                    Ok((bytes, _)) if crate::actions::output::sha256_hex(&bytes) == r.sha256 => {
                         bytes
                     }
                     _ => excerpt(),
                 }
             }
-            Some(offset) => {
-                crate::actions::output::read_range_tail(&path, offset, r.bytes, self.capture_limit)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(excerpt)
+            (Some(offset), Some(run)) => {
+                let keep = r.bytes.min(self.capture_limit);
+                let from = offset + (r.bytes - keep);
+                match run.read_output(from, Some(offset + r.bytes)) {
+                    Ok((bytes, _)) if bytes.len() as u64 == keep => bytes,
+                    _ => excerpt(),
+                }
             }
-            None if r.complete => excerpt(),
-            None => crate::actions::output::read_file_tail(&path, self.capture_limit)
+            (Some(_), None) => excerpt(),
+            (None, _) if r.complete => excerpt(),
+            // A log from before the output stream: a file of its own in the run folder.
+            (None, _) => legacy_tail(&self.run_dir.join(&r.output_path), self.capture_limit)
                 .unwrap_or_else(|_| excerpt()),
         }
     }
@@ -158,6 +163,23 @@ impl Lookup<'_> {
         let template = interpolate::parse_template(text);
         interpolate::render(&template, quoting, &mut |var| self.value(var))
     }
+}
+
+/// The last `limit` bytes of an old run's output file, opened without following a link.
+fn legacy_tail(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    if len > limit {
+        file.seek(SeekFrom::Start(len - limit))?;
+    }
+    let mut bytes = Vec::with_capacity(len.min(limit) as usize);
+    file.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn lossy(bytes: &[u8]) -> String {

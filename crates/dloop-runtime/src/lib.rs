@@ -26,4 +26,4 @@ pub mod reaper;
 pub mod runs;
 pub mod signals;
 
-pub use error::RuntimeError;
+pub use error::{RuntimeError, RuntimeErrorKind};

@@ -1,14 +1,20 @@
 //! Beginning, continuing and ending runs: `run`, `resume` and `cancel` below the CLI.
 //!
-//! Each takes the run lock for as long as it works on the run, so two processes never write
-//! one log. A resumed run uses the definition it started with (its copy in `run.json`), unless
-//! the loop file changed and the caller says `--reload`: the new text is then kept in the run
-//! folder (`definition-<sha256>.yaml`, made durable before the `definition_reloaded` record
-//! that names it) so later resumes find it even if the file changes again.
+//! Each takes the run's claim for as long as it works on the run, so two processes never write
+//! one log; storage is reached only through [`Store`]. A resumed run uses the definition it
+//! started with (its copy in `run.json`, which the store checks against the hash the log's
+//! first record holds),
+//! unless the loop file changed and the caller says `--reload`: the new text, validated as
+//! `dloop validate` does, is then kept as the run's blob `definition-<sha256>.yaml` (durable
+//! before the `definition_reloaded` record that names it) so later resumes find it even if the
+//! file changes again.
+//!
+//! The run's local folder (`${run.dir}` is its `work/`; action outputs) is a path on this
+//! machine that the composition root gives: the store has no paths.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use dloop_core::RunState;
 use dloop_core::event::Event;
@@ -16,7 +22,7 @@ use dloop_core::model::{ActionRef, Evaluate, LoopDef};
 use dloop_core::run_id::RunId;
 use dloop_core::state::RunStatus;
 use dloop_core::transition::{ResumeRequest, resume_events};
-use dloop_store::{FileStore, RunHandle, RunMeta, Store, StoreError};
+use dloop_store::{RunHandle, RunMeta, Store, StoreError};
 
 use crate::driver::{Session, SessionOptions, now};
 use crate::error::RuntimeError;
@@ -99,13 +105,19 @@ fn random_suffix(attempt: u32) -> u16 {
     (hasher.finish() & 0xffff) as u16
 }
 
+/// The local folder of a run (`work/` in it is `${run.dir}`), as the composition root lays
+/// runs out on this machine.
+/// Fails only for an id that cannot name a folder.
+pub type LocalDir<'a> = &'a dyn Fn(&str) -> dloop_store::Result<PathBuf>;
+
 /// Creates a run (a fresh id: two runs started in the same second never share a folder) and
 /// drives it until it ends, pauses or is stopped.
 ///
 /// # Errors
 /// Store failures, or a loop this version cannot run.
 pub fn start_run(
-    store: &FileStore,
+    store: &dyn Store,
+    local_dir: LocalDir<'_>,
     request: &StartRequest<'_>,
     options: SessionOptions,
     observer: &mut dyn RunObserver,
@@ -150,7 +162,7 @@ pub fn start_run(
     let Some((run, meta)) = created else {
         return Err(RuntimeError::NoFreeId(request.loop_name.to_owned()));
     };
-    let run_dir = store.run_dir(&meta.id)?;
+    let run_dir = local_dir(&meta.id)?;
     let mut session = Session::new(
         request.def,
         run,
@@ -183,32 +195,41 @@ pub struct ResumeInput {
     pub request: ResumeRequest,
 }
 
-fn reloaded_path(run_dir: &Path, sha256: &str) -> PathBuf {
-    run_dir.join(reloaded_name(sha256))
-}
-
+/// The blob name of a definition accepted by `--reload`.
 fn reloaded_name(sha256: &str) -> String {
     format!("definition-{sha256}.yaml")
 }
 
-/// The definition text a run is using: its start copy, or the last one `--reload` accepted.
+/// The definition text a run is using: its start copy, or the last one `--reload` accepted
+/// (checked against the hash its `definition_reloaded` record holds).
 ///
 /// # Errors
-/// When a reloaded definition's file is missing.
+/// [`RuntimeError::StoredDefinition`] when a reloaded definition is missing or altered.
 pub fn definition_in_force(
+    store: &dyn Store,
     meta: &RunMeta,
     state: &RunState,
-    run_dir: &Path,
 ) -> Result<String, RuntimeError> {
     if state.definition_sha256.is_empty() || state.definition_sha256 == meta.definition_sha256 {
         return Ok(meta.definition.clone());
     }
-    let path = reloaded_path(run_dir, &state.definition_sha256);
-    std::fs::read_to_string(&path).map_err(|source| RuntimeError::Io {
-        op: "read",
-        path,
-        source,
-    })
+    let name = reloaded_name(&state.definition_sha256);
+    let bytes = store.get_blob(&meta.id, &name)?;
+    let text = bytes.and_then(|b| String::from_utf8(b).ok());
+    match text {
+        Some(text) if RunMeta::sha256_hex(&text) == state.definition_sha256 => Ok(text),
+        found => Err(RuntimeError::StoredDefinition {
+            run_id: meta.id.clone(),
+            message: format!(
+                "the reloaded definition `{name}` is {}",
+                if found.is_some() {
+                    "altered"
+                } else {
+                    "missing"
+                }
+            ),
+        }),
+    }
 }
 
 /// Parses a stored definition.
@@ -229,18 +250,20 @@ pub fn parse_definition(run_id: &str, text: &str) -> Result<LoopDef, RuntimeErro
 /// Continues a paused, crashed or timed-out run and drives it.
 ///
 /// # Errors
-/// The run is live elsewhere, finished, out of time, its file changed without `--reload`, or
-/// the store failed.
+/// The run is live elsewhere, finished, out of time, its file changed without `--reload` (or
+/// with `--reload` and the new file is invalid), its `run.json` does not match its log, or the
+/// store failed.
 pub fn resume_run(
-    store: &FileStore,
+    store: &dyn Store,
+    local_dir: LocalDir<'_>,
     input: &ResumeInput,
     options: SessionOptions,
     observer: &mut dyn RunObserver,
 ) -> Result<RunEnd, RuntimeError> {
     let meta = store.read_meta(&input.run_id)?;
     let mut run = store.open_run(&input.run_id)?;
-    let (state, info) = run.load_state::<RunState>()?;
-    let run_dir = store.run_dir(&input.run_id)?;
+    let (state, info) = run.load_state()?;
+    let run_dir = local_dir(&input.run_id)?;
     crate::reaper::end_leftover_action(&input.run_id);
     if state.last_seq == 0 {
         // The run died after its folder was made and before its first record was durable:
@@ -269,7 +292,7 @@ pub fn resume_run(
             state: session.into_state(),
         });
     }
-    let mut text = definition_in_force(&meta, &state, &run_dir)?;
+    let mut text = definition_in_force(store, &meta, &state)?;
     let mut reloaded = None;
     if let Some(current) = &input.current_definition {
         let sha = RunMeta::sha256_hex(current);
@@ -283,7 +306,22 @@ pub fn resume_run(
             reloaded = Some(sha);
         }
     }
-    let def = parse_definition(&input.run_id, &text)?;
+    let def = match &reloaded {
+        // The one check `dloop validate` runs (the CLI renders its diagnostics before this).
+        Some(_) => match dloop_core::validate::check_loop(text.as_bytes()) {
+            (Some(parsed), diagnostics) if diagnostics.is_empty() => parsed.def,
+            (_, diagnostics) => {
+                return Err(RuntimeError::InvalidReload {
+                    run_id: input.run_id.clone(),
+                    problems: diagnostics.len(),
+                    first: diagnostics
+                        .first()
+                        .map_or_else(|| "unknown error".to_owned(), |d| d.message.clone()),
+                });
+            }
+        },
+        None => parse_definition(&input.run_id, &text)?,
+    };
     check_supported(&def)?;
     if let Some(sha) = &reloaded {
         let current = state.current.clone().unwrap_or_default();
@@ -294,12 +332,7 @@ pub fn resume_run(
             });
         }
         // Durable before the record that names it.
-        dloop_store::snapshot::replace_file(
-            &run_dir,
-            &reloaded_name(sha),
-            text.as_bytes(),
-            "definition",
-        )?;
+        run.put_blob(&reloaded_name(sha), text.as_bytes())?;
     }
     let mut events = resume_events(&def, &state, &input.request)?;
     // `run_resumed` first: it closes the dead session at its last record, so the time the run
@@ -333,9 +366,9 @@ pub fn resume_run(
 ///
 /// # Errors
 /// The run is live (stop it first), already finished, or the store failed.
-pub fn cancel_run(store: &FileStore, run_id: &str) -> Result<RunState, RuntimeError> {
+pub fn cancel_run(store: &dyn Store, run_id: &str) -> Result<RunState, RuntimeError> {
     let mut run = store.open_run(run_id)?;
-    let (mut state, info) = run.load_state::<RunState>()?;
+    let (mut state, info) = run.load_state()?;
     crate::reaper::end_leftover_action(run_id);
     if state.status.is_finished() {
         return Err(dloop_core::transition::ResumeError::Finished {

@@ -102,7 +102,9 @@ fn a_stop_during_a_delay_pauses_at_once_and_resume_waits_only_what_is_left() {
         run_id: end.run_id.clone(),
         ..ResumeInput::default()
     };
-    let resumed = resume_run(&project.store(), &input, options, &mut Silent).expect("resumes");
+    let store = project.store();
+    let local_dir = |id: &str| store.local_run_dir(id);
+    let resumed = resume_run(&store, &local_dir, &input, options, &mut Silent).expect("resumes");
     assert_eq!(resumed.status, RunStatus::Completed);
     assert_eq!(
         *later.slept.lock().expect("lock"),

@@ -46,7 +46,7 @@ impl Project {
     /// A file in run `run_id`'s scratch folder (`${run.dir}`).
     pub fn work_file(&self, run_id: &str, name: &str) -> PathBuf {
         self.store()
-            .run_dir(run_id)
+            .local_run_dir(run_id)
             .expect("run dir")
             .join("work")
             .join(name)
@@ -66,7 +66,9 @@ impl Project {
             timeout_ms: def.limits.timeout.map(|d| d.as_millis()),
             delay_ms: def.delay.map(|d| d.as_millis()),
         };
-        start_run(&self.store(), &request, options, &mut Silent).expect("run starts")
+        let store = self.store();
+        let local_dir = |id: &str| store.local_run_dir(id);
+        start_run(&store, &local_dir, &request, options, &mut Silent).expect("run starts")
     }
 }
 

@@ -38,9 +38,7 @@ states:
         records.last().map(|r| &r.event),
         Some(Event::RunCompleted { .. })
     ));
-    let (folded, _) = store
-        .load_state::<dloop_core::RunState>(&end.run_id)
-        .expect("loads");
+    let (folded, _) = store.load_state(&end.run_id).expect("loads");
     assert_eq!(folded, end.state);
 }
 
@@ -73,7 +71,7 @@ states:
         end.state.last_error
     );
     assert!(!marker.exists(), "interpolated output ran as shell syntax");
-    let run_dir = project.store().run_dir(&end.run_id).expect("run dir");
+    let run_dir = project.store().local_run_dir(&end.run_id).expect("run dir");
     let echoed = std::fs::read_to_string(run_dir.join("work/echo")).expect("echo written");
     assert!(echoed.starts_with("$(touch "), "{echoed}");
 }

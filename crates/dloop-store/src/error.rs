@@ -59,10 +59,11 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    /// A damaged line is followed by valid records: the log is corrupt and nothing guesses.
+    /// A damaged line that a crash cannot have produced (it is followed by more lines, or a
+    /// snapshot was taken after it): the log is corrupt and nothing guesses.
     #[error(
-        "{} line {line} is damaged ({damage}) at byte {offset} and is followed by valid records; \
-         refusing to guess. Inspect it or restore a backup",
+        "{} line {line} is damaged ({damage}) at byte {offset} {context}; refusing to guess. \
+         Inspect it or restore a backup",
         path.display()
     )]
     Corrupt {
@@ -74,6 +75,8 @@ pub enum StoreError {
         offset: u64,
         /// What is wrong with it.
         damage: Damage,
+        /// Why it is not a crash's torn tail ("and more lines follow it").
+        context: &'static str,
     },
     /// A record's seq breaks the 1, 2, 3, ... sequence.
     #[error(
@@ -160,9 +163,131 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// The log holds no valid record and its content is not the torn start of a first batch:
+    /// cutting it would erase a run (or a foreign file), so nothing is guessed.
+    #[error(
+        "{} has no valid record: line 1 is damaged ({damage}); refusing to guess. Inspect it \
+         or restore a backup",
+        path.display()
+    )]
+    NoValidRecord {
+        /// The log file.
+        path: PathBuf,
+        /// What is wrong with line 1.
+        damage: Damage,
+    },
+    /// The log is shorter than the snapshot says it was, or the record the snapshot was taken
+    /// at is damaged: records that were durable are gone, and re-running them is not an option.
+    #[error(
+        "{} does not hold what {} says it held: {why}; refusing to guess. Inspect it or \
+         restore a backup",
+        log.display(),
+        snapshot.display()
+    )]
+    LogBehindSnapshot {
+        /// The log file.
+        log: PathBuf,
+        /// The snapshot file.
+        snapshot: PathBuf,
+        /// What does not match.
+        why: String,
+    },
+    /// The run's log is there but its `run.json` is not.
+    #[error(
+        "run `{run_id}` has a log but {} is missing; its definition is gone, so it can be \
+         inspected but not resumed",
+        path.display()
+    )]
+    MetaMissing {
+        /// The run id.
+        run_id: String,
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// `run.json` does not match its own hash or the hash the log recorded at the start.
+    #[error("{} was changed after the run started: {why}; refusing to use it", path.display())]
+    TamperedMeta {
+        /// The file.
+        path: PathBuf,
+        /// What does not match.
+        why: String,
+    },
+    /// A run file or folder is a symbolic link, not a plain file or folder, or not owned by the
+    /// user: dloop never follows one, so a run folder cannot make it write elsewhere.
+    #[error("{} {why}; dloop does not follow or write through it", path.display())]
+    UnsafePath {
+        /// The file or folder.
+        path: PathBuf,
+        /// What it is ("is a symbolic link", "is owned by uid 0").
+        why: String,
+    },
+    /// The writer's claim on the run is gone (its lock file was deleted or replaced): another
+    /// process may now write the run, so this handle refuses every further write.
+    #[error("lost the claim on run `{run_id}`: {why}; stopping so two writers never share a log")]
+    ClaimLost {
+        /// The run id.
+        run_id: String,
+        /// What happened to the claim.
+        why: String,
+    },
+    /// A blob name that is not a plain file name (it could escape the run).
+    #[error("`{name}` is not a valid blob name (letters, digits, `_`, `.`, `-`; no `..`)")]
+    InvalidBlobName {
+        /// The name as given.
+        name: String,
+    },
+}
+
+/// What kind of failure a [`StoreError`] is, for callers that pick a reaction (an exit code)
+/// without matching every variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Not `#[non_exhaustive]`: callers match every kind, so a new one makes them choose a
+// reaction (an exit code) instead of falling into a catch-all arm.
+pub enum StoreErrorKind {
+    /// No such run, or an id or name that cannot be one: the caller asked for something wrong.
+    NotFound,
+    /// The run exists already (`create_run`).
+    AlreadyExists,
+    /// Another process holds the run (`open_run`).
+    Busy,
+    /// The stored data is damaged or was changed behind dloop's back; nothing was modified.
+    Corrupt,
+    /// A run file is a link or foreign-owned; nothing was read or written through it.
+    Unsafe,
+    /// The writer lost its claim on the run.
+    ClaimLost,
+    /// Reading or writing storage failed (disk full, permissions, a failed fsync).
+    Io,
+    /// A caller broke the store's contract (append before load, a record that cannot encode).
+    Internal,
 }
 
 impl StoreError {
+    /// The kind of failure. The match names every variant, so a new one cannot ship without a
+    /// kind (and so an exit code).
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            Self::NotFound { .. } | Self::InvalidRunId { .. } | Self::InvalidBlobName { .. } => {
+                StoreErrorKind::NotFound
+            }
+            Self::AlreadyExists { .. } => StoreErrorKind::AlreadyExists,
+            Self::AlreadyLive { .. } => StoreErrorKind::Busy,
+            Self::Corrupt { .. }
+            | Self::SeqGap { .. }
+            | Self::NoValidRecord { .. }
+            | Self::LogBehindSnapshot { .. }
+            | Self::TamperedMeta { .. }
+            | Self::MetaMissing { .. }
+            | Self::BadMeta { .. } => StoreErrorKind::Corrupt,
+            Self::UnsafePath { .. } => StoreErrorKind::Unsafe,
+            Self::ClaimLost { .. } => StoreErrorKind::ClaimLost,
+            Self::Io { .. } | Self::Poisoned { .. } => StoreErrorKind::Io,
+            Self::NotLoaded { .. } | Self::Encode { .. } | Self::EncodeSnapshot { .. } => {
+                StoreErrorKind::Internal
+            }
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io {
             op,

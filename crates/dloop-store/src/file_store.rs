@@ -1,24 +1,26 @@
-//! [`FileStore`]: the [`Store`] trait over a runtime folder of run folders (see [`crate::run_dir`]
-//! for the layout), and [`FileRun`], the writer's handle on one run.
+//! [`FileStore`]: the [`Store`] trait over a runtime folder of run folders (see
+//! [`crate::run_dir`] for the layout), and [`FileRun`], the writer's handle on one run.
 //!
 //! Invariants: every write happens through a [`FileRun`], which holds the run lock for its whole
-//! life; readers ([`FileStore::load_state`], [`FileStore::records_from`]) open files read-only and
-//! never take the exclusive lock; a snapshot is only used when it matches the log.
+//! life and checks before each append that the lock file is still the one it holds; readers
+//! open files read-only and never take the exclusive lock; no file is opened through a link; a
+//! snapshot is used only when its checksum holds and the log still holds the record it was
+//! taken at (checked by reading that one line, so resume cost does not grow with the log).
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use dloop_core::{Event, Record, Timestamp};
+use dloop_core::{Event, Record, RunState, Timestamp};
 
 use crate::error::{Result, StoreError};
+use crate::files::{self, Mode};
 use crate::lock::{self, AcquireError, LockInfo, RunLock};
-use crate::log::{
-    EventLog, LogReader, ReadFrom, ResumePoint, ScanStart, check_resume_point, read_from,
-    scan_read_only,
-};
-use crate::run_dir::{self, Layout, RunMeta};
-use crate::snapshot::{self, sync_dir};
-use crate::{Fold, LoadInfo, RunHandle, Store};
+use crate::log::EventLog;
+use crate::reader::LogReader;
+use crate::run_dir::{self, CREATING, DELETING, Layout, RunMeta};
+use crate::scan::{Mark, MarkCheck, ScanStart, check_mark, scan};
+use crate::snapshot;
+use crate::{Follow, Incomplete, LoadInfo, Records, RunHandle, RunList, RunSummary, Store};
 
 /// The file store: runs under `<root>/runs/<id>/`.
 #[derive(Debug, Clone)]
@@ -35,87 +37,95 @@ impl FileStore {
         }
     }
 
-    /// The folder layout.
-    pub fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
-    /// The folder of run `id` (checked; it may not exist).
-    pub fn run_dir(&self, id: &str) -> Result<PathBuf> {
+    /// The folder where run `id`'s local files live (`work/` is `${run.dir}`, `scripts/` long
+    /// commands while they run), for the composition root to hand to the runtime. Checked id; the folder
+    /// may not exist.
+    pub fn local_run_dir(&self, id: &str) -> Result<PathBuf> {
         self.layout.run_dir(id)
-    }
-
-    /// What the live runner of `id` wrote into its lock file (pid for `dloop stop`), if any.
-    pub fn lock_info(&self, id: &str) -> Result<Option<LockInfo>> {
-        Ok(lock::read_info(&run_dir::lock_path(&self.run_dir(id)?)))
-    }
-
-    fn existing_run_dir(&self, id: &str) -> Result<PathBuf> {
-        let dir = self.run_dir(id)?;
-        if !run_dir::meta_path(&dir).is_file() {
-            return Err(StoreError::NotFound {
-                run_id: id.to_owned(),
-            });
-        }
-        Ok(dir)
     }
 }
 
-/// Loads a fold from the snapshot in `dir` plus the log after it. `writer`: open the log for
-/// appending (cutting a damaged tail); otherwise read only.
+fn acquire(path: &Path, id: &str) -> Result<RunLock> {
+    RunLock::try_acquire(path).map_err(|e| match e {
+        AcquireError::Held(info) => StoreError::AlreadyLive {
+            run_id: id.to_owned(),
+            pid: info.map(|i| i.pid),
+        },
+        AcquireError::Store(e) => e,
+    })
+}
+
+/// Loads the state from the snapshot in `dir` plus the log after it. `writer`: open the log for
+/// appending (cutting a crash's torn tail); otherwise read only.
 ///
 /// The log before a valid snapshot is not re-read (that is what keeps resume cost independent
-/// of the log's length): only the snapshot's resume point and everything after it is verified.
-/// `dloop inspect` or a full replay (delete `state.json`) verifies the whole log.
-fn load<F: Fold>(dir: &Path, id: &str, writer: bool) -> Result<(F, LoadInfo, Option<EventLog>)> {
+/// of the log's length): the snapshot's own checksum and the one line it was taken at are
+/// verified, then everything after it. `dloop inspect` without a snapshot verifies it all.
+fn load(dir: &Path, writer: bool) -> Result<(RunState, LoadInfo, Option<EventLog>)> {
     let events = run_dir::events_path(dir);
-    if !events.is_file() {
-        return Err(StoreError::NotFound {
-            run_id: id.to_owned(),
-        });
-    }
+    let snap_path = dir.join(snapshot::FILE_NAME);
+    let mode = if writer { Mode::Append } else { Mode::Read };
+    let file = files::open(&events, mode, "open")?;
     let mut info = LoadInfo::default();
-    let (mut state, start) = match snapshot::read::<F>(dir) {
-        Ok(Some(snap)) => {
-            let start = ScanStart {
-                offset: snap.log_offset,
-                next_seq: snap.seq + 1,
-            };
-            match check_resume_point(&events, start)? {
-                ResumePoint::Valid => {
-                    info.snapshot_seq = Some(snap.seq);
-                    (snap.state, start)
-                }
-                ResumePoint::Invalid(why) => {
-                    info.snapshot_ignored = Some(why);
-                    (F::default(), ScanStart::BEGINNING)
-                }
-            }
-        }
-        Ok(None) => (F::default(), ScanStart::BEGINNING),
-        Err(why) => {
-            info.snapshot_ignored = Some(why);
-            (F::default(), ScanStart::BEGINNING)
-        }
+    let mut ignore = |why: String| {
+        info.snapshot_ignored = Some(why);
+        (
+            RunState::default(),
+            ScanStart::BEGINNING,
+            Mark::default(),
+            None,
+        )
     };
+    let (mut state, start, prev, snapshot_seq) = match snapshot::read::<RunState>(dir)? {
+        Ok(None) => (
+            RunState::default(),
+            ScanStart::BEGINNING,
+            Mark::default(),
+            None,
+        ),
+        Err(why) => ignore(why),
+        Ok(Some(snap)) => match snap.mark() {
+            None => ignore(format!("{} has a malformed last_crc", snap_path.display())),
+            Some(_) if snap.state.last_seq != snap.seq => ignore(format!(
+                "{} holds the state at seq {} but claims seq {}",
+                snap_path.display(),
+                snap.state.last_seq,
+                snap.seq
+            )),
+            Some(mark) => match check_mark(&file, &events, &snap_path, mark)? {
+                MarkCheck::Valid => {
+                    let start = ScanStart {
+                        offset: mark.end,
+                        next_seq: mark.seq + 1,
+                    };
+                    (snap.state, start, mark, Some(mark.seq))
+                }
+                MarkCheck::Mismatch(why) => ignore(format!(
+                    "{} does not match the log: {why}",
+                    snap_path.display()
+                )),
+            },
+        },
+    };
+    info.snapshot_seq = snapshot_seq;
     let mut replayed = 0u64;
-    let apply = |r: &Record| {
+    let mut apply = |r: &Record| {
         state.apply(r);
         replayed += 1;
     };
     let log = if writer {
-        let (log, repair) = EventLog::open(&events, start, apply)?;
+        let (log, repair) = EventLog::open_file(file, &events, start, prev, apply)?;
         info.last_seq = log.last_seq();
         info.repair = repair;
         if info.snapshot_ignored.is_some() {
             // A snapshot that does not match the log is useless; remove it so no reader trips
             // on it. The next save_snapshot writes a good one.
-            let _ = std::fs::remove_file(dir.join(snapshot::FILE_NAME));
+            let _ = std::fs::remove_file(&snap_path);
         }
         Some(log)
     } else {
-        let outcome = scan_read_only(&events, start, apply)?;
-        info.last_seq = outcome.last_seq;
+        let outcome = scan(&file, &events, start, prev, &mut apply)?;
+        info.last_seq = outcome.mark.seq;
         info.repair = outcome.tail;
         None
     };
@@ -124,96 +134,269 @@ fn load<F: Fold>(dir: &Path, id: &str, writer: bool) -> Result<(F, LoadInfo, Opt
 }
 
 impl Store for FileStore {
-    type Run = FileRun;
-    type Records = LogReader;
-
     /// Durability steps:
-    /// 1. `create_dir` of `runs/<id>` (atomic; `AlreadyExists` if taken) and its subfolders;
-    /// 2. take the run lock (a fresh file, so it cannot be held);
-    /// 3. create the empty `events.jsonl`;
-    /// 4. write `run.json` (temp, fsync, rename, fsync the run folder: also makes 2-3 durable);
-    /// 5. `fsync` `runs/`, so the run folder's entry survives a power loss.
-    fn create_run(&self, meta: &RunMeta) -> Result<FileRun> {
+    /// 1. make `runs/.creating-<id>-<n>/` and its subfolders, and take its run lock;
+    /// 2. create the empty `events.jsonl`;
+    /// 3. write `run.json` (temp, fsync, rename, fsync the folder: also makes 1-2 durable);
+    /// 4. rename the folder to `runs/<id>` (atomic: the run appears whole or not at all);
+    /// 5. `fsync` `runs/`, so the rename survives a power loss.
+    ///
+    /// A failure at any step (a full disk) removes the temp folder; one a crash leaves behind is
+    /// listed as [`Incomplete`] and never as a run.
+    fn create_run(&self, meta: &RunMeta) -> Result<Box<dyn RunHandle>> {
         let id = meta.id.as_str();
         // Step 1.
-        let dir = run_dir::create_run_dir(&self.layout, id)?;
-        // Step 2.
-        let lock = RunLock::try_acquire(&run_dir::lock_path(&dir)).map_err(|e| match e {
-            AcquireError::Held(info) => StoreError::AlreadyLive {
-                run_id: id.to_owned(),
-                pid: info.map(|i| i.pid),
-            },
-            AcquireError::Store(e) => e,
-        })?;
-        // Step 3.
-        let log = EventLog::create(&run_dir::events_path(&dir))?;
-        // Step 4.
-        run_dir::write_meta(&dir, meta)?;
-        // Step 5.
-        sync_dir(&self.layout.runs_dir())?;
-        Ok(FileRun {
+        let staged = run_dir::stage(&self.layout, id)?;
+        let built = (|| {
+            let lock = acquire(&run_dir::lock_path(&staged.temp), id)?;
+            // Step 2.
+            let log = EventLog::create(&run_dir::events_path(&staged.temp))?;
+            // Step 3.
+            run_dir::write_meta(&staged.temp, meta)?;
+            Ok::<_, StoreError>((lock, log))
+        })();
+        let (mut lock, log) = match built {
+            Ok(parts) => parts,
+            Err(e) => {
+                staged.abandon();
+                return Err(e);
+            }
+        };
+        // Steps 4 and 5.
+        let dir = staged.publish(id)?;
+        lock.moved_to(run_dir::lock_path(&dir));
+        let events = run_dir::events_path(&dir);
+        Ok(Box::new(FileRun {
             id: id.to_owned(),
+            layout: self.layout.clone(),
             dir,
-            log: Some(log),
-            _lock: lock,
-        })
+            log: Some(log.moved_to(events)),
+            lock,
+        }))
     }
 
-    fn open_run(&self, id: &str) -> Result<FileRun> {
-        let dir = self.existing_run_dir(id)?;
-        let lock = RunLock::try_acquire(&run_dir::lock_path(&dir)).map_err(|e| match e {
-            AcquireError::Held(info) => StoreError::AlreadyLive {
-                run_id: id.to_owned(),
-                pid: info.map(|i| i.pid),
-            },
-            AcquireError::Store(e) => e,
-        })?;
-        Ok(FileRun {
+    fn open_run(&self, id: &str) -> Result<Box<dyn RunHandle>> {
+        let dir = run_dir::existing(&self.layout, id)?;
+        let lock = acquire(&run_dir::lock_path(&dir), id)?;
+        Ok(Box::new(FileRun {
             id: id.to_owned(),
+            layout: self.layout.clone(),
             dir,
             log: None,
-            _lock: lock,
-        })
+            lock,
+        }))
     }
 
-    fn list_runs(&self) -> Result<Vec<String>> {
-        let runs = self.layout.runs_dir();
-        let entries = match std::fs::read_dir(&runs) {
-            Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io("list", &runs, e)),
-        };
+    fn run_ids(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| StoreError::io("list", &runs, e))?;
-            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if let (true, Some(name)) = (is_dir, entry.file_name().to_str())
-                && run_dir::validate_run_id(name).is_ok()
-            {
-                ids.push(name.to_owned());
+        for entry in entries(&self.layout)? {
+            if let Entry::Run(id) = entry {
+                ids.push(id);
             }
         }
         ids.sort_unstable();
         Ok(ids)
     }
 
-    fn read_meta(&self, id: &str) -> Result<RunMeta> {
-        run_dir::read_meta(&self.run_dir(id)?, id)
+    fn list_runs(&self) -> Result<RunList> {
+        let mut list = RunList::default();
+        for entry in entries(&self.layout)? {
+            match entry {
+                Entry::Run(id) => match self.summary(&id) {
+                    Ok(summary) => list.runs.push(summary),
+                    Err(e) => list.unreadable.push((id, e)),
+                },
+                Entry::Incomplete(incomplete) => list.incomplete.push(incomplete),
+                Entry::Unsafe(id, e) => list.unreadable.push((id, e)),
+            }
+        }
+        list.runs.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Ok(list)
     }
 
-    fn load_state<F: Fold>(&self, id: &str) -> Result<(F, LoadInfo)> {
-        let dir = self.existing_run_dir(id)?;
-        let (state, info, _) = load(&dir, id, false)?;
+    /// Also checks `run.json` against the definition hash the log's first record holds (one
+    /// record read), so an edited `run.json` is refused even with its own hash recomputed.
+    fn read_meta(&self, id: &str) -> Result<RunMeta> {
+        let dir = run_dir::existing(&self.layout, id)?;
+        let meta = run_dir::read_meta(&dir, id)?;
+        let mut records = LogReader::open(&run_dir::events_path(&dir), ScanStart::BEGINNING, 1)?;
+        if let Some(Record {
+            event: Event::RunStarted {
+                definition_sha256, ..
+            },
+            ..
+        }) = records.next().transpose()?
+            && definition_sha256 != meta.definition_sha256
+        {
+            return Err(StoreError::TamperedMeta {
+                path: run_dir::meta_path(&dir),
+                why: format!(
+                    "its definition_sha256 {} is not the {definition_sha256} the log recorded \
+                     when the run started",
+                    meta.definition_sha256
+                ),
+            });
+        }
+        Ok(meta)
+    }
+
+    fn load_state(&self, id: &str) -> Result<(RunState, LoadInfo)> {
+        let dir = run_dir::existing(&self.layout, id)?;
+        let (state, info, _) = load(&dir, false)?;
         Ok((state, info))
     }
 
     fn is_live(&self, id: &str) -> Result<bool> {
-        Ok(lock::is_locked(&run_dir::lock_path(&self.run_dir(id)?)))
+        let dir = run_dir::existing(&self.layout, id)?;
+        Ok(lock::is_locked(&run_dir::lock_path(&dir)))
     }
 
-    fn records_from(&self, id: &str, seq: u64) -> Result<LogReader> {
-        let dir = self.existing_run_dir(id)?;
-        read_from(&run_dir::events_path(&dir), ReadFrom::Seq(seq))
+    fn holder(&self, id: &str) -> Result<Option<LockInfo>> {
+        let dir = run_dir::existing(&self.layout, id)?;
+        let path = run_dir::lock_path(&dir);
+        Ok(lock::is_locked(&path)
+            .then(|| lock::read_info(&path))
+            .flatten())
+    }
+
+    fn records_from(&self, id: &str, seq: u64) -> Result<Records> {
+        let dir = run_dir::existing(&self.layout, id)?;
+        let reader = LogReader::open(&run_dir::events_path(&dir), ScanStart::BEGINNING, seq)?;
+        Ok(Box::new(reader))
+    }
+
+    fn follow(&self, id: &str, after_seq: u64) -> Result<Box<dyn Follow>> {
+        let dir = run_dir::existing(&self.layout, id)?;
+        Ok(Box::new(FileFollow {
+            path: run_dir::events_path(&dir),
+            position: ScanStart::BEGINNING,
+            after_seq,
+        }))
+    }
+
+    fn get_blob(&self, id: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        get_blob(&run_dir::existing(&self.layout, id)?, name)
+    }
+
+    fn read_output(&self, id: &str, from: u64, to: Option<u64>) -> Result<(Vec<u8>, u64)> {
+        crate::output::read(&run_dir::existing(&self.layout, id)?, from, to)
+    }
+
+    fn remove_incomplete(&self, name: &str) -> Result<bool> {
+        let runs = self.layout.runs_dir();
+        let dir = runs.join(name);
+        let is_staged = name.starts_with(CREATING) || name.starts_with(DELETING);
+        let is_husk = run_dir::validate_run_id(name).is_ok()
+            && std::fs::symlink_metadata(run_dir::events_path(&dir)).is_err();
+        if name.contains('/') || !(is_staged || is_husk) || !files::check_dir(&dir)? {
+            return Ok(false);
+        }
+        // A creation or deletion in progress holds the lock inside; leave it alone.
+        let lock = match RunLock::try_acquire(&run_dir::lock_path(&dir)) {
+            Ok(lock) => lock,
+            Err(AcquireError::Held(_)) => return Ok(false),
+            Err(AcquireError::Store(e)) => return Err(e),
+        };
+        std::fs::remove_dir_all(&dir).map_err(|e| StoreError::io("remove", &dir, e))?;
+        drop(lock);
+        files::sync_dir(&runs)?;
+        Ok(true)
+    }
+}
+
+impl FileStore {
+    /// One run for a listing; the lock of a finished run is not probed (nothing drives it),
+    /// which keeps `status` on 1,000 runs within its budget.
+    fn summary(&self, id: &str) -> Result<RunSummary> {
+        let (state, _) = self.load_state(id)?;
+        let live = !state.status.is_finished() && self.is_live(id)?;
+        Ok(RunSummary {
+            id: id.to_owned(),
+            state,
+            live,
+        })
+    }
+}
+
+/// One entry of `runs/`.
+enum Entry {
+    Run(String),
+    Incomplete(Incomplete),
+    Unsafe(String, StoreError),
+}
+
+fn entries(layout: &Layout) -> Result<Vec<Entry>> {
+    let Some(runs) = run_dir::runs_dir_checked(layout, false)? else {
+        return Ok(Vec::new());
+    };
+    let list = std::fs::read_dir(&runs).map_err(|e| StoreError::io("list", &runs, e))?;
+    let mut out = Vec::new();
+    for entry in list {
+        let entry = entry.map_err(|e| StoreError::io("list", &runs, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let dir = entry.path();
+        let staged = if name.starts_with(CREATING) {
+            Some("a run creation that did not finish")
+        } else if name.starts_with(DELETING) {
+            Some("a run deletion that did not finish")
+        } else {
+            None
+        };
+        if let Some(why) = staged {
+            out.push(Entry::Incomplete(Incomplete {
+                busy: lock::is_locked(&run_dir::lock_path(&dir)),
+                name,
+                why: why.to_owned(),
+            }));
+            continue;
+        }
+        if run_dir::validate_run_id(&name).is_err() {
+            continue;
+        }
+        if let Err(e) = files::check_dir(&dir) {
+            out.push(Entry::Unsafe(name, e));
+            continue;
+        }
+        match std::fs::symlink_metadata(run_dir::events_path(&dir)) {
+            Ok(_) => out.push(Entry::Run(name)),
+            Err(e) if e.kind() == ErrorKind::NotFound => out.push(Entry::Incomplete(Incomplete {
+                busy: lock::is_locked(&run_dir::lock_path(&dir)),
+                name,
+                why: "a run folder without a log (a creation cut short by an older dloop)"
+                    .to_owned(),
+            })),
+            Err(e) => out.push(Entry::Unsafe(
+                name,
+                StoreError::io("stat", run_dir::events_path(&dir), e),
+            )),
+        }
+    }
+    Ok(out)
+}
+
+fn get_blob(dir: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+    run_dir::validate_blob_name(name)?;
+    files::read_optional(&dir.join(name))
+}
+
+/// `logs --follow` on the file store: rereads from the end of the last whole batch it saw.
+struct FileFollow {
+    path: PathBuf,
+    position: ScanStart,
+    after_seq: u64,
+}
+
+impl Follow for FileFollow {
+    fn poll(&mut self) -> Result<Vec<Record>> {
+        let mut reader = LogReader::open(&self.path, self.position, self.after_seq + 1)?;
+        let records = reader.by_ref().collect::<Result<Vec<_>>>()?;
+        self.position = reader.position();
+        if let Some(last) = records.last() {
+            self.after_seq = last.seq;
+        }
+        Ok(records)
     }
 }
 
@@ -221,23 +404,14 @@ impl Store for FileStore {
 #[derive(Debug)]
 pub struct FileRun {
     id: String,
+    layout: Layout,
     dir: PathBuf,
     log: Option<EventLog>,
     // Last, so it is dropped (unlocked) after the log is closed.
-    _lock: RunLock,
+    lock: RunLock,
 }
 
 impl FileRun {
-    /// The run folder (`${run.dir}` is its `work/`; outputs go to `outputs/`).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The open log, once loaded.
-    pub fn log(&self) -> Option<&EventLog> {
-        self.log.as_ref()
-    }
-
     fn log_mut(&mut self) -> Result<&mut EventLog> {
         let id = &self.id;
         self.log
@@ -247,17 +421,15 @@ impl FileRun {
 }
 
 impl RunHandle for FileRun {
-    type Records = LogReader;
-
     fn id(&self) -> &str {
         &self.id
     }
 
-    fn load_state<F: Fold>(&mut self) -> Result<(F, LoadInfo)> {
+    fn load_state(&mut self) -> Result<(RunState, LoadInfo)> {
         // With the log already open (after create or an earlier load) nothing needs repair:
         // read it without reopening the writer.
         let writer = self.log.is_none();
-        let (state, info, log) = load(&self.dir, &self.id, writer)?;
+        let (state, info, log) = load(&self.dir, writer)?;
         if log.is_some() {
             self.log = log;
         }
@@ -265,25 +437,73 @@ impl RunHandle for FileRun {
     }
 
     fn append(&mut self, events: &[Event], now: Timestamp) -> Result<Vec<Record>> {
+        // One `stat` per batch: a lock file deleted or replaced under us means another process
+        // may hold the run now; writing on would interleave two logs.
+        self.check_claim()?;
         self.log_mut()?.append_batch(events, now)
     }
 
-    fn save_snapshot<F: Fold>(&mut self, state: &F) -> Result<()> {
+    fn save_snapshot(&mut self, state: &RunState) -> Result<()> {
+        self.check_claim()?;
         let log = self.log_mut()?;
         if log.is_poisoned() {
             return Err(StoreError::Poisoned {
                 path: log.path().to_owned(),
             });
         }
-        let (seq, offset) = (log.last_seq(), log.end_offset());
-        snapshot::write(&self.dir, seq, offset, state)
+        let mark = log.mark();
+        // Invariant: the state is the fold of every record appended, so it ends at the mark.
+        debug_assert_eq!(state.last_seq, mark.seq);
+        snapshot::write(&self.dir, mark, state)
     }
 
     fn last_seq(&self) -> Option<u64> {
         self.log.as_ref().map(EventLog::last_seq)
     }
 
-    fn records_from(&self, seq: u64) -> Result<LogReader> {
-        read_from(&run_dir::events_path(&self.dir), ReadFrom::Seq(seq))
+    fn records_from(&self, seq: u64) -> Result<Records> {
+        let reader = LogReader::open(&run_dir::events_path(&self.dir), ScanStart::BEGINNING, seq)?;
+        Ok(Box::new(reader))
+    }
+
+    fn put_blob(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        run_dir::validate_blob_name(name)?;
+        self.check_claim()?;
+        snapshot::replace_file(&self.dir, name, bytes, "blob")
+    }
+
+    fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        get_blob(&self.dir, name)
+    }
+
+    fn open_output(&mut self) -> Result<Box<dyn crate::OutputStream>> {
+        self.check_claim()?;
+        Ok(Box::new(crate::output::FileOutput::open(&self.dir)?))
+    }
+
+    fn read_output(&self, from: u64, to: Option<u64>) -> Result<(Vec<u8>, u64)> {
+        crate::output::read(&self.dir, from, to)
+    }
+
+    fn check_claim(&self) -> Result<()> {
+        self.lock.check().map_err(|why| StoreError::ClaimLost {
+            run_id: self.id.clone(),
+            why,
+        })
+    }
+
+    fn delete(self: Box<Self>) -> Result<()> {
+        self.check_claim()?;
+        let FileRun {
+            id,
+            layout,
+            dir,
+            log,
+            lock,
+        } = *self;
+        drop(log);
+        run_dir::remove(&layout, &dir, &id)?;
+        drop(lock);
+        Ok(())
     }
 }

@@ -7,10 +7,12 @@
 //!
 //! # Brief overview
 //! - [`Store`] / [`RunHandle`]: the contract every store keeps (the file store now, Postgres
-//!   later); [`conformance`] (feature `conformance`) is the suite that checks it.
-//! - [`FileStore`] / [`FileRun`]: runs as folders of files: `events.jsonl` ([`EventLog`], format
-//!   in [`record`]), `state.json` ([`snapshot`]), `lock` ([`lock`]), `run.json` ([`RunMeta`]).
-//! - [`Fold`]: what a run's state must be to be rebuilt from records and cached in a snapshot.
+//!   later), object-safe so a store is picked at run time (`Box<dyn Store>`); the runtime and
+//!   every command reach storage only through them. [`conformance`] (feature `conformance`) is
+//!   the suite that checks a store.
+//! - [`FileStore`]: runs as folders of files: `events.jsonl` ([`EventLog`], line format in
+//!   [`record`]), `state.json`, `lock`, `run.json` ([`RunMeta`]), named blobs.
+//! - [`StoreError`] and its [`StoreErrorKind`], which callers match to pick a reaction.
 //! - [`crash_point`]: `DLOOP_CRASH_AT` hooks for kill -9 tests.
 //!
 //! # Guarantees (every store)
@@ -24,18 +26,24 @@
 //!    it; a second `open_run` while it is held fails with [`StoreError::AlreadyLive`]. Readers
 //!    ([`Store::load_state`], [`Store::records_from`], [`Store::is_live`]) never take it.
 //! 5. After a failed write or fsync a handle refuses every further write; the next open repairs
-//!    (a damaged tail) or refuses (damage followed by valid records).
+//!    only what a crash can produce (the unfinished last batch) and refuses anything else,
+//!    naming the 1-based line: a damaged line with more after it, a log with no valid record,
+//!    a log that no longer holds the record its snapshot was taken at.
 //! 6. The state from [`RunHandle::load_state`] equals the fold of every record of the log, whether
 //!    it came from a snapshot plus the tail or from a full replay; resume cost does not grow with
-//!    the log before the snapshot.
+//!    the log before the snapshot. A snapshot or `run.json` edited by hand is never believed.
+//! 7. A writer whose claim is gone (the file store's lock file deleted or replaced, a lease
+//!    expired) gets [`StoreError::ClaimLost`] from its next write and must stop.
+//! 8. A run appears whole or not at all: a creation cut short is listed as [`Incomplete`],
+//!    never as a run, and [`Store::remove_incomplete`] cleans it.
 //!
 //! # Example
 //! ```
 //! use dloop_core::{Event, RunState, Timestamp};
-//! use dloop_store::{FileStore, RunHandle, RunMeta, Store};
+//! use dloop_store::{FileStore, RunMeta, Store};
 //!
 //! let tmp = tempfile::tempdir()?;
-//! let store = FileStore::new(tmp.path().join(".dloop"));
+//! let store: Box<dyn Store> = Box::new(FileStore::new(tmp.path().join(".dloop")));
 //! let meta = RunMeta {
 //!     id: "demo-20261121T103207-a1b2".into(),
 //!     loop_name: "demo".into(),
@@ -57,49 +65,36 @@
 //! drop(run); // releases the run lock
 //!
 //! let mut run = store.open_run(&meta.id)?;
-//! let (state, info) = run.load_state::<RunState>()?;
+//! let (state, info) = run.load_state()?;
 //! assert_eq!((state.last_seq, info.snapshot_seq, info.repair), (2, Some(2), None));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod crash;
-pub mod error;
-pub mod file_store;
-pub mod lock;
-pub mod log;
+mod crash;
+mod error;
+mod file_store;
+mod files;
+mod lock;
+mod log;
+mod output;
+mod reader;
 pub mod record;
-pub mod run_dir;
-pub mod snapshot;
+mod run_dir;
+mod scan;
+mod snapshot;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
 use dloop_core::{Event, Record, RunState, Timestamp};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 pub use crash::crash_point;
-pub use error::{Damage, Result, StoreError};
-pub use file_store::{FileRun, FileStore};
-pub use lock::{LockInfo, RunLock};
-pub use log::{EventLog, LogReader, ReadFrom, Repair, ScanStart};
-pub use run_dir::{Layout, RunMeta};
-pub use snapshot::Snapshot;
-
-/// A run's state as a fold of its records, serializable so a snapshot can cache it.
-///
-/// Contract: folding records `1..=n` one by one equals folding `1..=k`, round-tripping the state
-/// through serde, then folding `k+1..=n`.
-pub trait Fold: Default + Serialize + DeserializeOwned {
-    /// Applies one record.
-    fn apply(&mut self, record: &Record);
-}
-
-impl Fold for RunState {
-    fn apply(&mut self, record: &Record) {
-        RunState::apply(self, record);
-    }
-}
+pub use error::{Damage, Result, StoreError, StoreErrorKind};
+pub use file_store::FileStore;
+pub use lock::LockInfo;
+pub use log::EventLog;
+pub use run_dir::{RunMeta, validate_blob_name, validate_run_id};
+pub use scan::{Repair, ScanStart};
 
 /// How [`Store::load_state`] / [`RunHandle::load_state`] got the state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,70 +106,209 @@ pub struct LoadInfo {
     pub snapshot_seq: Option<u64>,
     /// Records folded from the log (after the snapshot, or all of them).
     pub replayed: u64,
-    /// Why a snapshot that exists was not used (missing is not reported): unreadable, corrupt,
-    /// or ahead of or inconsistent with the log. The whole log was replayed instead.
+    /// Why a snapshot that exists was not used (missing is not reported): unreadable, edited
+    /// (its checksum fails), written by an older version, or taken from another log. The
+    /// whole log was replayed instead.
     pub snapshot_ignored: Option<String>,
-    /// A damaged or unfinished tail: cut by the writer (append a `log_repaired` event saying
-    /// so), or ignored by a reader (it may be a write in progress).
+    /// A crash's torn tail: cut by the writer (append a `log_repaired` event saying so), or
+    /// ignored by a reader (it may be a write in progress).
     pub repair: Option<Repair>,
 }
 
-/// A store of runs. Shaped so that a store on a database can implement it: no paths here.
+/// Streams records, in seq order, in constant memory.
+pub type Records = Box<dyn Iterator<Item = Result<Record>>>;
+
+/// One run as a listing shows it.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The run id.
+    pub id: String,
+    /// The fold of its log.
+    pub state: RunState,
+    /// Whether a live process holds it (false, unprobed, for a finished run).
+    pub live: bool,
+}
+
+/// A run folder (or row) that is not a run: a creation or deletion cut short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incomplete {
+    /// Its name, for [`Store::remove_incomplete`].
+    pub name: String,
+    /// What it is, for a note.
+    pub why: String,
+    /// A process is creating or deleting it right now; leave it alone.
+    pub busy: bool,
+}
+
+/// Every run of a store, for listings.
+#[derive(Debug, Default)]
+pub struct RunList {
+    /// The runs that load, sorted by id.
+    pub runs: Vec<RunSummary>,
+    /// Runs that cannot be read (a damaged log, a link), with why.
+    pub unreadable: Vec<(String, StoreError)>,
+    /// Leftovers that are not runs.
+    pub incomplete: Vec<Incomplete>,
+}
+
+/// The writer's end of a run's output stream: every byte the run's actions print, appended as
+/// it arrives; records point into it by offset and length.
+pub trait OutputStream: std::fmt::Debug + Send {
+    /// Its length: where the next append starts.
+    fn len(&self) -> u64;
+
+    /// Whether nothing was ever appended.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `bytes`: readable at once, not durable until [`OutputStream::sync`].
+    fn append(&mut self, bytes: &[u8]) -> Result<()>;
+
+    /// Makes everything appended so far durable.
+    fn sync(&mut self) -> Result<()>;
+}
+
+/// New records of a run as they are appended (`dloop logs --follow`).
+pub trait Follow {
+    /// The whole batches appended since the last poll (or since the seq the follow started
+    /// after); empty when there are none yet. Never returns half a batch.
+    fn poll(&mut self) -> Result<Vec<Record>>;
+}
+
+/// A store of runs: the only door to storage. Object-safe, so the store is picked at run time;
+/// no paths here, so a store on a database can implement it.
 pub trait Store {
-    /// The writer's handle on one run; holds the run lock while it lives.
-    type Run: RunHandle;
-    /// Streams records.
-    type Records: Iterator<Item = Result<Record>>;
-
-    /// Creates run `meta.id` with its metadata and an empty log, and returns it locked.
+    /// Creates run `meta.id` with its metadata and an empty log, and returns it locked. The
+    /// run appears whole or not at all.
     /// Errors: [`StoreError::AlreadyExists`] (retry with another id), [`StoreError::InvalidRunId`].
-    fn create_run(&self, meta: &RunMeta) -> Result<Self::Run>;
+    fn create_run(&self, meta: &RunMeta) -> Result<Box<dyn RunHandle>>;
 
-    /// Takes the lock of an existing run. Call [`RunHandle::load_state`] before appending.
-    /// Errors: [`StoreError::NotFound`], [`StoreError::AlreadyLive`].
-    fn open_run(&self, id: &str) -> Result<Self::Run>;
+    /// Takes the claim (lock) of an existing run. Call [`RunHandle::load_state`] before
+    /// appending. Errors: [`StoreError::NotFound`], [`StoreError::AlreadyLive`].
+    fn open_run(&self, id: &str) -> Result<Box<dyn RunHandle>>;
 
-    /// Every run id, sorted. A run whose creation was interrupted may be listed while
-    /// [`Store::read_meta`] fails for it.
-    fn list_runs(&self) -> Result<Vec<String>>;
+    /// Every run id, sorted; cheap (no log is read). Incomplete leftovers are not runs.
+    fn run_ids(&self) -> Result<Vec<String>>;
 
-    /// The metadata the run was created with.
+    /// Every run with its state and liveness, the unreadable ones apart, and the leftovers.
+    fn list_runs(&self) -> Result<RunList>;
+
+    /// The metadata the run was created with, checked against its own hash.
+    /// Errors: [`StoreError::MetaMissing`], [`StoreError::TamperedMeta`], [`StoreError::BadMeta`].
     fn read_meta(&self, id: &str) -> Result<RunMeta>;
 
     /// The run's state, read only (no lock, nothing modified): snapshot plus the log after it.
-    fn load_state<F: Fold>(&self, id: &str) -> Result<(F, LoadInfo)>;
+    fn load_state(&self, id: &str) -> Result<(RunState, LoadInfo)>;
 
-    /// True when a live process holds the run's lock.
+    /// True when a live process holds the run's claim.
     fn is_live(&self, id: &str) -> Result<bool>;
 
+    /// Who holds the run's claim (pid and host, for `dloop stop`), when someone does.
+    fn holder(&self, id: &str) -> Result<Option<LockInfo>>;
+
     /// The run's records from `seq` on (1: all), read only, in constant memory.
-    fn records_from(&self, id: &str, seq: u64) -> Result<Self::Records>;
+    fn records_from(&self, id: &str, seq: u64) -> Result<Records>;
+
+    /// Follows the run's records after `after_seq` as they are appended.
+    fn follow(&self, id: &str, after_seq: u64) -> Result<Box<dyn Follow>>;
+
+    /// The blob `name` of run `id`, if it has one (read only).
+    /// Errors: [`StoreError::InvalidBlobName`].
+    fn get_blob(&self, id: &str, name: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Reads the run's output stream from offset `from` to `to` (to its end when `None`, or when
+    /// the stream is shorter); returns the bytes and the offset read up to. Works while the
+    /// run's writer appends.
+    fn read_output(&self, id: &str, from: u64, to: Option<u64>) -> Result<(Vec<u8>, u64)>;
+
+    /// Removes the leftover `name` from [`RunList::incomplete`] unless a process is still at
+    /// work on it. Returns whether it was removed; a name that is not a leftover is kept.
+    fn remove_incomplete(&self, name: &str) -> Result<bool>;
 }
 
-/// The writer's handle on one run (it holds the run lock).
-pub trait RunHandle {
-    /// Streams records.
-    type Records: Iterator<Item = Result<Record>>;
-
+/// The writer's handle on one run: holds its claim (the file store's lock) until dropped.
+pub trait RunHandle: std::fmt::Debug {
     /// The run id.
     fn id(&self) -> &str;
 
-    /// Loads the state (snapshot plus the log after it). The first call after `open_run` verifies
-    /// the log's tail and cuts a damaged one ([`LoadInfo::repair`]: append a `log_repaired`
+    /// Loads the state (snapshot plus the log after it). The first call after `open_run`
+    /// verifies the log's tail (and that the snapshot's last record is still intact and in
+    /// place) and cuts a crash's torn tail ([`LoadInfo::repair`]: append a `log_repaired`
     /// event); it must come before `append`. Errors: [`StoreError::Corrupt`],
-    /// [`StoreError::SeqGap`] when damage is followed by valid records.
-    fn load_state<F: Fold>(&mut self) -> Result<(F, LoadInfo)>;
+    /// [`StoreError::SeqGap`], [`StoreError::NoValidRecord`], [`StoreError::LogBehindSnapshot`].
+    fn load_state(&mut self) -> Result<(RunState, LoadInfo)>;
 
     /// Appends `events` as one durable, all-or-nothing batch with timestamp `now`; returns their
-    /// records. Errors: [`StoreError::NotLoaded`], [`StoreError::Poisoned`] after a failure.
+    /// records. Errors: [`StoreError::NotLoaded`], [`StoreError::Poisoned`] after a failure,
+    /// [`StoreError::ClaimLost`].
     fn append(&mut self, events: &[Event], now: Timestamp) -> Result<Vec<Record>>;
 
     /// Caches `state`, which must be the fold of every record appended so far.
-    fn save_snapshot<F: Fold>(&mut self, state: &F) -> Result<()>;
+    fn save_snapshot(&mut self, state: &RunState) -> Result<()>;
 
     /// Seq of the last record, once loaded (`None` before `load_state` after `open_run`).
     fn last_seq(&self) -> Option<u64>;
 
     /// The run's records from `seq` on, in constant memory.
-    fn records_from(&self, seq: u64) -> Result<Self::Records>;
+    fn records_from(&self, seq: u64) -> Result<Records>;
+
+    /// Stores `bytes` as the run's blob `name` (replacing it), durably: a record appended after
+    /// this returns may name it. Errors: [`StoreError::InvalidBlobName`].
+    fn put_blob(&mut self, name: &str, bytes: &[u8]) -> Result<()>;
+
+    /// The run's blob `name`, if it has one.
+    fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Opens the run's output stream for appending (empty the first time).
+    fn open_output(&mut self) -> Result<Box<dyn OutputStream>>;
+
+    /// Reads the run's output stream, like [`Store::read_output`].
+    fn read_output(&self, from: u64, to: Option<u64>) -> Result<(Vec<u8>, u64)>;
+
+    /// `Ok` while this handle still holds the run's claim; [`StoreError::ClaimLost`] once it
+    /// does not (then stop: another process may write the run). Cheap (one `stat` for files).
+    fn check_claim(&self) -> Result<()>;
+
+    /// Deletes the run, under the claim this handle holds.
+    fn delete(self: Box<Self>) -> Result<()>;
+}
+
+impl<T: RunHandle + ?Sized> RunHandle for Box<T> {
+    fn id(&self) -> &str {
+        (**self).id()
+    }
+    fn load_state(&mut self) -> Result<(RunState, LoadInfo)> {
+        (**self).load_state()
+    }
+    fn append(&mut self, events: &[Event], now: Timestamp) -> Result<Vec<Record>> {
+        (**self).append(events, now)
+    }
+    fn save_snapshot(&mut self, state: &RunState) -> Result<()> {
+        (**self).save_snapshot(state)
+    }
+    fn last_seq(&self) -> Option<u64> {
+        (**self).last_seq()
+    }
+    fn records_from(&self, seq: u64) -> Result<Records> {
+        (**self).records_from(seq)
+    }
+    fn put_blob(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        (**self).put_blob(name, bytes)
+    }
+    fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        (**self).get_blob(name)
+    }
+    fn open_output(&mut self) -> Result<Box<dyn OutputStream>> {
+        (**self).open_output()
+    }
+    fn read_output(&self, from: u64, to: Option<u64>) -> Result<(Vec<u8>, u64)> {
+        (**self).read_output(from, to)
+    }
+    fn check_claim(&self) -> Result<()> {
+        (**self).check_claim()
+    }
+    fn delete(self: Box<Self>) -> Result<()> {
+        T::delete(*self)
+    }
 }

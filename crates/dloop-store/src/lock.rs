@@ -3,17 +3,21 @@
 //! files). The file's content, `pid host started_at`, is only for sending signals and for humans.
 //!
 //! Invariants: a process writes to a run only while holding its [`RunLock`]; readers never take
-//! the exclusive lock ([`is_locked`] tries a *shared* lock for an instant).
+//! the exclusive lock ([`is_locked`] tries a *shared* lock for an instant). A `flock` cannot be
+//! lost, but its file can be deleted or replaced under it, after which another process could
+//! lock the new file: [`RunLock::check`] compares the inode the path names with the one held
+//! (one `stat`, as jj does) and the writer checks it before every append.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{ErrorKind, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dloop_core::Timestamp;
 
 use crate::error::StoreError;
+use crate::files::{self, Mode};
 
 /// A reader's [`is_locked`] holds a shared lock for microseconds; a writer that meets one retries
 /// this many times, a millisecond apart, before calling the run live.
@@ -35,6 +39,8 @@ pub struct LockInfo {
 pub struct RunLock {
     file: File,
     path: PathBuf,
+    /// (device, inode) of the locked file.
+    id: (u64, u64),
 }
 
 /// Why [`RunLock::try_acquire`] did not get the lock.
@@ -56,14 +62,8 @@ impl RunLock {
     /// Errors: [`AcquireError::Held`] with the holder's info when another process or handle
     /// holds it.
     pub fn try_acquire(path: &Path) -> std::result::Result<Self, AcquireError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| AcquireError::Store(StoreError::io("open", path, e)))?;
+        let mut file =
+            files::open(path, Mode::ReadWriteCreate, "open").map_err(AcquireError::Store)?;
         let mut attempt = 0;
         loop {
             match file.try_lock() {
@@ -89,15 +89,36 @@ impl RunLock {
             .and_then(|_| file.write_all(info.as_bytes()))
             .and_then(|()| file.set_len(info.len() as u64));
         written.map_err(|e| AcquireError::Store(StoreError::io("write", path, e)))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| AcquireError::Store(StoreError::io("stat", path, e)))?;
         Ok(Self {
             file,
             path: path.to_owned(),
+            id: (meta.dev(), meta.ino()),
         })
     }
 
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The lock file's folder was renamed (a run folder created under a temp name moved into
+    /// place): the same inode is now reached through `path`.
+    pub(crate) fn moved_to(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
+    /// Whether the lock path still names the file this lock holds. `Err(why)` when it was
+    /// deleted or replaced: another process may then hold a lock on the new file.
+    pub fn check(&self) -> Result<(), String> {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == self.id => Ok(()),
+            Ok(_) => Err(format!(
+                "{} was replaced by another file",
+                self.path.display()
+            )),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                Err(format!("{} was deleted", self.path.display()))
+            }
+            Err(e) => Err(format!("cannot stat {}: {e}", self.path.display())),
+        }
     }
 }
 
@@ -108,10 +129,11 @@ impl Drop for RunLock {
     }
 }
 
-/// True when a live process holds the run lock at `path`. A missing file is "not locked". Never
-/// blocks and never takes the exclusive lock.
+/// True when a live process holds the run lock at `path`. A missing or unreadable file is "not
+/// locked"; a link in its place is not followed (and so not locked). Never blocks and never
+/// takes the exclusive lock.
 pub fn is_locked(path: &Path) -> bool {
-    let file = match File::open(path) {
+    let file = match files::open(path, Mode::Read, "open") {
         Ok(f) => f,
         Err(_) => return false,
     };
@@ -125,11 +147,8 @@ pub fn is_locked(path: &Path) -> bool {
 
 /// Reads what the holder wrote (`pid host started_at`), if the file exists and parses.
 pub fn read_info(path: &Path) -> Option<LockInfo> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == ErrorKind::NotFound => return None,
-        Err(_) => return None,
-    };
+    let bytes = files::read_optional(path).ok()??;
+    let text = String::from_utf8(bytes).ok()?;
     let mut parts = text.split_whitespace();
     let pid = parts.next()?.parse().ok()?;
     let host = parts.next()?.to_owned();

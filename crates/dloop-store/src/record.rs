@@ -43,11 +43,13 @@ pub struct DecodedLine {
     pub record: Record,
     /// True when more lines of the same batch follow (`_more`).
     pub more: bool,
+    /// The line's checksum.
+    pub crc: u32,
 }
 
-/// Appends `record`'s line (with its `\n`) to `buf`. `more` marks a line that is not the last of
-/// its batch.
-pub fn encode_into(record: &Record, more: bool, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+/// Appends `record`'s line (with its `\n`) to `buf` and returns its checksum. `more` marks a
+/// line that is not the last of its batch.
+pub fn encode_into(record: &Record, more: bool, buf: &mut Vec<u8>) -> serde_json::Result<u32> {
     let start = buf.len();
     serde_json::to_writer(&mut *buf, record)?;
     // Invariant: a struct serializes as a JSON object, so the last byte is its closing brace.
@@ -62,7 +64,7 @@ pub fn encode_into(record: &Record, more: bool, buf: &mut Vec<u8>) -> serde_json
         buf.push(HEX[((crc >> (shift * 4)) & 0xf) as usize]);
     }
     buf.extend_from_slice(b"\"}\n");
-    Ok(())
+    Ok(crc)
 }
 
 /// Encodes one record as a whole line (with `\n`).
@@ -85,8 +87,9 @@ fn parse_hex(digits: &[u8]) -> Option<u32> {
     Some(value)
 }
 
-/// Verifies the checksum of `line` (without its `\n`) and returns the bytes it covers.
-fn checked_body(line: &[u8]) -> Result<&[u8], Damage> {
+/// Verifies the checksum of `line` (without its `\n`) and returns the bytes it covers and the
+/// checksum.
+fn checked_body(line: &[u8]) -> Result<(&[u8], u32), Damage> {
     if line.len() < CRC_SUFFIX_LEN + 2 || !line.ends_with(b"\"}") {
         return Err(Damage::MissingChecksum);
     }
@@ -101,18 +104,26 @@ fn checked_body(line: &[u8]) -> Result<&[u8], Damage> {
     if crc32c::crc32c(body) != expected {
         return Err(Damage::BadChecksum);
     }
-    Ok(body)
+    Ok((body, expected))
 }
 
 /// Decodes one line. `line` is the line without its trailing `\n` (the caller checks that the
 /// newline was there: a line without one is [`Damage::Torn`]).
 pub fn decode_line(line: &[u8]) -> Result<DecodedLine, Damage> {
-    let body = checked_body(line)?;
+    let (body, crc) = checked_body(line)?;
     let more = body.ends_with(MORE_FIELD);
     // The whole line is valid JSON; `crc` and `_more` are unknown keys the record ignores.
     let record: Record =
         serde_json::from_slice(line).map_err(|e| Damage::BadJson(e.to_string()))?;
-    Ok(DecodedLine { record, more })
+    Ok(DecodedLine { record, more, crc })
+}
+
+/// `Some(more)` when `line` (without `\n`) carries a valid checksum, with its `_more` flag;
+/// `None` otherwise. Lets a reader skip a line without parsing its JSON.
+pub(crate) fn checked_more(line: &[u8]) -> Option<bool> {
+    checked_body(line)
+        .ok()
+        .map(|(body, _)| body.ends_with(MORE_FIELD))
 }
 
 /// True when `line` (without `\n`) carries a valid checksum, whatever its JSON says. Used to tell
@@ -150,13 +161,7 @@ mod tests {
                 )
             );
             let decoded = decode_line(&line[..line.len() - 1]).expect("decodes");
-            assert_eq!(
-                decoded,
-                DecodedLine {
-                    record: rec(7),
-                    more
-                }
-            );
+            assert_eq!((decoded.record, decoded.more), (rec(7), more));
         }
     }
 

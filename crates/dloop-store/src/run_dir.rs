@@ -2,17 +2,23 @@
 //!
 //! ```text
 //! <root>/                     usually .loops/.dloop/
-//!   runs/<run-id>/            0700, created with O_EXCL semantics (create_dir)
+//!   runs/<run-id>/            0700, appears whole: built as runs/.creating-<id>-<n>/, renamed
 //!     run.json                written once (temp, fsync, rename, fsync folder)
 //!     events.jsonl            the log (0600)
 //!     state.json              the snapshot (0600)
 //!     lock                    the run lock (0600)
-//!     outputs/  work/         0700
+//!     output.log              the output stream (0600; [`crate::output`])
+//!     <blob>                  named blobs: reloaded definitions, ... (0600)
+//!     work/                   0700 (`scripts/` is made by the runtime when needed)
+//!   runs/.creating-*/         a creation in progress or cut short (ignored, cleaned by gc)
+//!   runs/.deleting-*/         a deletion in progress or cut short (same)
 //!   scopes/                   scope lock registry (the runtime's)
 //! ```
 //!
-//! Invariants: a run id is checked ([`validate_run_id`]) before it is joined to a path, so no id
-//! escapes `runs/`; creation never reuses an existing folder.
+//! Invariants: a run id or blob name is checked ([`validate_run_id`], [`validate_blob_name`])
+//! before it is joined to a path, so none escapes `runs/`; creation never reuses an existing
+//! folder; every folder is checked not to be a link before a file in it is opened
+//! ([`crate::files`]).
 
 use std::collections::BTreeMap;
 use std::fs::DirBuilder;
@@ -24,6 +30,7 @@ use dloop_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
+use crate::files;
 
 /// `run.json`: what a run was started with, written once at creation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,11 +111,6 @@ impl Layout {
         self.root.join("runs")
     }
 
-    /// `<root>/scopes`.
-    pub fn scopes_dir(&self) -> PathBuf {
-        self.root.join("scopes")
-    }
-
     /// `<root>/runs/<id>`, after checking the id.
     pub fn run_dir(&self, id: &str) -> Result<PathBuf> {
         validate_run_id(id)?;
@@ -127,37 +129,162 @@ pub(crate) fn lock_path(dir: &Path) -> PathBuf {
     dir.join("lock")
 }
 
+/// Names a blob may not take: the store's own files and folders.
+const RESERVED: [&str; 8] = [
+    "run.json",
+    "events.jsonl",
+    "state.json",
+    "lock",
+    "outputs",
+    "work",
+    crate::output::FILE_NAME,
+    "scripts",
+];
+
+/// Prefix of a run folder being created; renamed to the run id once complete.
+pub(crate) const CREATING: &str = ".creating-";
+/// Prefix of a run folder being deleted.
+pub(crate) const DELETING: &str = ".deleting-";
+
+/// Checks a blob name before it becomes a path: a run-id-shaped file name that is not one of
+/// the store's own files and does not end in `.tmp`.
+pub fn validate_blob_name(name: &str) -> Result<()> {
+    if validate_run_id(name).is_ok() && !RESERVED.contains(&name) && !name.ends_with(".tmp") {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidBlobName {
+            name: name.to_owned(),
+        })
+    }
+}
+
 fn dir_builder(recursive: bool) -> DirBuilder {
     let mut b = DirBuilder::new();
     b.recursive(recursive).mode(0o700);
     b
 }
 
-/// Creates `runs/<id>/` with `outputs/` and `work/` (0700). Fails with
-/// [`StoreError::AlreadyExists`] when the folder exists: `create_dir` is atomic, so of two
-/// processes creating the same id exactly one wins; the loser retries with another id.
-pub(crate) fn create_run_dir(layout: &Layout, id: &str) -> Result<PathBuf> {
-    let dir = layout.run_dir(id)?;
+/// Checks `<root>` and `<root>/runs` (not links, owned by the user); creates them when `create`.
+/// Returns `runs/`, or `None` when it does not exist and `create` is false.
+pub(crate) fn runs_dir_checked(layout: &Layout, create: bool) -> Result<Option<PathBuf>> {
     let runs = layout.runs_dir();
-    dir_builder(true)
-        .create(&runs)
-        .map_err(|e| StoreError::io("create", &runs, e))?;
-    match dir_builder(false).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            return Err(StoreError::AlreadyExists {
-                run_id: id.to_owned(),
+    if create {
+        dir_builder(true)
+            .create(&runs)
+            .map_err(|e| StoreError::io("create", &runs, e))?;
+    }
+    if !files::check_dir(layout.root())? || !files::check_dir(&runs)? {
+        return Ok(None);
+    }
+    Ok(Some(runs))
+}
+
+/// The folder of an existing run: checked (not a link, the user's) and holding a log. A run
+/// whose `run.json` is gone but whose log is there is still found.
+///
+/// Errors: [`StoreError::NotFound`], [`StoreError::UnsafePath`], [`StoreError::InvalidRunId`].
+pub(crate) fn existing(layout: &Layout, id: &str) -> Result<PathBuf> {
+    let dir = layout.run_dir(id)?;
+    let not_found = || StoreError::NotFound {
+        run_id: id.to_owned(),
+    };
+    if runs_dir_checked(layout, false)?.is_none() || !files::check_dir(&dir)? {
+        return Err(not_found());
+    }
+    match std::fs::symlink_metadata(events_path(&dir)) {
+        Ok(m) if m.file_type().is_symlink() => Err(StoreError::UnsafePath {
+            path: events_path(&dir),
+            why: "is a symbolic link".into(),
+        }),
+        Ok(_) => Ok(dir),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(not_found()),
+        Err(e) => Err(StoreError::io("stat", events_path(&dir), e)),
+    }
+}
+
+/// A run folder being built under a temporary name.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    /// Where it is built.
+    pub(crate) temp: PathBuf,
+    /// Where it goes.
+    pub(crate) dir: PathBuf,
+    runs: PathBuf,
+}
+
+/// Makes `runs/.creating-<id>-<n>/` with `work/` (0700).
+///
+/// Errors: [`StoreError::AlreadyExists`] when `runs/<id>` exists already.
+pub(crate) fn stage(layout: &Layout, id: &str) -> Result<Staged> {
+    let dir = layout.run_dir(id)?;
+    let runs = runs_dir_checked(layout, true)?.ok_or_else(|| StoreError::NotFound {
+        run_id: id.to_owned(),
+    })?;
+    if std::fs::symlink_metadata(&dir).is_ok() {
+        return Err(StoreError::AlreadyExists {
+            run_id: id.to_owned(),
+        });
+    }
+    let temp = runs.join(format!("{CREATING}{id}-{}", unique()));
+    dir_builder(false)
+        .create(&temp)
+        .map_err(|e| StoreError::io("create", &temp, e))?;
+    let work = temp.join("work");
+    dir_builder(false)
+        .create(&work)
+        .map_err(|e| StoreError::io("create", &work, e))?;
+    Ok(Staged { temp, dir, runs })
+}
+
+impl Staged {
+    /// Renames the complete folder into place, then `fsync`s `runs/` so its entry survives a
+    /// power loss. The rename is atomic: readers see no run, or the whole of it.
+    ///
+    /// Errors: [`StoreError::AlreadyExists`] when another process published the id first (the
+    /// temp folder is removed).
+    pub(crate) fn publish(self, id: &str) -> Result<PathBuf> {
+        // rename(2) replaces an *empty* folder; a published run is never empty, so of two
+        // creators of one id exactly one wins, and the other gets ENOTEMPTY or EEXIST.
+        if let Err(e) = std::fs::rename(&self.temp, &self.dir) {
+            let _ = std::fs::remove_dir_all(&self.temp);
+            return Err(match e.raw_os_error() {
+                Some(libc::ENOTEMPTY | libc::EEXIST | libc::ENOTDIR) => StoreError::AlreadyExists {
+                    run_id: id.to_owned(),
+                },
+                _ => StoreError::io("rename", &self.temp, e),
             });
         }
-        Err(e) => return Err(StoreError::io("create", &dir, e)),
+        files::sync_dir(&self.runs)?;
+        Ok(self.dir)
     }
-    for sub in ["outputs", "work"] {
-        let p = dir.join(sub);
-        dir_builder(false)
-            .create(&p)
-            .map_err(|e| StoreError::io("create", &p, e))?;
+
+    /// Removes a folder whose creation failed (best effort: one left behind is an incomplete
+    /// folder that listings ignore and `gc` removes).
+    pub(crate) fn abandon(self) {
+        let _ = std::fs::remove_dir_all(&self.temp);
     }
-    Ok(dir)
+}
+
+/// Removes a run folder: renamed to `runs/.deleting-<id>-<n>` first, so a deletion cut short
+/// never leaves a half run under the id, then removed (links inside are removed, never
+/// followed) and `runs/` synced.
+pub(crate) fn remove(layout: &Layout, dir: &Path, id: &str) -> Result<()> {
+    let runs = layout.runs_dir();
+    let doomed = runs.join(format!("{DELETING}{id}-{}", unique()));
+    std::fs::rename(dir, &doomed).map_err(|e| StoreError::io("rename", dir, e))?;
+    files::sync_dir(&runs)?;
+    std::fs::remove_dir_all(&doomed).map_err(|e| StoreError::io("remove", &doomed, e))
+}
+
+/// A name no other process or call uses at the same time.
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Writes `run.json` once.
@@ -172,16 +299,39 @@ pub(crate) fn write_meta(dir: &Path, meta: &RunMeta) -> Result<()> {
     crate::snapshot::replace_file(dir, "run.json", &bytes, "meta")
 }
 
-/// Reads `run.json` of the run folder `dir`.
+/// Reads `run.json` of the run folder `dir` (never through a link) and checks that its
+/// definition matches its own hash (issue 7, F5).
+///
+/// Errors: [`StoreError::MetaMissing`] naming the file when it is gone, [`StoreError::BadMeta`],
+/// [`StoreError::TamperedMeta`].
 pub(crate) fn read_meta(dir: &Path, id: &str) -> Result<RunMeta> {
     let path = meta_path(dir);
-    let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-        ErrorKind::NotFound => StoreError::NotFound {
-            run_id: id.to_owned(),
-        },
-        _ => StoreError::io("read", &path, e),
+    let bytes = files::read_optional(&path)?.ok_or_else(|| StoreError::MetaMissing {
+        run_id: id.to_owned(),
+        path: path.clone(),
     })?;
-    serde_json::from_slice(&bytes).map_err(|source| StoreError::BadMeta { path, source })
+    let meta: RunMeta = serde_json::from_slice(&bytes).map_err(|source| StoreError::BadMeta {
+        path: path.clone(),
+        source,
+    })?;
+    let actual = RunMeta::sha256_hex(&meta.definition);
+    if actual != meta.definition_sha256 {
+        return Err(StoreError::TamperedMeta {
+            path,
+            why: format!(
+                "its definition hashes to {actual}, not to the definition_sha256 {} it was \
+                 written with",
+                meta.definition_sha256
+            ),
+        });
+    }
+    if meta.id != id {
+        return Err(StoreError::TamperedMeta {
+            path,
+            why: format!("it names run `{}`", meta.id),
+        });
+    }
+    Ok(meta)
 }
 
 #[cfg(test)]
@@ -205,12 +355,39 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().expect("tempdir");
         let layout = Layout::new(tmp.path().join(".dloop"));
-        let dir = create_run_dir(&layout, "r1").expect("creates");
+        let first = stage(&layout, "r1").expect("stages");
+        let second = stage(&layout, "r1").expect("stages too: nothing is published yet");
+        std::fs::write(first.temp.join("run.json"), b"{}").expect("write");
+        std::fs::write(second.temp.join("run.json"), b"{}").expect("write");
+        let dir = first.publish("r1").expect("publishes");
         let mode = std::fs::metadata(&dir).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         assert!(matches!(
-            create_run_dir(&layout, "r1"),
+            second.publish("r1"),
             Err(StoreError::AlreadyExists { .. })
         ));
+        assert!(matches!(
+            stage(&layout, "r1"),
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        let left: Vec<_> = std::fs::read_dir(layout.runs_dir()).expect("ls").collect();
+        assert_eq!(left.len(), 1, "the loser's temp folder is removed");
+    }
+
+    #[test]
+    fn blob_names_cannot_escape_or_shadow() {
+        assert!(validate_blob_name("definition-ab12.yaml").is_ok());
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".x",
+            "run.json",
+            "events.jsonl",
+            "lock",
+            "x.tmp",
+        ] {
+            assert!(validate_blob_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

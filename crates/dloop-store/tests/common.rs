@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
+use dloop_core::RunState;
 use dloop_core::{Record, Timestamp};
-use dloop_store::conformance::{TestFold, batch, meta};
-use dloop_store::{FileStore, Fold, RunHandle, Store};
+use dloop_store::conformance::{batch, meta};
+use dloop_store::{FileStore, Store};
 
 /// A store in a fresh temp folder (kept alive by the returned guard).
 pub fn store() -> (tempfile::TempDir, FileStore) {
@@ -28,16 +29,12 @@ pub fn run_with(store: &FileStore, id: &str, sizes: &[usize]) -> Vec<Record> {
 
 /// The run's events.jsonl.
 pub fn events(store: &FileStore, id: &str) -> PathBuf {
-    store.run_dir(id).expect("id").join("events.jsonl")
+    store.local_run_dir(id).expect("id").join("events.jsonl")
 }
 
 /// Folds records.
-pub fn fold(records: &[Record]) -> TestFold {
-    let mut f = TestFold::default();
-    for r in records {
-        f.apply(r);
-    }
-    f
+pub fn fold(records: &[Record]) -> RunState {
+    dloop_store::conformance::fold(records)
 }
 
 /// Every record currently readable.

@@ -8,7 +8,6 @@
 
 use std::path::Path;
 
-use dloop_core::RunState;
 use dloop_core::state::RunStatus;
 use dloop_store::{FileStore, RunHandle, Store};
 
@@ -33,7 +32,7 @@ fn store_with(version: &str, id: &str) -> (tempfile::TempDir, FileStore) {
 fn v1_check_fix_run_loads_and_folds_as_it_did() {
     let id = "check-fix-20261121T110458-bf0a";
     let (_dir, store) = store_with("v1", id);
-    assert_eq!(store.list_runs().expect("lists"), vec![id.to_owned()]);
+    assert_eq!(store.run_ids().expect("lists"), vec![id.to_owned()]);
     let meta = store.read_meta(id).expect("run.json reads");
     assert_eq!(meta.loop_name, "check-fix");
     assert_eq!(
@@ -58,7 +57,7 @@ fn v1_check_fix_run_loads_and_folds_as_it_did() {
     assert!(types.contains(&"run_paused") && types.contains(&"run_resumed"));
     assert_eq!(types.last(), Some(&"run_completed"));
 
-    let (state, info) = store.load_state::<RunState>(id).expect("folds");
+    let (state, info) = store.load_state(id).expect("folds");
     assert_eq!(info.repair, None);
     assert_eq!(state.status, RunStatus::Completed);
     assert_eq!(state.step, 3);
@@ -70,6 +69,6 @@ fn v1_check_fix_run_loads_and_folds_as_it_did() {
 
     // The writer's path (lock, verify the tail) accepts it too and can append after it.
     let mut run = store.open_run(id).expect("opens");
-    let (written, _) = run.load_state::<RunState>().expect("loads for writing");
+    let (written, _) = run.load_state().expect("loads for writing");
     assert_eq!(written, state);
 }

@@ -2,14 +2,13 @@
 //! the log are ignored.
 
 use dloop_core::Record;
-use dloop_store::conformance::TestFold;
 use dloop_store::record::encode;
 use dloop_store::{Damage, RunHandle, Store, StoreError};
 
 use crate::common::{events, fold, run_with, store};
 
 /// Byte offset of the start of 1-based line `n`.
-fn line_start(bytes: &[u8], n: usize) -> usize {
+pub fn line_start(bytes: &[u8], n: usize) -> usize {
     if n == 1 {
         return 0;
     }
@@ -33,7 +32,7 @@ fn bad_line_in_the_middle_is_refused_naming_it() {
     std::fs::write(&path, &bytes).expect("write");
 
     let mut run = store.open_run("r").expect("open");
-    let err = run.load_state::<TestFold>().expect_err("refuses");
+    let err = run.load_state().expect_err("refuses");
     match &err {
         StoreError::Corrupt {
             line,
@@ -60,7 +59,7 @@ fn bad_line_in_the_middle_is_refused_naming_it() {
         "nothing modified"
     );
     assert!(matches!(
-        store.load_state::<TestFold>("r"),
+        store.load_state("r"),
         Err(StoreError::Corrupt { line: 3, .. })
     ));
     let results: Vec<_> = store.records_from("r", 1).expect("reader").collect();
@@ -91,7 +90,7 @@ fn seq_gap_is_refused() {
     }
     std::fs::write(&path, &bytes).expect("write");
     let mut run = store.open_run("r").expect("open");
-    let err = run.load_state::<TestFold>().expect_err("refuses");
+    let err = run.load_state().expect_err("refuses");
     assert!(
         matches!(
             err,
@@ -106,13 +105,15 @@ fn seq_gap_is_refused() {
     );
 }
 
+/// Issue 7, F4: a log cut at a batch boundary below the snapshot lost records that were
+/// durable; rebuilding from it would run the last step's action again. Refused, untouched.
 #[test]
-fn snapshot_ahead_of_the_log_is_ignored() {
+fn log_cut_below_the_snapshot_is_refused() {
     let (_tmp, store) = store();
     let written = run_with(&store, "r", &[2, 3]);
     {
         let mut run = store.open_run("r").expect("open");
-        let (state, _) = run.load_state::<TestFold>().expect("load");
+        let (state, _) = run.load_state().expect("load");
         run.save_snapshot(&state).expect("snapshot at seq 5");
     }
     // The log loses its last batch (restored from an older copy, say).
@@ -120,22 +121,32 @@ fn snapshot_ahead_of_the_log_is_ignored() {
     let bytes = std::fs::read(&path).expect("read");
     std::fs::write(&path, &bytes[..line_start(&bytes, 3)]).expect("write");
 
-    let (state, info) = store.load_state::<TestFold>("r").expect("read-only load");
-    assert_eq!(state, fold(&written[..2]));
-    assert!(info.snapshot_ignored.is_some());
+    let cut_len = std::fs::metadata(&path).expect("stat").len();
+    assert!(matches!(
+        store.load_state("r"),
+        Err(StoreError::LogBehindSnapshot { .. })
+    ));
     let mut run = store.open_run("r").expect("open");
-    let (state, info) = run.load_state::<TestFold>().expect("load");
-    assert_eq!((state, info.snapshot_seq), (fold(&written[..2]), None));
+    let err = run.load_state().expect_err("refused");
+    assert!(
+        matches!(err, StoreError::LogBehindSnapshot { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("events.jsonl"), "{err}");
+    assert!(err.to_string().contains("state.json"), "{err}");
+    drop(run);
+    assert_eq!(std::fs::metadata(&path).expect("stat").len(), cut_len);
+    assert_eq!(written.len(), 5);
 }
 
 #[test]
 fn unreadable_or_misplaced_snapshot_falls_back_to_full_replay() {
     let (_tmp, store) = store();
     let written = run_with(&store, "r", &[2, 3]);
-    let snap = store.run_dir("r").expect("dir").join("state.json");
-    let fake = TestFold {
-        count: 99,
-        ..TestFold::default()
+    let snap = store.local_run_dir("r").expect("dir").join("state.json");
+    let fake = dloop_core::RunState {
+        step: 99,
+        ..dloop_core::RunState::default()
     };
     for text in [
         "{not json".to_owned(),
@@ -143,7 +154,7 @@ fn unreadable_or_misplaced_snapshot_falls_back_to_full_replay() {
         serde_json::json!({"seq": 1, "log_offset": 0, "state": fake}).to_string(),
     ] {
         std::fs::write(&snap, &text).expect("write");
-        let (state, info) = store.load_state::<TestFold>("r").expect("load");
+        let (state, info) = store.load_state("r").expect("load");
         assert_eq!(state, fold(&written), "{text}");
         assert!(info.snapshot_ignored.is_some(), "{text}");
     }

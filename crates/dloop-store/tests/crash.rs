@@ -5,7 +5,7 @@
 use std::os::unix::process::ExitStatusExt;
 
 use dloop_core::Timestamp;
-use dloop_store::conformance::{TestFold, batch, meta};
+use dloop_store::conformance::{batch, meta};
 use dloop_store::{FileStore, RunHandle, Store};
 
 use crate::common::{fold, read_all, store};
@@ -24,13 +24,13 @@ fn child_append() {
     };
     let store = FileStore::new(root);
     let mut run = store.open_run("r").expect("child opens");
-    let (mut state, _) = run.load_state::<TestFold>().expect("child loads");
+    let (mut state, _) = run.load_state().expect("child loads");
     for i in 0..BATCHES {
         for r in run
             .append(&batch(BATCH, "c"), Timestamp::from_millis(i))
             .expect("append")
         {
-            dloop_store::Fold::apply(&mut state, &r);
+            state.apply(&r);
         }
         run.save_snapshot(&state).expect("snapshot");
     }
@@ -61,7 +61,7 @@ fn crash_at(spec: &str) -> (u64, Option<u64>, bool) {
         "{spec}: the kernel released the lock"
     );
     let mut run = store.open_run("r").expect("reopen");
-    let (state, info) = run.load_state::<TestFold>().expect("load");
+    let (state, info) = run.load_state().expect("load");
     let records = read_all(&store, "r");
     assert_eq!(state, fold(&records), "{spec}");
     assert_eq!(

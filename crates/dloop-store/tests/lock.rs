@@ -141,7 +141,7 @@ fn lock_held_by_another_process() {
         other => panic!("expected AlreadyLive, got {other:?}"),
     }
     assert_eq!(
-        store.lock_info("r").expect("id").map(|i| i.pid),
+        store.holder("r").expect("id").map(|i| i.pid),
         Some(child.id())
     );
     child.kill().expect("kill");
@@ -149,6 +149,5 @@ fn lock_held_by_another_process() {
     // The kernel released the flock with the process.
     assert!(!store.is_live("r").expect("is_live"));
     let mut run = store.open_run("r").expect("open after the holder died");
-    run.load_state::<dloop_store::conformance::TestFold>()
-        .expect("load");
+    run.load_state().expect("load");
 }

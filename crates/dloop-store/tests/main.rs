@@ -7,6 +7,7 @@ mod corruption;
 mod crash;
 mod lock;
 mod measure;
+mod refusals;
 mod torn_tail;
 
 /// Every file in tests/ is a module of this binary (a forgotten file would silently not run).

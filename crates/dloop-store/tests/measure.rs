@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use dloop_core::{Record, Timestamp};
+use dloop_store::EventLog;
 use dloop_store::conformance::batch;
-use dloop_store::log::EventLog;
 use dloop_store::record::{decode_line, encode_into};
 
 /// Average time of `append_batch` of 5 events, fdatasync included, over 1000 calls; and the

@@ -4,10 +4,10 @@
 use std::io::Write;
 
 use dloop_core::{Record, Timestamp};
-use dloop_store::conformance::{TestFold, batch};
-use dloop_store::log::{EventLog, ScanStart};
+use dloop_store::conformance::batch;
 use dloop_store::record::encode;
 use dloop_store::{Damage, RunHandle, Store};
+use dloop_store::{EventLog, ScanStart};
 use proptest::prelude::*;
 
 use crate::common::{events, fold, read_all, run_with, store};
@@ -37,13 +37,13 @@ fn torn_last_line_is_cut_reported_and_appends_continue() {
     append_bytes(&path, &next[..next.len() / 2]);
 
     // Readers ignore it and change nothing.
-    let (state, info) = store.load_state::<TestFold>("r").expect("read-only load");
+    let (state, info) = store.load_state("r").expect("read-only load");
     assert_eq!(state, fold(&written));
     assert_eq!(info.repair.as_ref().map(|r| &r.damage), Some(&Damage::Torn));
     assert!(std::fs::metadata(&path).expect("stat").len() > good_len);
 
     let mut run = store.open_run("r").expect("open");
-    let (state, info) = run.load_state::<TestFold>().expect("load");
+    let (state, info) = run.load_state().expect("load");
     assert_eq!(state, fold(&written));
     let repair = info.repair.expect("repair reported");
     assert_eq!(
@@ -69,7 +69,7 @@ fn bad_checksum_on_last_line_is_cut() {
     bytes[at] ^= 0x01;
     std::fs::write(&path, &bytes).expect("write");
     let mut run = store.open_run("r").expect("open");
-    let (state, info) = run.load_state::<TestFold>().expect("load");
+    let (state, info) = run.load_state().expect("load");
     assert_eq!(state, fold(&written[..2]));
     assert_eq!(info.repair.expect("repair").damage, Damage::BadChecksum);
 }
@@ -99,7 +99,7 @@ fn unfinished_batch_is_cut_whole() {
         "readers do not see half a batch"
     );
     let mut run = store.open_run("r").expect("open");
-    let (state, info) = run.load_state::<TestFold>().expect("load");
+    let (state, info) = run.load_state().expect("load");
     assert_eq!(state, fold(&written));
     assert_eq!(
         info.repair.expect("repair").damage,
@@ -114,6 +114,8 @@ fn unfinished_batch_is_cut_whole() {
 }
 
 /// fjall's journal test: append garbage, reopen, ten times over; the records never change.
+/// Issue 7 narrowed it: the garbage is one last line (what a crash can leave); garbage that
+/// spans lines is refused (`corruption::damage_followed_by_more_lines_is_refused`).
 #[test]
 fn garbage_appended_then_reopened_ten_times() {
     let (_tmp, store) = store();
@@ -123,10 +125,10 @@ fn garbage_appended_then_reopened_ten_times() {
     for i in 0..10u8 {
         append_bytes(
             &path,
-            &[b'{', b'"', i, b'\n', 0xff, b'x', b'\n', b'"', b'}'][..(i as usize % 9) + 1],
+            &[b'{', b'"', i, 0xff, b'x', b'"', b'}', b'\n'][..(i as usize % 8) + 1],
         );
         let mut run = store.open_run("r").expect("open");
-        let (state, info) = run.load_state::<TestFold>().expect("load");
+        let (state, info) = run.load_state().expect("load");
         assert_eq!(state, fold(&written), "round {i}");
         assert!(info.repair.is_some(), "round {i}");
         assert_eq!(std::fs::metadata(&path).expect("stat").len(), good_len);
@@ -182,8 +184,8 @@ fn readers_during_appends_see_whole_batches_only() {
         std::thread::spawn(move || {
             let mut reads = 0;
             while !done.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
-                let (state, _) = store.load_state::<TestFold>("r").expect("read-only load");
-                assert_eq!(state.count % 3, 0);
+                let (state, _) = store.load_state("r").expect("read-only load");
+                assert_eq!(state.last_seq % 3, 0);
                 let records: Vec<_> = store.records_from("r", 1).expect("reader").collect();
                 assert!(records.iter().all(Result::is_ok));
                 let n = records.len();

@@ -7,7 +7,8 @@ use crate::commands::session::runtime_error;
 use crate::commands::{CmdResult, Ctx};
 use crate::exit::Exit;
 use crate::project::Project;
-use crate::runs::{RunInfo, resolve, store_for};
+use crate::runs::{RunInfo, resolve};
+use crate::storage::Storage;
 
 /// End a paused or crashed run for good (status cancelled)
 #[derive(Debug, Args)]
@@ -20,11 +21,12 @@ pub(crate) struct CancelArgs {
 /// Cancels a run.
 pub(crate) fn cmd_cancel(ctx: &Ctx, args: CancelArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let store = store_for(&project);
-    let run_id = resolve(&store, &args.run, "resumable", &|info: &RunInfo| {
+    let storage = Storage::for_project(&project);
+    let store = storage.store();
+    let run_id = resolve(store, &args.run, "resumable", &|info: &RunInfo| {
         info.is_resumable()
     })?;
-    cancel_run(&store, &run_id).map_err(|e| runtime_error(e, Some(&run_id)))?;
+    cancel_run(store, &run_id).map_err(|e| runtime_error(e, Some(&run_id)))?;
     ctx.ui.status(&format!("cancelled run {run_id}\n"));
     Ok(Exit::Ok)
 }

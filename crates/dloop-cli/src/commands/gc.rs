@@ -1,20 +1,22 @@
 //! `dloop gc`: delete finished runs (completed, failed, cancelled) whose last record is older
 //! than a duration. Never a live, paused, crashed or timed-out run: those can still be resumed.
 //!
-//! Each run is deleted under its lock (`Store::open_run`), so a process that holds it (a
-//! resume, a cancel) is never cut off mid-write; such a run is skipped with a warning.
+//! Each run is deleted under its claim (`Store::open_run`, `RunHandle::delete`), so a process
+//! that holds it (a resume, a cancel) is never cut off mid-write; such a run is skipped with a
+//! warning. Leftovers of a creation or deletion cut short (issue 7, F7) are removed too, unless
+//! a process is still at work on them.
 
 use clap::Args;
 use dloop_core::HumanDuration;
-use dloop_core::RunState;
-use dloop_store::{RunHandle as _, Store};
+use dloop_store::Store;
 
 use crate::commands::status::now;
 use crate::commands::{CmdResult, Ctx};
 use crate::error::CliError;
 use crate::exit::Exit;
 use crate::project::Project;
-use crate::runs::{load_all, store_error, store_for};
+use crate::runs::{load_all, store_error};
+use crate::storage::Storage;
 
 /// Delete finished runs (completed, failed, cancelled) older than a duration
 #[derive(Debug, Args)]
@@ -30,8 +32,15 @@ pub(crate) struct GcArgs {
 /// Deletes old finished runs; prints the ids deleted (or that would be) on stdout.
 pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let store = store_for(&project);
-    let all = load_all(&store)?;
+    let storage = Storage::for_project(&project);
+    let store = storage.store();
+    let all = load_all(store)?;
+    let leftovers: Vec<String> = all
+        .incomplete
+        .iter()
+        .filter(|i| !i.busy)
+        .map(|i| i.name.clone())
+        .collect();
     let cutoff = now()
         .as_millis()
         .saturating_sub(args.older_than.as_millis());
@@ -44,6 +53,13 @@ pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
     old.sort();
     if args.dry_run {
         ctx.ui.print(&lines(&old))?;
+        if !leftovers.is_empty() {
+            ctx.ui.status(&format!(
+                "would remove {} incomplete run folder(s): {}\n",
+                leftovers.len(),
+                leftovers.join(", ")
+            ));
+        }
         ctx.ui.status(&format!(
             "would delete {} finished {} older than {}\n",
             old.len(),
@@ -52,9 +68,22 @@ pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
         ));
         return Ok(Exit::Ok);
     }
+    for name in &leftovers {
+        match store.remove_incomplete(name) {
+            Ok(true) => ctx.ui.status(&format!(
+                "note: removed {name}, an incomplete run folder (a creation or deletion cut \
+                 short)\n"
+            )),
+            Ok(false) => {}
+            Err(e) => ctx.ui.status(&format!(
+                "warning: cannot remove {name}: {}",
+                store_error(e, name).report()
+            )),
+        }
+    }
     let mut deleted = Vec::new();
     for id in old {
-        match delete_run(&store, &id) {
+        match delete_run(store, &id) {
             Ok(true) => {
                 ctx.ui.print(&format!("{id}\n"))?;
                 deleted.push(id);
@@ -78,21 +107,15 @@ pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
 
 /// Deletes run `id` if, under its lock, it is still finished. Returns whether it was deleted.
 /// Errors: the run is live (`AlreadyLive`) or a file cannot be removed.
-fn delete_run(store: &dloop_store::FileStore, id: &str) -> Result<bool, CliError> {
+fn delete_run(store: &dyn Store, id: &str) -> Result<bool, CliError> {
     let mut run = store.open_run(id).map_err(|e| store_error(e, id))?;
-    // Invariant: while `run` holds the lock nobody appends, so this check stays true until the
-    // folder is gone.
-    let (state, _) = run
-        .load_state::<RunState>()
-        .map_err(|e| store_error(e, id))?;
+    // Invariant: while `run` holds the claim nobody appends, so this check stays true until the
+    // run is gone.
+    let (state, _) = run.load_state().map_err(|e| store_error(e, id))?;
     if !state.status.is_finished() {
         return Ok(false);
     }
-    let dir = run.dir().to_owned();
-    std::fs::remove_dir_all(&dir)
-        .map_err(|e| CliError::io(format!("deleting {}", dir.display()), e))?;
-    drop(run);
-    let _ = dloop_store::snapshot::sync_dir(&store.layout().runs_dir());
+    run.delete().map_err(|e| store_error(e, id))?;
     Ok(true)
 }
 

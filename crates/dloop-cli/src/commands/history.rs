@@ -12,7 +12,8 @@ use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::run_json::HistoryRowJson;
 use crate::render::{json, run_view};
-use crate::runs::{RunInfo, load_summary, run_ids, store_for};
+use crate::runs::{RunInfo, load_summary, run_ids};
+use crate::storage::Storage;
 
 /// Show finished runs, newest first: outcome, steps, duration, when they ended
 #[derive(Debug, Args)]
@@ -36,9 +37,10 @@ pub(crate) fn has_ended(info: &RunInfo) -> bool {
 /// Lists ended runs.
 pub(crate) fn cmd_history(ctx: &Ctx, args: HistoryArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let store = store_for(&project);
+    let storage = Storage::for_project(&project);
+    let store = storage.store();
     let mut runs = Vec::new();
-    for id in run_ids(&store)? {
+    for id in run_ids(store)? {
         if args
             .loop_name
             .as_deref()
@@ -46,7 +48,7 @@ pub(crate) fn cmd_history(ctx: &Ctx, args: HistoryArgs) -> CmdResult {
         {
             continue;
         }
-        match load_summary(&store, id.as_str()) {
+        match load_summary(store, id.as_str()) {
             Ok(info) if has_ended(&info) => runs.push(info),
             Ok(_) => {}
             Err(err) => ctx.ui.status(&format!(

@@ -9,7 +9,8 @@ use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::run_json::RunJson;
 use crate::render::{json, run_view};
-use crate::runs::{load_info, resolve_newest, store_for};
+use crate::runs::{load_info, resolve_newest};
+use crate::storage::Storage;
 
 /// Show one run: status, state, step, context, captures, per-state counts, last error
 #[derive(Debug, Args)]
@@ -25,9 +26,10 @@ pub(crate) struct InspectArgs {
 /// Shows a run.
 pub(crate) fn cmd_inspect(ctx: &Ctx, args: InspectArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let store = store_for(&project);
-    let id = resolve_newest(&store, &args.run)?;
-    let info = load_info(&store, &id)?;
+    let storage = Storage::for_project(&project);
+    let store = storage.store();
+    let id = resolve_newest(store, &args.run)?;
+    let info = load_info(store, &id)?;
     if args.json {
         ctx.ui.print(&json::to_pretty(&RunJson::from_info(&info)))?;
     } else {

@@ -9,36 +9,23 @@ use clap::Args;
 use clap::builder::PossibleValuesParser;
 use dloop_core::Record;
 use dloop_core::event::Event;
-use dloop_store::log::{ReadFrom, read_from};
-use dloop_store::{FileStore, Store};
+use dloop_store::Store;
 
 use crate::commands::{CmdResult, Ctx};
 use crate::error::CliError;
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::timeline::{self, EVENT_TYPES};
-use crate::runs::{resolve_newest, store_error, store_for};
+use crate::runs::{resolve_newest, store_error};
 use crate::step_output::{self, Outputs};
+use crate::storage::Storage;
 
 /// `--output`: where the actions' outputs are, and how far they were printed.
+#[derive(Default)]
 struct OutputPrinter {
-    run_dir: std::path::PathBuf,
     tracker: Outputs,
     printed_to: u64,
 }
-
-impl OutputPrinter {
-    fn new(run_dir: std::path::PathBuf) -> Self {
-        Self {
-            run_dir,
-            tracker: Outputs::default(),
-            printed_to: 0,
-        }
-    }
-}
-
-/// The log inside a run folder.
-const EVENTS_FILE: &str = "events.jsonl";
 
 /// How often `--follow` looks for new records.
 const POLL: Duration = Duration::from_millis(100);
@@ -67,14 +54,16 @@ pub(crate) struct LogsArgs {
 /// Prints the timeline.
 pub(crate) fn cmd_logs(ctx: &Ctx, args: LogsArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let store = store_for(&project);
-    let id = resolve_newest(&store, &args.run)?;
-    let run_dir = store.run_dir(&id).map_err(|e| store_error(e, &id))?;
+    let storage = Storage::for_project(&project);
+    let store = storage.store();
+    let id = resolve_newest(store, &args.run)?;
     let mut printer = Printer {
         out: std::io::stdout().lock(),
         args: &args,
         color: ctx.ui.color,
-        outputs: args.output.then(|| OutputPrinter::new(run_dir)),
+        outputs: args.output.then(OutputPrinter::default),
+        store,
+        id: &id,
     };
     if !args.follow {
         for record in store
@@ -88,26 +77,20 @@ pub(crate) fn cmd_logs(ctx: &Ctx, args: LogsArgs) -> CmdResult {
         printer.out.flush()?;
         return Ok(Exit::Ok);
     }
-    follow(&store, &id, &mut printer)?;
+    follow(store, &id, &mut printer)?;
     Ok(Exit::Ok)
 }
 
 /// Prints records until the run is not live and the log has nothing more. Liveness is read
-/// before each pass over the log, so every record written before the lock was released is
-/// printed by the pass that sees it released.
-fn follow(store: &FileStore, id: &str, printer: &mut Printer<'_, '_>) -> Result<(), CliError> {
-    let dir = store.run_dir(id).map_err(|e| store_error(e, id))?;
-    // The log's file name is part of the documented layout (DESIGN.md section 5).
-    let events = dir.join(EVENTS_FILE);
-    let mut offset = 0;
+/// before each poll, so every record written before the claim was released is printed by the
+/// poll that sees it released.
+fn follow(store: &dyn Store, id: &str, printer: &mut Printer<'_, '_>) -> Result<(), CliError> {
+    let mut follow = store.follow(id, 0).map_err(|e| store_error(e, id))?;
     loop {
         let was_live = store.is_live(id).map_err(|e| store_error(e, id))?;
-        let mut reader =
-            read_from(&events, ReadFrom::Offset(offset)).map_err(|e| store_error(e, id))?;
-        for record in reader.by_ref() {
-            printer.print(&record.map_err(|e| store_error(e, id))?)?;
+        for record in follow.poll().map_err(|e| store_error(e, id))? {
+            printer.print(&record)?;
         }
-        offset = reader.offset();
         printer.catch_up_output()?;
         printer.out.flush()?;
         if !was_live {
@@ -123,6 +106,8 @@ struct Printer<'a, 'o> {
     args: &'a LogsArgs,
     color: bool,
     outputs: Option<OutputPrinter>,
+    store: &'a dyn Store,
+    id: &'a str,
 }
 
 impl Printer<'_, '_> {
@@ -149,17 +134,14 @@ impl Printer<'_, '_> {
         let Some(step) = outputs.tracker.steps.last().cloned() else {
             return Ok(());
         };
-        let (Some(start), Some(file)) =
-            (step.offset, step_output::file_of(&outputs.run_dir, &step))
-        else {
+        let Some(start) = step.offset else {
             return Ok(());
         };
         let from = start.max(outputs.printed_to);
-        let (bytes, upto) = match step_output::read_span(&file, from, step.end()) {
-            Ok(read) => read,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(err),
-        };
+        let (bytes, upto) = self
+            .store
+            .read_output(self.id, from, step.end())
+            .map_err(std::io::Error::other)?;
         outputs.printed_to = upto;
         if bytes.is_empty() {
             return Ok(());

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use clap::Args;
-use dloop_store::{FileStore, Store};
+use dloop_store::Store;
 use serde::Serialize;
 
 use crate::commands::{CmdResult, Ctx};
@@ -12,8 +12,9 @@ use crate::error::{CliError, ErrorKind};
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::json::to_pretty;
-use crate::runs::{resolve_newest, store_error, store_for};
+use crate::runs::{resolve_newest, store_error};
 use crate::step_output::{self, OutputState, Outputs, StepOutput};
+use crate::storage::Storage;
 
 /// How often `--follow` looks for more output and for the step's end.
 const POLL: Duration = Duration::from_millis(100);
@@ -52,9 +53,10 @@ struct OutputJson<'a> {
 /// Prints a step's output.
 pub(crate) fn cmd_output(ctx: &Ctx, args: OutputArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let store = store_for(&project);
-    let id = resolve_newest(&store, &args.run)?;
-    let (mut outputs, mut next_seq) = read_outputs(&store, &id, Outputs::default(), 1)?;
+    let storage = Storage::for_project(&project);
+    let store = storage.store();
+    let id = resolve_newest(store, &args.run)?;
+    let (mut outputs, mut next_seq) = read_outputs(store, &id, Outputs::default(), 1)?;
     let Some(found) = outputs.find(args.step.as_deref()).cloned() else {
         let what = match &args.step {
             Some(step) => format!("run {id} has no output of step `{step}`"),
@@ -63,7 +65,7 @@ pub(crate) fn cmd_output(ctx: &Ctx, args: OutputArgs) -> CmdResult {
         return Err(CliError::new(ErrorKind::Usage, what)
             .with_hint(format!("`dloop logs {id}` shows the steps it ran")));
     };
-    let run_dir = store.run_dir(&id).map_err(|e| store_error(e, &id))?;
+    let run_dir = storage.local_dir(&id).map_err(|e| store_error(e, &id))?;
     let file = step_output::file_of(&run_dir, &found);
     if args.json {
         ctx.ui.print(&to_pretty(&OutputJson {
@@ -81,20 +83,19 @@ pub(crate) fn cmd_output(ctx: &Ctx, args: OutputArgs) -> CmdResult {
         out.write(text.as_bytes())?;
         return out.done();
     }
-    let Some(file) = file else {
-        // Printed nothing (or a path the log should not have): nothing to show.
-        return out.done();
-    };
     let Some(start) = found.offset else {
-        // A whole file of its own (a log from before the output stream).
-        let (bytes, _) = step_output::read_span(&file, 0, None)
-            .map_err(|e| CliError::io(format!("reading {}", file.display()), e))?;
-        out.write(&bytes)?;
+        if let Some(file) = file {
+            // A whole file of its own (a log from before the output stream).
+            let (bytes, _) = step_output::read_span(&file, 0, None)
+                .map_err(|e| CliError::io(format!("reading {}", file.display()), e))?;
+            out.write(&bytes)?;
+        }
         return out.done();
     };
     let read = |from: u64, to: Option<u64>| {
-        step_output::read_span(&file, from, to)
-            .map_err(|e| CliError::io(format!("reading {}", file.display()), e))
+        store
+            .read_output(&id, from, to)
+            .map_err(|e| store_error(e, &id))
     };
     let mut current = found;
     let mut pos = start;
@@ -108,7 +109,7 @@ pub(crate) fn cmd_output(ctx: &Ctx, args: OutputArgs) -> CmdResult {
         // Liveness before the log: a runner that ends between the two reads leaves its last
         // records for the next pass, which then stops.
         let live = store.is_live(&id).map_err(|e| store_error(e, &id))?;
-        (outputs, next_seq) = read_outputs(&store, &id, outputs, next_seq)?;
+        (outputs, next_seq) = read_outputs(store, &id, outputs, next_seq)?;
         current = outputs
             .steps
             .iter()
@@ -129,7 +130,7 @@ pub(crate) fn cmd_output(ctx: &Ctx, args: OutputArgs) -> CmdResult {
 
 /// Feeds the records from `from_seq` on into `outputs`; returns them and the next seq to read.
 fn read_outputs(
-    store: &FileStore,
+    store: &dyn Store,
     id: &str,
     mut outputs: Outputs,
     from_seq: u64,

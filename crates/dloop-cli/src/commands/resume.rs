@@ -7,8 +7,12 @@ use dloop_runtime::runs::{ResumeInput, resume_run};
 
 use crate::commands::session::{self, context_pairs};
 use crate::commands::{CmdResult, Ctx};
-use crate::project::{Project, resolve_loop};
-use crate::runs::{RunInfo, resolve, resolve_only, store_for};
+use crate::error::{CliError, ErrorKind};
+use crate::load;
+use crate::project::{LoopFile, Project, resolve_loop};
+use crate::render::human;
+use crate::runs::{RunInfo, resolve, resolve_only};
+use crate::storage::Storage;
 
 /// Continue a paused, crashed or timed-out run; a finished step is never run again
 #[derive(Debug, Args)]
@@ -46,17 +50,19 @@ pub(crate) struct ResumeArgs {
 /// Resumes a run.
 pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let store = store_for(&project);
+    let storage = Storage::for_project(&project);
+    let store = storage.store();
     let resumable = |info: &RunInfo| info.is_resumable();
     let run_id = match &args.run {
-        Some(query) => resolve(&store, query, "resumable", &resumable)?,
-        None => resolve_only(&store, "resumable", &resumable)?,
+        Some(query) => resolve(store, query, "resumable", &resumable)?,
+        None => resolve_only(store, "resumable", &resumable)?,
     };
-    let meta = dloop_store::Store::read_meta(&store, &run_id)
+    let meta = store
+        .read_meta(&run_id)
         .map_err(|e| crate::runs::store_error(e, &run_id))?;
     // The loop file as it is now, to notice a change since the run started. A file that is
     // gone is no change: the run keeps its own copy.
-    let current_definition = meta
+    let current_file = meta
         .loop_path
         .as_deref()
         .map(std::path::PathBuf::from)
@@ -65,7 +71,36 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
                 .ok()
                 .map(|f| project.root.join(f.path))
         })
-        .and_then(|path| std::fs::read_to_string(path).ok());
+        .filter(|path| path.is_file());
+    let current_definition = match current_file {
+        // `--reload` takes the file only as `dloop validate` accepts it (the same loader).
+        Some(path) if args.reload => {
+            let file = LoopFile {
+                name: meta.loop_name.clone(),
+                path,
+            };
+            let loaded = load::load_checked(file, &ctx.cwd, Some(&project));
+            if !loaded.is_valid() {
+                ctx.ui
+                    .status(&human::diagnostics(&loaded, ctx.ui.color_stderr));
+                return Err(CliError::new(
+                    ErrorKind::Invalid,
+                    format!(
+                        "{} is not a valid loop; --reload refuses it and run {run_id} is \
+                         unchanged",
+                        loaded.display
+                    ),
+                )
+                .with_hint(format!(
+                    "`dloop validate {}` lists every problem",
+                    loaded.display
+                )));
+            }
+            Some(loaded.source)
+        }
+        Some(path) => std::fs::read_to_string(path).ok(),
+        None => None,
+    };
     let input = ResumeInput {
         run_id: run_id.clone(),
         current_definition,
@@ -79,8 +114,9 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
         },
     };
     let (options, mut progress) = session::prepare(ctx, &project, args.json, args.verbose)?;
-    let end = resume_run(&store, &input, options, &mut progress)
+    let local_dir = |id: &str| storage.local_dir(id);
+    let end = resume_run(store, &local_dir, &input, options, &mut progress)
         .map_err(|e| session::runtime_error(e, Some(&run_id)))?;
     drop(progress);
-    session::finish(ctx, &store, &end, args.json)
+    session::finish(ctx, store, &end, args.json)
 }

@@ -12,7 +12,7 @@ use crate::error::{CliError, ErrorKind};
 use crate::load;
 use crate::project::{Project, resolve_loop};
 use crate::render::human;
-use crate::runs::store_for;
+use crate::storage::Storage;
 
 /// Start a run of LOOP and drive it until it ends, pauses or is stopped
 #[derive(Debug, Args)]
@@ -50,7 +50,7 @@ pub(crate) struct RunArgs {
 pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
     let project = Project::discover(&ctx.cwd);
     let file = resolve_loop(&args.loop_arg, &ctx.cwd, project.as_ref())?;
-    let loaded = load::load(file, &ctx.cwd);
+    let loaded = load::load_checked(file, &ctx.cwd, project.as_ref());
     let Some(parsed) = loaded.parsed.as_ref().filter(|_| loaded.is_valid()) else {
         ctx.ui
             .status(&human::diagnostics(&loaded, ctx.ui.color_stderr));
@@ -124,10 +124,12 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
     let project = project.unwrap_or(Project {
         root: ctx.cwd.clone(),
     });
-    let store = store_for(&project);
+    let storage = Storage::for_project(&project);
+    let store = storage.store();
     let (options, mut progress) = session::prepare(ctx, &project, args.json, args.verbose)?;
-    let end = start_run(&store, &request, options, &mut progress)
+    let local_dir = |id: &str| storage.local_dir(id);
+    let end = start_run(store, &local_dir, &request, options, &mut progress)
         .map_err(|e| session::runtime_error(e, None))?;
     drop(progress);
-    session::finish(ctx, &store, &end, args.json)
+    session::finish(ctx, store, &end, args.json)
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use dloop_core::LoopDef;
 use dloop_core::model::ActionRef;
 use dloop_core::state::RunStatus;
-use dloop_runtime::RuntimeError;
 use dloop_runtime::driver::SessionOptions;
 use dloop_runtime::runs::{RunEnd, StartRequest};
-use dloop_store::FileStore;
+use dloop_runtime::{RuntimeError, RuntimeErrorKind};
+use dloop_store::Store;
 
 use crate::commands::Ctx;
 use crate::error::{CliError, ErrorKind};
@@ -20,7 +20,7 @@ use crate::project::Project;
 use crate::render::json::to_pretty;
 use crate::render::progress::{Progress, clock};
 use crate::render::run_json::RunJson;
-use crate::runs::{load_info, store_error};
+use crate::runs::{load_info, store_kind};
 
 /// Parses `-c KEY=VALUE` flags.
 pub(crate) fn context_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>, CliError> {
@@ -92,7 +92,7 @@ pub(crate) fn exit_for(end: &RunEnd) -> Exit {
 /// Prints the end of a session (a summary on stderr, or the run's JSON on stdout).
 pub(crate) fn finish(
     ctx: &Ctx,
-    store: &FileStore,
+    store: &dyn Store,
     end: &RunEnd,
     json: bool,
 ) -> Result<Exit, CliError> {
@@ -173,20 +173,22 @@ fn failing_output(ctx: &Ctx, end: &RunEnd) -> String {
     out
 }
 
-/// A runtime error as a CLI error with the right kind.
+/// A runtime error as a CLI error with the right kind. Every kind is named: a new one does
+/// not compile until someone chooses its exit code.
 pub(crate) fn runtime_error(err: RuntimeError, run: Option<&str>) -> CliError {
-    match err {
-        RuntimeError::Store(e) => store_error(e, run.unwrap_or("RUN")),
-        RuntimeError::Resume(_)
-        | RuntimeError::DefinitionChanged { .. }
-        | RuntimeError::ReloadMissingState { .. }
-        | RuntimeError::Unsupported(_) => CliError::new(ErrorKind::Refused, err),
-        RuntimeError::Name(_) => CliError::usage(err),
-        other => CliError {
-            kind: ErrorKind::Io,
-            source: anyhow::Error::new(other),
-            hint: None,
-        },
+    let (kind, hint) = match err.kind() {
+        RuntimeErrorKind::Store(kind) => store_kind(kind, run.unwrap_or("RUN")),
+        RuntimeErrorKind::Refused => (ErrorKind::Refused, None),
+        RuntimeErrorKind::Invalid => (ErrorKind::Invalid, None),
+        RuntimeErrorKind::Usage => (ErrorKind::Usage, None),
+        RuntimeErrorKind::Corrupt => (ErrorKind::Corrupt, None),
+        RuntimeErrorKind::Io => (ErrorKind::Io, None),
+        RuntimeErrorKind::Internal => (ErrorKind::Internal, None),
+    };
+    CliError {
+        kind,
+        source: anyhow::Error::new(err),
+        hint,
     }
 }
 

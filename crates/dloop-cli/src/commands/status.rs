@@ -9,7 +9,8 @@ use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::run_json::RunJson;
 use crate::render::{json, run_view};
-use crate::runs::{RunInfo, load_all, store_for};
+use crate::runs::{RunInfo, load_all};
+use crate::storage::Storage;
 
 /// Show live and resumable runs (running, paused, crashed, timed out), newest first
 #[derive(Debug, Args)]
@@ -34,11 +35,24 @@ pub(crate) struct StatusReport {
 /// Lists runs; unreadable runs are reported on stderr and do not hide the others.
 pub(crate) fn cmd_status(ctx: &Ctx, args: StatusArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let store = store_for(&project);
-    let all = load_all(&store)?;
+    let storage = Storage::for_project(&project);
+    let store = storage.store();
+    let all = load_all(store)?;
     for (id, err) in &all.unreadable {
         ctx.ui
             .status(&format!("warning: cannot read run {id}: {}", err.report()));
+    }
+    if !all.incomplete.is_empty() {
+        ctx.ui.status(&format!(
+            "note: ignored {} incomplete run folder(s) (a creation or deletion cut short): {}; \
+             `dloop gc` removes them\n",
+            all.incomplete.len(),
+            all.incomplete
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     let mut runs: Vec<RunInfo> = all
         .runs

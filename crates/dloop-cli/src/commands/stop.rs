@@ -8,7 +8,8 @@ use crate::commands::{CmdResult, Ctx};
 use crate::error::{CliError, ErrorKind};
 use crate::exit::Exit;
 use crate::project::Project;
-use crate::runs::{RunInfo, resolve, store_error, store_for};
+use crate::runs::{RunInfo, resolve, store_error};
+use crate::storage::Storage;
 
 /// Stop a live run; it pauses and `dloop resume` continues it
 #[derive(Debug, Args)]
@@ -27,18 +28,17 @@ pub(crate) struct StopArgs {
 /// Signals a live run.
 pub(crate) fn cmd_stop(ctx: &Ctx, args: StopArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let store = store_for(&project);
-    let run_id = resolve(&store, &args.run, "live", &|info: &RunInfo| info.live)?;
-    if !dloop_store::Store::is_live(&store, &run_id).unwrap_or(false) {
+    let storage = Storage::for_project(&project);
+    let store = storage.store();
+    let run_id = resolve(store, &args.run, "live", &|info: &RunInfo| info.live)?;
+    if !store.is_live(&run_id).unwrap_or(false) {
         return Err(
             CliError::new(ErrorKind::Refused, format!("run {run_id} is not live")).with_hint(
                 format!("`dloop resume {run_id}` continues it; `dloop cancel {run_id}` ends it"),
             ),
         );
     }
-    let info = store
-        .lock_info(&run_id)
-        .map_err(|e| store_error(e, &run_id))?;
+    let info = store.holder(&run_id).map_err(|e| store_error(e, &run_id))?;
     let Some(pid) = info.map(|i| i.pid as i32).filter(|pid| *pid > 1) else {
         return Err(CliError::new(
             ErrorKind::Io,
@@ -56,7 +56,7 @@ pub(crate) fn cmd_stop(ctx: &Ctx, args: StopArgs) -> CmdResult {
         .map_err(|e| CliError::io(format!("signalling run {run_id} (pid {pid})"), e))?;
     if args.force {
         // The runner cannot end its action now; end the action's process group for it.
-        wait_gone(&store, &run_id);
+        wait_gone(store, &run_id);
         dloop_runtime::reaper::end_leftover_action(&run_id);
         ctx.ui.status(&format!(
             "killed run {run_id}; it is crashed and `dloop resume {run_id}` continues it\n"
@@ -71,11 +71,9 @@ pub(crate) fn cmd_stop(ctx: &Ctx, args: StopArgs) -> CmdResult {
     Ok(Exit::Ok)
 }
 
-fn wait_gone(store: &dloop_store::FileStore, run_id: &str) {
+fn wait_gone(store: &dyn dloop_store::Store, run_id: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while dloop_store::Store::is_live(store, run_id).unwrap_or(false)
-        && std::time::Instant::now() < deadline
-    {
+    while store.is_live(run_id).unwrap_or(false) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }

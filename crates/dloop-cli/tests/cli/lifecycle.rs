@@ -344,10 +344,11 @@ fn damage_line(log: &Path, n: usize) -> String {
     damaged
 }
 
-/// Resume refuses (exit 2) naming line 2, and leaves the log as it was.
+/// Resume refuses naming line 2, and leaves the log as it was. Exit 70 (dloop's own failure:
+/// a corrupt log), not 2, since issue 7 split faults from usage errors.
 fn assert_resume_refuses_line_2(project: &TestProject, id: &str, log: &Path, damaged: &str) {
     let out = project.dloop(&["resume", id, "--json"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.code, 70, "{}", out.stderr);
     assert!(out.stderr.contains("line 2"), "{}", out.stderr);
     // Never guess: the log is left as it was.
     assert_eq!(std::fs::read_to_string(log).expect("log"), damaged);

@@ -16,11 +16,13 @@ mod list;
 mod logs;
 mod names;
 mod quoting;
+mod refusals;
 mod resume;
 mod run;
 mod schema;
 mod show;
 mod status;
+mod store_door;
 mod validate;
 
 /// Every `.rs` file in this folder is a module above, so no test file is silently skipped.

@@ -79,6 +79,14 @@ fn write_script(path: &Path, script: &[u8]) -> io::Result<()> {
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
+        // O_NOFOLLOW guards the file's own name; the folder must not be a link either, or a
+        // planted `scripts -> /elsewhere` would make dloop write there.
+        if !std::fs::symlink_metadata(dir)?.is_dir() {
+            return Err(io::Error::other(format!(
+                "{} is not a folder (a symbolic link?): refusing to write a script through it",
+                dir.display()
+            )));
+        }
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
