@@ -224,6 +224,22 @@ fn symlinked_run_files_are_refused_and_targets_untouched() {
             "{name}"
         );
     }
+    // The output stream: neither appended to nor read through a link.
+    {
+        let (tmp, store) = self::store();
+        run_with(&store, "r", &[1]);
+        let target = tmp.path().join("precious.txt");
+        std::fs::write(&target, b"do not touch\n").expect("write");
+        let stream = store.local_run_dir("r").expect("dir").join("output.log");
+        symlink(&target, &stream).expect("symlink");
+        let mut run = store.open_run("r").expect("open");
+        run.load_state().expect("loads");
+        let err = run.open_output().expect_err("refused");
+        assert!(matches!(err, StoreError::UnsafePath { .. }), "{err:?}");
+        let err = store.read_output("r", 0, None).expect_err("refused");
+        assert!(matches!(err, StoreError::UnsafePath { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&target).expect("read"), b"do not touch\n");
+    }
     // The run folder itself.
     let (tmp, store) = store();
     run_with(&store, "elsewhere", &[1]);
