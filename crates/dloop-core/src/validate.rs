@@ -202,10 +202,11 @@ impl<'a> Validator<'a> {
         self.check_evaluator(name, &evaluator);
     }
 
-    /// State names become parts of file names (`outputs/<seq>-<state>.out`), so they keep to
-    /// the characters loop names use: a state named `../x` or `a/b` would write outside the
-    /// run folder. Checked here, not in parsing, so a definition stored by an older version
-    /// still loads on resume.
+    /// State names keep to the characters loop names use. dloop no longer puts a state name in
+    /// any path (outputs go to the run's output stream, long scripts are named by step), but
+    /// older versions did (`outputs/<seq>-<state>.out`), a state named `../x` or `a/b` is never
+    /// what an author meant, and names show in terminals and diagrams. Checked here, not in
+    /// parsing, so a definition stored by an older version still loads on resume.
     fn check_state_name(&mut self, name: &str) {
         let Some(problem) = state_name_problem(name) else {
             return;
