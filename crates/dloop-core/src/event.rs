@@ -127,6 +127,105 @@ pub struct ActionResult {
     /// The agent's session id (prompt actions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// What an agent runner made of its CLI's stream (prompt actions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentReport>,
+}
+
+/// How an agent invocation ended, classified from its CLI's terminal event first, then its exit
+/// status, then its stderr (AGENT_CLIS.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentOutcome {
+    /// The agent finished its turn normally.
+    #[default]
+    Success,
+    /// The agent reported an error that is none of the kinds below (or exited non-zero).
+    Failure,
+    /// The service refused for a rate or usage limit; retry after a wait.
+    RateLimited,
+    /// The conversation outgrew the model's context (retrying the same way loops).
+    ContextLimit,
+    /// Not logged in, a bad key, no credits, or billing: a person must act.
+    AuthFailed,
+    /// The service could not be reached (offline, DNS, TLS, 5xx after the CLI's own retries).
+    Unreachable,
+    /// The agent was interrupted (by the user or a signal) before it finished.
+    Interrupted,
+    /// The stream ended without the CLI's terminal event: it crashed or hung.
+    NoTerminalEvent,
+}
+
+impl AgentOutcome {
+    /// The outcome as written in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::RateLimited => "rate_limited",
+            Self::ContextLimit => "context_limit",
+            Self::AuthFailed => "auth_failed",
+            Self::Unreachable => "unreachable",
+            Self::Interrupted => "interrupted",
+            Self::NoTerminalEvent => "no_terminal_event",
+        }
+    }
+}
+
+/// Token counts of one agent invocation. Always this step's own use: a CLI that reports running
+/// totals (codex per thread, claude until a `conversation_reset`) is turned into per-step deltas
+/// by its runner, so sums over steps are right.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Input tokens not served from a cache.
+    #[serde(default)]
+    pub input: u64,
+    /// Output tokens (reasoning included where the CLI counts it there).
+    #[serde(default)]
+    pub output: u64,
+    /// Input tokens read from a cache.
+    #[serde(default)]
+    pub cached: u64,
+    /// Input tokens written to a cache.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What an agent runner read from its CLI's stream: the outcome, the final text, and the figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// The runner profile that ran it.
+    pub profile: String,
+    /// How the invocation ended.
+    pub outcome: AgentOutcome,
+    /// The agent's final answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_text: Option<String>,
+    /// The model that answered, when the CLI says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Turns (model round trips) of this invocation, when the CLI says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns: Option<u64>,
+    /// Token use of this invocation (a delta, never a running total).
+    #[serde(default)]
+    pub tokens: TokenUsage,
+    /// Cost in US dollars, when the CLI reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// The agent's own error message (failure, limit, authentication), for the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When a rate limit resets, if the CLI said (for the backoff ladder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<Timestamp>,
+    /// Whether the action continued an earlier session (`--resume`) rather than starting fresh.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continued: bool,
 }
 
 /// Overrides given to `dloop resume`, recorded so the fold knows them.

@@ -139,7 +139,7 @@ pub struct StepResult {
 }
 
 /// Counters per state, for `inspect`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateStats {
     /// Times entered.
     pub visits: u64,
@@ -150,6 +150,66 @@ pub struct StateStats {
     /// Its latest action's output, so `inspect` shows every state's, captured or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_output: Option<LastOutput>,
+    /// Its agent figures (prompt states).
+    #[serde(default, skip_serializing_if = "AgentTotals::is_empty")]
+    pub agent: AgentTotals,
+}
+
+/// Agent figures summed over invocations: time, turns, tokens and cost, and the latest model
+/// and session id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentTotals {
+    /// Agent invocations that finished.
+    #[serde(default)]
+    pub invocations: u64,
+    /// Time spent in them.
+    #[serde(default)]
+    pub time_ms: u64,
+    /// Turns, where the CLIs say.
+    #[serde(default)]
+    pub turns: u64,
+    /// Tokens (summed deltas).
+    #[serde(default)]
+    pub tokens: crate::event::TokenUsage,
+    /// Cost in US dollars, where the CLIs say.
+    #[serde(default)]
+    pub cost_usd: f64,
+    /// The latest model seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The latest agent session id seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+impl AgentTotals {
+    /// Whether no agent invocation was counted.
+    pub fn is_empty(&self) -> bool {
+        self.invocations == 0
+    }
+
+    /// Adds one finished invocation.
+    pub fn add(
+        &mut self,
+        report: &crate::event::AgentReport,
+        duration_ms: u64,
+        session: Option<&str>,
+    ) {
+        self.invocations += 1;
+        self.time_ms += duration_ms;
+        self.turns += report.turns.unwrap_or(0);
+        self.tokens.input += report.tokens.input;
+        self.tokens.output += report.tokens.output;
+        self.tokens.cached += report.tokens.cached;
+        self.tokens.cache_write += report.tokens.cache_write;
+        self.cost_usd += report.cost_usd.unwrap_or(0.0);
+        if report.model.is_some() {
+            self.model.clone_from(&report.model);
+        }
+        if let Some(session) = session {
+            self.session_id = Some(session.to_owned());
+        }
+    }
 }
 
 /// Where a state's latest action output is, with its excerpt.
@@ -219,6 +279,9 @@ pub struct RunState {
     pub context: BTreeMap<String, String>,
     /// Captured results by capture name.
     pub captures: BTreeMap<String, StepResult>,
+    /// Agent figures of the whole run (each state's are in [`RunState::states`]).
+    #[serde(default, skip_serializing_if = "AgentTotals::is_empty")]
+    pub agent: AgentTotals,
     /// The previous action's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev: Option<StepResult>,
@@ -370,6 +433,11 @@ impl RunState {
                 self.last_action_ended = Some(record.ts);
                 let stats = self.states.entry(state.clone()).or_default();
                 stats.time_ms += result.duration_ms;
+                if let Some(report) = &result.agent {
+                    let session = result.session_id.as_deref();
+                    stats.agent.add(report, result.duration_ms, session);
+                    self.agent.add(report, result.duration_ms, session);
+                }
                 stats.last_output = Some(LastOutput {
                     step: *step,
                     excerpt: result.excerpt.clone(),

@@ -328,12 +328,16 @@ impl<'a, R: RunHandle> Session<'a, R> {
                     cwd: &options.project_root,
                     scratch: &scratch,
                     limits,
+                    agent: None,
                 };
                 let mut watch = |s, bytes: &[u8]| observer.on_output(s, bytes);
+                let mut notes = Vec::new();
+                let mut note = |n| notes.push(n);
                 let mut io = ActionIo {
                     output: &mut output,
                     watch: &mut watch,
                     stop: &options.stop,
+                    note: &mut note,
                 };
                 let outcome = runner.run(&request, &mut io);
                 Some(outcome.map_err(|source| RuntimeError::Output {
@@ -363,6 +367,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
         let ActionOutcome {
             process,
             session_id,
+            agent,
         } = outcome.expect("an action ran");
         let mut result =
             output
@@ -376,6 +381,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
         result.timed_out = process.timed_out;
         result.error = process.spawn_error.clone();
         result.session_id = session_id;
+        result.agent = agent;
         crash_point("after_side_effect");
         if process.stopped || result.timed_out == Some(ActionTimeout::Run) {
             self.record(Event::ActionInterrupted {

@@ -19,6 +19,7 @@ pub mod shell;
 use std::io;
 use std::path::Path;
 
+use dloop_core::event::AgentReport;
 use dloop_core::state::PendingAction;
 
 use crate::process::{Limits, ProcessEnd, StopFlag};
@@ -41,6 +42,34 @@ pub struct ActionRequest<'a> {
     pub scratch: &'a Path,
     /// Time limits.
     pub limits: Limits,
+    /// For a prompt action: the agent call (profile and the state's overrides).
+    pub agent: Option<AgentCall<'a>>,
+}
+
+/// A prompt action's agent call: the runner profile and what the state overrides.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentCall<'a> {
+    /// The runner profile's name (`claude`, `codex`, `gemini`, `opencode`, or a config one).
+    pub profile: &'a str,
+    /// The state's `model`, over the profile's.
+    pub model: Option<&'a str>,
+    /// The state's extra arguments, after the profile's.
+    pub extra_args: &'a [String],
+    /// Continue this agent session (an interrupted attempt's) where the profile can; `None`
+    /// starts a fresh session.
+    pub resume_session: Option<&'a str>,
+}
+
+/// What a runner learns while its action runs and the run must keep even if dloop dies before
+/// the action ends (the session waits for nothing: it records the note at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionNote {
+    /// The agent's session id, from the stream's first lines: an action killed mid-stream is
+    /// continued in this session on resume.
+    SessionStarted {
+        /// The id, as the CLI's resume flag takes it.
+        session_id: String,
+    },
 }
 
 /// Where a running action's output goes: the run's output stream (through the step's
@@ -52,6 +81,8 @@ pub struct ActionIo<'a, 'b> {
     pub watch: &'a mut dyn FnMut(Stream, &[u8]),
     /// Stop requests.
     pub stop: &'a StopFlag,
+    /// Notes the run must keep at once ([`ActionNote`]).
+    pub note: &'a mut dyn FnMut(ActionNote),
 }
 
 impl ActionIo<'_, '_> {
@@ -73,6 +104,8 @@ pub struct ActionOutcome {
     pub process: ProcessEnd,
     /// The agent's session id, for runners that have one.
     pub session_id: Option<String>,
+    /// What an agent runner read from its CLI's stream.
+    pub agent: Option<AgentReport>,
 }
 
 impl From<ProcessEnd> for ActionOutcome {
@@ -80,6 +113,7 @@ impl From<ProcessEnd> for ActionOutcome {
         Self {
             process,
             session_id: None,
+            agent: None,
         }
     }
 }
