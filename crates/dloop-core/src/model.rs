@@ -202,6 +202,55 @@ pub enum Terminal {
     Failure,
 }
 
+/// The backoff ladder for an agent that reports a rate or usage limit: short retries first,
+/// then long waits up to the reset time the CLI reported, within a total cap. Every wait is
+/// recorded in the log (`rate_limited`), so a run killed during one resumes the ladder where it
+/// was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitPolicy {
+    /// The waits before each retry, in order; the last one repeats (default: 30s, 2m, 10m, 30m).
+    #[serde(default = "RateLimitPolicy::default_waits")]
+    pub waits: Vec<HumanDuration>,
+    /// The longest single wait, also when the CLI reports a later reset time (default: 6h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait: Option<HumanDuration>,
+    /// The most time spent waiting for one action in all (default: 24h). Past it the state
+    /// routes `rate_limited` if it has that route, else the run pauses (reason `rate_limited`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<HumanDuration>,
+}
+
+impl RateLimitPolicy {
+    fn default_waits() -> Vec<HumanDuration> {
+        ["30s", "2m", "10m", "30m"]
+            .iter()
+            .map(|t| t.parse().expect("valid default duration"))
+            .collect()
+    }
+
+    /// `max_wait`, or its default of 6 hours.
+    pub fn max_wait_ms(&self) -> u64 {
+        self.max_wait
+            .map_or(6 * 3_600_000, HumanDuration::as_millis)
+    }
+
+    /// `total`, or its default of 24 hours.
+    pub fn total_ms(&self) -> u64 {
+        self.total.map_or(24 * 3_600_000, HumanDuration::as_millis)
+    }
+}
+
+impl Default for RateLimitPolicy {
+    fn default() -> Self {
+        Self {
+            waits: Self::default_waits(),
+            max_wait: None,
+            total: None,
+        }
+    }
+}
+
 /// One state of the loop.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -225,6 +274,19 @@ pub struct StateDef {
     /// The runner profile of a `prompt` state (default: the loop's, then config's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<String>,
+    /// The model of a `prompt` state, over its profile's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Extra arguments for a `prompt` state's agent CLI, after its profile's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Most agent turns a `prompt` state's invocation may take (dloop enforces it: the CLIs'
+    /// own caps overrun).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u64>,
+    /// The rate-limit backoff ladder of a `prompt` state, over its profile's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitPolicy>,
     /// How the result becomes a verdict (default: `exit_code` for shell, `llm` for prompt).
     /// A map with `type:`, or only the type's name when it needs no fields.
     #[serde(

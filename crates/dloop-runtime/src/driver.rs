@@ -330,7 +330,9 @@ impl<'a, R: RunHandle> Session<'a, R> {
                     limits,
                     agent: None,
                 };
-                let mut watch = |s, bytes: &[u8]| observer.on_output(s, bytes);
+                let observer = std::cell::RefCell::new(&mut **observer);
+                let mut watch = |s, bytes: &[u8]| observer.borrow_mut().on_output(s, bytes);
+                let mut activity = |a: &_| observer.borrow_mut().on_agent_activity(a);
                 let mut notes = Vec::new();
                 let mut note = |n| notes.push(n);
                 let mut io = ActionIo {
@@ -338,6 +340,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
                     watch: &mut watch,
                     stop: &options.stop,
                     note: &mut note,
+                    activity: &mut activity,
                 };
                 let outcome = runner.run(&request, &mut io);
                 Some(outcome.map_err(|source| RuntimeError::Output {

@@ -4,6 +4,7 @@
 use dloop_core::state::PendingAction;
 use dloop_core::{Record, RunState};
 
+use crate::actions::AgentActivity;
 use crate::actions::output::Stream;
 
 /// Receives a run's progress. Every method has a default that does nothing.
@@ -21,6 +22,11 @@ pub trait RunObserver {
     /// The running action printed `bytes` (already on disk in the run's output stream).
     fn on_output(&mut self, stream: Stream, bytes: &[u8]) {
         let _ = (stream, bytes);
+    }
+
+    /// The running agent did something (parsed from its stream).
+    fn on_agent_activity(&mut self, activity: &AgentActivity) {
+        let _ = activity;
     }
 }
 

@@ -83,6 +83,39 @@ pub struct ActionIo<'a, 'b> {
     pub stop: &'a StopFlag,
     /// Notes the run must keep at once ([`ActionNote`]).
     pub note: &'a mut dyn FnMut(ActionNote),
+    /// What an agent does, parsed from its stream as it arrives, for live watchers.
+    pub activity: &'a mut dyn FnMut(&AgentActivity),
+}
+
+/// One thing an agent did, as a watcher shows it: parsed from the CLI's stream by its runner
+/// (and by `dloop output` from the stream kept in the run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentActivity {
+    /// The agent's session began (model, session id), as the CLI's first event says.
+    Started {
+        /// The model, when the CLI names it.
+        model: Option<String>,
+        /// The session id.
+        session_id: Option<String>,
+    },
+    /// Text the assistant wrote.
+    Text(String),
+    /// A tool call: its name and its first argument (a command, a path).
+    Tool {
+        /// The tool's name (`Bash`, `Edit`, `command_execution`, ...).
+        name: String,
+        /// Its first argument, as text.
+        detail: String,
+    },
+    /// An error the CLI reported (a failed tool, an API error, a limit).
+    Error(String),
+    /// The CLI's terminal event: how the invocation ended.
+    Finished {
+        /// The outcome.
+        outcome: dloop_core::event::AgentOutcome,
+        /// The final text or error message, shortened.
+        summary: String,
+    },
 }
 
 impl ActionIo<'_, '_> {
