@@ -127,9 +127,10 @@ pub struct ActionResult {
     /// The agent's session id (prompt actions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
-    /// What an agent runner made of its CLI's stream (prompt actions only).
+    /// What an agent runner made of its CLI's stream (prompt actions only; boxed: most results
+    /// are shell actions').
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<AgentReport>,
+    pub agent: Option<Box<AgentReport>>,
 }
 
 /// How an agent invocation ended, classified from its CLI's terminal event first, then its exit

@@ -384,7 +384,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
         result.timed_out = process.timed_out;
         result.error = process.spawn_error.clone();
         result.session_id = session_id;
-        result.agent = agent;
+        result.agent = agent.map(Box::new);
         crash_point("after_side_effect");
         if process.stopped || result.timed_out == Some(ActionTimeout::Run) {
             self.record(Event::ActionInterrupted {
