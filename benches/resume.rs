@@ -1,8 +1,8 @@
 //! `resume`: loading a run's state for resume, against the length of its log.
 //!
-//! Setup builds, once, runs whose logs hold 10k, 100k and 1M records of the `a -> b` loop
-//! (batches of 10,000 records, then a snapshot 500 records before the end, then the tail in
-//! step-sized batches, as a live run that snapshots every 1,000 records leaves it), plus 10k and
+//! Setup builds, once, runs whose logs hold 10k, 100k and 1M records of the `a -> b` loop,
+//! written by the real step loop (a runner that spawns nothing), with a snapshot 500 records
+//! before the end (as a live run that snapshots every 1,000 records leaves it), plus 10k and
 //! 100k logs without a snapshot. Each iteration is `open_run` (takes the run lock) and
 //! `load_state()` (snapshot, check of the resume point, verify and fold the tail),
 //! then drops the handle (releasing the lock).
@@ -14,20 +14,24 @@
 //! Also measured for the 1M log, to see where the time goes: `open_run` alone (lock), reading
 //! the snapshot, and the read-only `Store::load_state` (no lock, no writer handle).
 //!
-//! Run: `cargo bench -p dloop-benches --bench resume` (setup writes about 200 MB in a temp
-//! folder; `DLOOP_BENCH_DIR` chooses where).
+//! Run: `cargo bench -p dloop-benches --bench resume` (setup writes about 200 MB, on a memory
+//! file system when there is one: 200,000 steps of one `fdatasync` each would take minutes on
+//! a disk; `DLOOP_BENCH_DIR` chooses another folder).
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
-use dloop_benches::{BASE_TS_MS, build_run, run_id, store_root, temp_dir};
+use dloop_benches::{BASE_TS_MS, build_run, memory_dir, run_id, store_root};
 use dloop_store::{FileStore, RunHandle, Store};
 
 /// Records between the snapshot and the end of the log.
 const TAIL: u64 = 500;
 
 fn resume(c: &mut Criterion) {
-    let dir = temp_dir();
+    let dir = match std::env::var_os("DLOOP_BENCH_DIR") {
+        Some(_) => dloop_benches::temp_dir(),
+        None => memory_dir(),
+    };
     let store = FileStore::new(store_root(dir.path()));
     let cases: [(&str, u64, bool); 5] = [
         ("snapshot", 10_000, true),
@@ -43,7 +47,6 @@ fn resume(c: &mut Criterion) {
             &store,
             &run_id(BASE_TS_MS, i as u16),
             records,
-            10_000,
             snapshot,
             TAIL,
         );

@@ -54,7 +54,10 @@ fn step_overhead(c: &mut Criterion) {
             [b'x'; 99].iter().chain(b"\n").copied().collect(),
         ),
     ] {
-        let runner = Arc::new(TrivialRunner { output });
+        let runner = Arc::new(TrivialRunner {
+            output,
+            fail_at_step: None,
+        });
         group.bench_function(name, |b| {
             b.iter(|| {
                 let mut options = SessionOptions::new(dir.path().to_owned());
