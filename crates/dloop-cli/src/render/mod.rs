@@ -3,6 +3,7 @@
 //!
 //! Commands build a plain report value, then hand it to exactly one renderer.
 
+pub(crate) mod agent_view;
 pub(crate) mod graph;
 pub(crate) mod human;
 pub(crate) mod json;

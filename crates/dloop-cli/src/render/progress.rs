@@ -13,9 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use dloop_core::event::ActionKind;
 use dloop_core::event::Event;
 use dloop_core::state::PendingAction;
 use dloop_core::{Record, RunState};
+use dloop_runtime::actions::AgentActivity;
 use dloop_runtime::actions::output::Stream;
 use dloop_runtime::observer::RunObserver;
 
@@ -51,6 +53,8 @@ pub(crate) struct Progress {
     last_tail: Vec<String>,
     /// The latest verdict, and the step it judged.
     last_verdict: Option<(u64, String)>,
+    /// Whether the running action is an agent's: its stream is shown as activities, not bytes.
+    agent_running: bool,
 }
 
 impl Progress {
@@ -81,6 +85,7 @@ impl Progress {
             verbose_partial: Vec::new(),
             last_tail: Vec::new(),
             last_verdict: None,
+            agent_running: false,
         }
     }
 
@@ -234,6 +239,7 @@ pub(crate) fn clock(ms: u64) -> String {
 
 impl RunObserver for Progress {
     fn on_action_start(&mut self, pending: &PendingAction, state: &RunState) {
+        self.agent_running = pending.kind == ActionKind::Prompt;
         if let Some(live) = &self.live
             && let Ok(mut live) = live.lock()
         {
@@ -245,7 +251,29 @@ impl RunObserver for Progress {
         }
     }
 
+    fn on_agent_activity(&mut self, activity: &AgentActivity) {
+        // Under the step line: one compact line per event (the whole text with -v), and the
+        // latest one on the live line.
+        let width = terminal_width().saturating_sub(10);
+        let lines = crate::render::agent_view::lines(activity, self.verbose, width, self.color);
+        let bar = Paint::Dim.apply(self.color, "│");
+        for line in &lines {
+            self.line(&format!("        {bar} {line}"));
+        }
+        if let Some(live) = &self.live
+            && let Some(last) =
+                crate::render::agent_view::lines(activity, false, width, false).pop()
+            && let Ok(mut live) = live.lock()
+        {
+            live.last_line = last;
+        }
+    }
+
     fn on_output(&mut self, _stream: Stream, bytes: &[u8]) {
+        if self.agent_running {
+            // An agent's stream is JSON for dloop; its activities are shown instead.
+            return;
+        }
         if self.verbose {
             self.show_output(bytes);
             return;
