@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use dloop_core::Timestamp;
 use dloop_core::event::PauseReason;
-use dloop_core::state::RunStatus;
+use dloop_core::state::{AgentTotals, RunStatus};
 
 use super::Paint;
 use crate::runs::RunInfo;
@@ -132,28 +132,78 @@ pub(crate) fn status(runs: &[RunInfo], all: bool, now: Timestamp, color: bool) -
             "no live or resumable runs (`dloop status --all` shows finished ones too)\n".to_owned()
         };
     }
+    let agents = runs.iter().any(|r| !r.state.agent.is_empty());
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|info| {
-            vec![
+            let mut row = vec![
                 info.id.clone(),
                 loop_name(info),
                 info.status().to_owned(),
                 info.state.current.clone().unwrap_or_else(|| "-".to_owned()),
                 info.state.step.to_string(),
                 duration(elapsed_ms(info, now)),
-                reason_text(info),
-            ]
+            ];
+            if agents {
+                row.push(cost(&info.state.agent));
+            }
+            row.push(reason_text(info));
+            row
         })
         .collect();
-    table(
-        &[
-            "RUN", "LOOP", "STATUS", "STATE", "STEP", "ELAPSED", "REASON",
-        ],
-        &rows,
-        color,
-        2,
-    )
+    let mut header = vec!["RUN", "LOOP", "STATUS", "STATE", "STEP", "ELAPSED"];
+    if agents {
+        header.push("COST");
+    }
+    header.push("REASON");
+    table(&header, &rows, color, 2)
+}
+
+/// A run's or state's agent cost (`$0.42`), `-` when no CLI reported one.
+fn cost(totals: &AgentTotals) -> String {
+    if totals.is_empty() || totals.cost_usd == 0.0 {
+        "-".to_owned()
+    } else {
+        format!("${:.2}", totals.cost_usd)
+    }
+}
+
+/// `12.3k`-style token counts.
+fn tokens(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
+/// One line of agent figures: calls, time, turns, tokens, cost, model.
+pub(crate) fn agent_summary(totals: &AgentTotals) -> String {
+    let mut parts = vec![
+        format!(
+            "{} call{}",
+            totals.invocations,
+            if totals.invocations == 1 { "" } else { "s" }
+        ),
+        duration(totals.time_ms),
+    ];
+    if totals.turns > 0 {
+        parts.push(format!("{} turns", totals.turns));
+    }
+    let t = &totals.tokens;
+    parts.push(format!(
+        "tokens {} in, {} out, {} cached",
+        tokens(t.input),
+        tokens(t.output),
+        tokens(t.cached)
+    ));
+    if totals.cost_usd > 0.0 {
+        parts.push(format!("${:.2}", totals.cost_usd));
+    }
+    if let Some(model) = &totals.model {
+        parts.push(model.clone());
+    }
+    parts.join(", ")
 }
 
 /// `history`: `RUN  LOOP  OUTCOME  STEPS  DURATION  FINISHED  REASON`.
@@ -161,6 +211,7 @@ pub(crate) fn history(runs: &[RunInfo], color: bool) -> String {
     if runs.is_empty() {
         return "no finished runs\n".to_owned();
     }
+    let agents = runs.iter().any(|r| !r.state.agent.is_empty());
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|info| {
@@ -174,25 +225,27 @@ pub(crate) fn history(runs: &[RunInfo], color: bool) -> String {
                     .unwrap_or_default(),
                 _ => String::new(),
             };
-            vec![
+            let mut row = vec![
                 info.id.clone(),
                 loop_name(info),
                 info.status().to_owned(),
                 info.state.step.to_string(),
                 duration(info.state.elapsed_ms()),
                 date_time(info.state.last_ts),
-                reason,
-            ]
+            ];
+            if agents {
+                row.push(cost(&info.state.agent));
+            }
+            row.push(reason);
+            row
         })
         .collect();
-    table(
-        &[
-            "RUN", "LOOP", "OUTCOME", "STEPS", "DURATION", "FINISHED", "REASON",
-        ],
-        &rows,
-        color,
-        2,
-    )
+    let mut header = vec!["RUN", "LOOP", "OUTCOME", "STEPS", "DURATION", "FINISHED"];
+    if agents {
+        header.push("COST");
+    }
+    header.push("REASON");
+    table(&header, &rows, color, 2)
 }
 
 /// What the user can do next with a run, or `None` for a finished one.
@@ -328,6 +381,16 @@ pub(crate) fn inspect(info: &RunInfo, now: Timestamp, color: bool) -> String {
             let _ = writeln!(out, "  {line}");
         }
     }
+    if !state.agent.is_empty() {
+        let _ = writeln!(out, "\n{}", bold("agents"));
+        let _ = writeln!(out, "  run: {}", agent_summary(&state.agent));
+        for (name, stats) in state.states.iter().filter(|(_, s)| !s.agent.is_empty()) {
+            let _ = writeln!(out, "  {name}: {}", agent_summary(&stats.agent));
+            if let Some(session) = &stats.agent.session_id {
+                let _ = writeln!(out, "    session {session}");
+            }
+        }
+    }
     let outputs: Vec<_> = state
         .states
         .iter()
@@ -382,6 +445,30 @@ mod tests {
         for (ms, text) in table {
             assert_eq!(duration(ms), text, "{ms}");
         }
+    }
+
+    #[test]
+    fn agent_figures_read_as_one_line() {
+        let totals = AgentTotals {
+            invocations: 2,
+            time_ms: 125_000,
+            turns: 7,
+            tokens: dloop_core::event::TokenUsage {
+                input: 950,
+                output: 12_345,
+                cached: 2_500_000,
+                cache_write: 0,
+            },
+            cost_usd: 0.4213,
+            model: Some("claude-sonnet-4-5".into()),
+            session_id: Some("s1".into()),
+        };
+        assert_eq!(
+            agent_summary(&totals),
+            "2 calls, 2m05s, 7 turns, tokens 950 in, 12.3k out, 2.5M cached, $0.42, claude-sonnet-4-5"
+        );
+        assert_eq!(cost(&totals), "$0.42");
+        assert_eq!(cost(&AgentTotals::default()), "-");
     }
 
     #[test]
