@@ -10,6 +10,15 @@ use crate::commands::{self, CmdResult, Ctx};
 #[derive(Debug, Parser)]
 #[command(name = "dloop", version, max_term_width = 100)]
 pub(crate) struct Cli {
+    /// Run as if dloop was started in DIR
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub(crate) directory: Option<std::path::PathBuf>,
+    /// When to color output: auto (on a terminal, unless NO_COLOR is set), always, never
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub(crate) color: crate::render::ColorChoice,
+    /// Print no narration on stderr (errors and warnings still show)
+    #[arg(short = 'q', long, global = true)]
+    pub(crate) quiet: bool,
     /// The command to run.
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -46,6 +55,8 @@ pub(crate) enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Delete old finished runs
     Gc(commands::gc::GcArgs),
+    /// Delete one run
+    Rm(commands::rm::RmArgs),
     /// Print the JSON Schema of loop files (for editors)
     Schema(commands::schema::SchemaArgs),
     /// Print a shell completion script
@@ -70,6 +81,7 @@ impl Command {
             Command::Output(args) => commands::output::cmd_output(ctx, args),
             Command::Inspect(args) => commands::inspect::cmd_inspect(ctx, args),
             Command::Gc(args) => commands::gc::cmd_gc(ctx, args),
+            Command::Rm(args) => commands::rm::cmd_rm(ctx, args),
             Command::Schema(args) => commands::schema::cmd_schema(ctx, args),
             Command::Completions(args) => commands::completions::cmd_completions(ctx, args),
         }

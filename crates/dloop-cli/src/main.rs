@@ -22,13 +22,27 @@ use crate::render::{Paint, Ui};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let ui = Ui::from_env();
+    let ui = Ui::new(cli.color, cli.quiet);
     let cwd = match std::env::current_dir() {
         Ok(cwd) => cwd,
         Err(e) => {
-            ui.status(&format!("error: cannot read the working directory: {e}\n"));
+            ui.warn(&format!("error: cannot read the working directory: {e}\n"));
             return Exit::Fault.into();
         }
+    };
+    // `-C DIR`: as if started there (relative to where we are).
+    let cwd = match &cli.directory {
+        Some(dir) => match std::fs::canonicalize(cwd.join(dir)) {
+            Ok(dir) if dir.is_dir() => dir,
+            Ok(_) | Err(_) => {
+                ui.warn(&format!(
+                    "error: -C {}: no such folder\nhint: give an existing folder\n",
+                    dir.display()
+                ));
+                return Exit::Usage.into();
+            }
+        },
+        None => cwd,
     };
     let ctx = Ctx { ui, cwd };
     match cli.command.run(&ctx) {
@@ -44,7 +58,7 @@ fn main() -> ExitCode {
                     &format!("\n{}", Paint::Yellow.apply(ui.color_stderr, "hint:")),
                     1,
                 );
-            ui.status(&report);
+            ui.warn(&report);
             Exit::for_error(err.kind).into()
         }
     }

@@ -87,7 +87,7 @@ impl Project {
     }
 
     /// The file of the loop called `name` (already checked by [`check_name`]).
-    fn find(&self, name: &str) -> Option<PathBuf> {
+    pub(crate) fn find(&self, name: &str) -> Option<PathBuf> {
         ["yaml", "yml"]
             .iter()
             .map(|ext| self.loops_dir().join(format!("{name}.{ext}")))
@@ -153,6 +153,12 @@ pub(crate) fn resolve_loop(
             path: PathBuf::from(arg),
         });
     }
+    // Written like a path (a .yaml/.yml name, or a `/`): say the file is missing rather than
+    // that it is a bad loop name.
+    if (loop_stem(Path::new(arg)).is_some() || arg.contains('/')) && !as_path.exists() {
+        return Err(CliError::usage(format!("no such file: {arg}"))
+            .with_hint("give an existing .yaml or .yml file, or a loop name from `dloop list`"));
+    }
     if let Err(why) = check_name(arg) {
         return Err(
             CliError::usage(format!("`{arg}` is not a loop name: {why}")).with_hint(
@@ -183,10 +189,16 @@ pub(crate) fn resolve_loop(
         .into_iter()
         .map(|f| f.name)
         .collect();
-    let hint = if known.is_empty() {
-        format!("{LOOPS_DIR}/ holds no loops; run `dloop init` for an example")
-    } else {
-        format!("known loops: {}", known.join(", "))
+    let close = dloop_core::diagnostic::suggest(arg, known.iter().map(String::as_str));
+    let hint = match close {
+        Some(close) => format!(
+            "did you mean `{close}`? (known loops: {})",
+            known.join(", ")
+        ),
+        None if known.is_empty() => {
+            format!("{LOOPS_DIR}/ holds no loops; run `dloop init` for an example")
+        }
+        None => format!("known loops: {}", known.join(", ")),
     };
     Err(CliError::usage(format!(
         "no loop named `{arg}` (looked for {LOOPS_DIR}/{arg}.yaml and {LOOPS_DIR}/{arg}.yml)"

@@ -130,8 +130,30 @@ pub(crate) fn resolve(
     let ids = run_ids(store)?;
     match match_runs(query, &ids) {
         RunMatch::One(id) => Ok(id.as_str().to_owned()),
-        RunMatch::None => Err(CliError::usage(format!("no run matches `{query}`"))
-            .with_hint("`dloop status --all` lists the runs")),
+        RunMatch::None => {
+            // The 4-hex suffix alone (`78bf`) names a run when one id ends with it.
+            let by_suffix: Vec<&RunId> = ids
+                .iter()
+                .filter(|id| {
+                    query.len() == 4
+                        && id
+                            .as_str()
+                            .rsplit('-')
+                            .next()
+                            .is_some_and(|suffix| suffix.eq_ignore_ascii_case(query))
+                })
+                .collect();
+            if let [only] = by_suffix.as_slice() {
+                return Ok(only.as_str().to_owned());
+            }
+            let close = dloop_core::diagnostic::suggest(query, ids.iter().map(|id| id.as_str()));
+            Err(
+                CliError::usage(format!("no run matches `{query}`")).with_hint(match close {
+                    Some(close) => format!("did you mean {close}?"),
+                    None => "`dloop status --all` lists the runs".to_owned(),
+                }),
+            )
+        }
         RunMatch::Many(candidates) => {
             let is_loop_name = candidates.iter().all(|id| id.loop_name() == query);
             if !is_loop_name {

@@ -5,6 +5,7 @@ use dloop_runtime::runs::cancel_run;
 
 use crate::commands::session::runtime_error;
 use crate::commands::{CmdResult, Ctx};
+use crate::error::{CliError, ErrorKind};
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::runs::{RunInfo, resolve};
@@ -26,6 +27,17 @@ pub(crate) fn cmd_cancel(ctx: &Ctx, args: CancelArgs) -> CmdResult {
     let run_id = resolve(store, &args.run, "resumable", &|info: &RunInfo| {
         info.is_resumable()
     })?;
+    let info = crate::runs::load_summary(store, &run_id)?;
+    if info.state.status.is_finished() {
+        return Err(CliError::new(
+            ErrorKind::Refused,
+            format!(
+                "run {run_id} has already ended ({}): only a paused, crashed or timed-out run can be cancelled",
+                info.status()
+            ),
+        )
+        .with_hint(format!("`dloop rm {run_id}` deletes it")));
+    }
     cancel_run(store, &run_id).map_err(|e| runtime_error(e, Some(&run_id)))?;
     ctx.ui.status(&format!("cancelled run {run_id}\n"));
     Ok(Exit::Ok)

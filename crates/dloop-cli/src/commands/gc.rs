@@ -22,8 +22,11 @@ use crate::storage::Storage;
 #[derive(Debug, Args)]
 pub(crate) struct GcArgs {
     /// Delete runs whose last record is older than this (e.g. 12h, 30d)
-    #[arg(long, value_name = "DUR", default_value = "7d")]
+    #[arg(long, value_name = "DUR", default_value = "7d", conflicts_with = "all")]
     pub(crate) older_than: HumanDuration,
+    /// Delete every finished run, whatever its age
+    #[arg(long)]
+    pub(crate) all: bool,
     /// List the runs that would be deleted, and delete nothing
     #[arg(long)]
     pub(crate) dry_run: bool,
@@ -41,9 +44,18 @@ pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
         .filter(|i| !i.busy)
         .map(|i| i.name.clone())
         .collect();
-    let cutoff = now()
-        .as_millis()
-        .saturating_sub(args.older_than.as_millis());
+    let cutoff = if args.all {
+        u64::MAX
+    } else {
+        now()
+            .as_millis()
+            .saturating_sub(args.older_than.as_millis())
+    };
+    let age = if args.all {
+        "of any age".to_owned()
+    } else {
+        format!("older than {}", args.older_than)
+    };
     let mut old: Vec<String> = all
         .runs
         .into_iter()
@@ -61,10 +73,9 @@ pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
             ));
         }
         ctx.ui.status(&format!(
-            "would delete {} finished {} older than {}\n",
+            "would delete {} finished {} {age}\n",
             old.len(),
             if old.len() == 1 { "run" } else { "runs" },
-            args.older_than
         ));
         return Ok(Exit::Ok);
     }
@@ -97,17 +108,16 @@ pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
         }
     }
     ctx.ui.status(&format!(
-        "deleted {} finished {} older than {}\n",
+        "deleted {} finished {} {age}\n",
         deleted.len(),
         if deleted.len() == 1 { "run" } else { "runs" },
-        args.older_than
     ));
     Ok(Exit::Ok)
 }
 
 /// Deletes run `id` if, under its lock, it is still finished. Returns whether it was deleted.
 /// Errors: the run is live (`AlreadyLive`) or a file cannot be removed.
-fn delete_run(store: &dyn Store, id: &str) -> Result<bool, CliError> {
+pub(crate) fn delete_run(store: &dyn Store, id: &str) -> Result<bool, CliError> {
     let mut run = store.open_run(id).map_err(|e| store_error(e, id))?;
     // Invariant: while `run` holds the claim nobody appends, so this check stays true until the
     // run is gone.

@@ -8,6 +8,7 @@ use clap::Args;
 use dloop_core::state::RunStatus;
 
 use crate::commands::{CmdResult, Ctx};
+use crate::error::CliError;
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::run_json::HistoryRowJson;
@@ -21,9 +22,9 @@ pub(crate) struct HistoryArgs {
     /// Only this loop's runs
     #[arg(value_name = "LOOP")]
     pub(crate) loop_name: Option<String>,
-    /// Show at most N runs
-    #[arg(long, value_name = "N", default_value_t = 20)]
-    pub(crate) limit: usize,
+    /// Show at most N runs (1 or more)
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) limit: u64,
     /// Print a JSON array of runs (the `inspect --json` keys, then `outcome`, `finished_at`)
     #[arg(long)]
     pub(crate) json: bool,
@@ -39,8 +40,27 @@ pub(crate) fn cmd_history(ctx: &Ctx, args: HistoryArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
     let storage = Storage::for_project(&project);
     let store = storage.store();
+    let ids = run_ids(store)?;
+    if let Some(name) = &args.loop_name {
+        let has_runs = ids.iter().any(|id| id.loop_name() == name);
+        if !has_runs && project.find(name).is_none() {
+            let known: Vec<String> = project
+                .loop_files()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| f.name)
+                .collect();
+            let mut err = CliError::usage(format!("no loop named `{name}` and no runs of one"));
+            if let Some(close) =
+                dloop_core::diagnostic::suggest(name, known.iter().map(String::as_str))
+            {
+                err = err.with_hint(format!("did you mean `{close}`?"));
+            }
+            return Err(err);
+        }
+    }
     let mut runs = Vec::new();
-    for id in run_ids(store)? {
+    for id in ids {
         if args
             .loop_name
             .as_deref()
@@ -59,7 +79,7 @@ pub(crate) fn cmd_history(ctx: &Ctx, args: HistoryArgs) -> CmdResult {
         }
     }
     runs.sort_by(|a, b| (b.state.last_ts, &b.id).cmp(&(a.state.last_ts, &a.id)));
-    runs.truncate(args.limit);
+    runs.truncate(usize::try_from(args.limit).unwrap_or(usize::MAX));
     if args.json {
         let rows: Vec<HistoryRowJson> = runs.iter().map(HistoryRowJson::from_info).collect();
         ctx.ui.print(&json::to_pretty(&rows))?;

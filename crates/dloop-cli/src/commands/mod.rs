@@ -11,6 +11,7 @@ pub(crate) mod list;
 pub(crate) mod logs;
 pub(crate) mod output;
 pub(crate) mod resume;
+pub(crate) mod rm;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod session;

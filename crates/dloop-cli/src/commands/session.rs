@@ -70,7 +70,7 @@ pub(crate) fn prepare(
     let live = !json && std::io::stderr().is_terminal();
     Ok((
         options,
-        Progress::new(ctx.ui.color_stderr, live, verbose && !json),
+        Progress::new(ctx.ui.color_stderr, live, verbose && !json, ctx.ui.quiet),
     ))
 }
 

@@ -17,20 +17,47 @@ use std::io::{IsTerminal, Write};
 /// Output settings decided once in `main` and passed down; renderers never probe the terminal.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ui {
-    /// Color on stdout: stdout is a terminal and `NO_COLOR` is unset or empty.
+    /// Color on stdout: stdout is a terminal and `NO_COLOR` is unset or empty (or
+    /// `--color always`).
     pub(crate) color: bool,
     /// Color on stderr, by the same rule.
     pub(crate) color_stderr: bool,
+    /// `-q`: no narration on stderr (errors and warnings still show).
+    pub(crate) quiet: bool,
+}
+
+/// `--color`: when output is colored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set.
+    #[default]
+    Auto,
+    /// Always, even into a pipe or a file.
+    Always,
+    /// Never.
+    Never,
 }
 
 impl Ui {
-    /// Decides colors from the environment: only on a terminal, never with `NO_COLOR`.
-    pub(crate) fn from_env() -> Ui {
+    /// Decides colors from `--color` and the environment: with `auto`, only on a terminal and
+    /// never with `NO_COLOR`.
+    pub(crate) fn new(color: ColorChoice, quiet: bool) -> Ui {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let decide = |terminal: bool| match color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => !no_color && terminal,
+        };
         Ui {
-            color: !no_color && std::io::stdout().is_terminal(),
-            color_stderr: !no_color && std::io::stderr().is_terminal(),
+            color: decide(std::io::stdout().is_terminal()),
+            color_stderr: decide(std::io::stderr().is_terminal()),
+            quiet,
         }
+    }
+
+    /// Writes a warning or an error to stderr, `-q` or not.
+    pub(crate) fn warn(&self, text: &str) {
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
 
     /// Writes `text` to stdout as one piece.
@@ -43,6 +70,9 @@ impl Ui {
     /// Writes `text` to stderr (narration, warnings). Errors writing stderr are ignored: there
     /// is nowhere left to report them.
     pub(crate) fn status(&self, text: &str) {
+        if self.quiet && !text.starts_with("warning:") && !text.starts_with("error:") {
+            return;
+        }
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
 }

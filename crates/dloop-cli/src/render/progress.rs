@@ -55,12 +55,15 @@ pub(crate) struct Progress {
     last_verdict: Option<(u64, String)>,
     /// Whether the running action is an agent's: its stream is shown as activities, not bytes.
     agent_running: bool,
+    /// `-q`: no lines at all.
+    quiet: bool,
 }
 
 impl Progress {
     /// A progress printer; `live_line` when stderr is a terminal (and not `--json`); `verbose`
-    /// shows every line of output.
-    pub(crate) fn new(color: bool, live_line: bool, verbose: bool) -> Progress {
+    /// shows every line of output. `quiet` (`-q`) prints nothing.
+    pub(crate) fn new(color: bool, live_line: bool, verbose: bool, quiet: bool) -> Progress {
+        let live_line = live_line && !quiet;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let live = live_line.then(|| Arc::new(Mutex::new(Live::default())));
         if let Some(live) = &live {
@@ -86,6 +89,7 @@ impl Progress {
             last_tail: Vec::new(),
             last_verdict: None,
             agent_running: false,
+            quiet,
         }
     }
 
@@ -133,6 +137,9 @@ impl Progress {
     }
 
     fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
         let mut err = std::io::stderr().lock();
         if let Some(live) = &self.live
             && let Ok(mut live) = live.lock()

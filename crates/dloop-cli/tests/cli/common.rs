@@ -167,9 +167,16 @@ impl TestProject {
         let Ok(entries) = fs::read_dir(self.root().join(".loops/.dloop/runs")) else {
             return Vec::new();
         };
+        // `.creating-*` / `.deleting-*` are a creation or deletion in progress (or cut short by
+        // a kill), not runs.
         let mut dirs: Vec<PathBuf> = entries
             .map(|e| e.expect("entry").path())
-            .filter(|p| p.is_dir())
+            .filter(|p| {
+                p.is_dir()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
             .collect();
         dirs.sort();
         dirs
@@ -391,8 +398,18 @@ pub fn process_alive(pid: u32) -> bool {
     !state.is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
 }
 
-/// Whether the run's `lock` is free (no live process holds its flock).
+/// Whether the run's `lock` is free within a moment: a runner killed while it was starting an
+/// action leaves the lock's descriptor in the half-started child until that child's `exec`
+/// (which closes it, `O_CLOEXEC`), a window of about a millisecond; poll past it, up to 5 s.
 pub fn lock_is_free(run_dir: &Path) -> bool {
+    poll(Duration::from_secs(5), || {
+        lock_is_free_now(run_dir).then_some(())
+    })
+    .is_some()
+}
+
+/// Whether the run's `lock` is free now (no process holds its flock).
+pub fn lock_is_free_now(run_dir: &Path) -> bool {
     let file = fs::File::open(run_dir.join("lock")).expect("open lock");
     match file.try_lock() {
         Ok(()) => {

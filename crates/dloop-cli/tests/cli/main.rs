@@ -7,6 +7,7 @@ mod completions;
 mod crash;
 mod fake_agents;
 mod gc;
+mod habits;
 mod help;
 mod history;
 mod init;

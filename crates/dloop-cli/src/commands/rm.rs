@@ -1,0 +1,57 @@
+//! `dloop rm`: delete one run. A live run is refused (stop it first); a paused, crashed or
+//! timed-out one, which could still be resumed, only with `--force`. The run is deleted under
+//! its claim, so no process is cut off mid-write.
+
+use clap::Args;
+
+use crate::commands::{CmdResult, Ctx};
+use crate::error::{CliError, ErrorKind};
+use crate::exit::Exit;
+use crate::project::Project;
+use crate::runs::{resolve, store_error};
+use crate::storage::Storage;
+
+/// Delete one run (a finished one; --force also a paused or crashed one)
+#[derive(Debug, Args)]
+pub(crate) struct RmArgs {
+    /// The run: an id, a unique id prefix, or its 4-hex suffix
+    #[arg(value_name = "RUN")]
+    pub(crate) run: String,
+    /// Also delete a run that could still be resumed (paused, crashed, timed out)
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// Deletes one run.
+pub(crate) fn cmd_rm(ctx: &Ctx, args: RmArgs) -> CmdResult {
+    let project = Project::require(&ctx.cwd)?;
+    let storage = Storage::for_project(&project);
+    let store = storage.store();
+    let run_id = resolve(store, &args.run, "", &|_| true)?;
+    let mut run = store.open_run(&run_id).map_err(|e| match e.kind() {
+        dloop_store::StoreErrorKind::Busy => CliError::new(
+            ErrorKind::Refused,
+            format!("run {run_id} is live: it cannot be deleted while it runs"),
+        )
+        .with_hint(format!("`dloop stop {run_id}` first")),
+        _ => store_error(e, &run_id),
+    })?;
+    // Under the claim nobody appends: the status read here stays true until the run is gone.
+    let (state, _) = run.load_state().map_err(|e| store_error(e, &run_id))?;
+    if !state.status.is_finished() && !args.force {
+        return Err(CliError::new(
+            ErrorKind::Refused,
+            format!(
+                "run {run_id} can still be resumed ({}): `--force` deletes it anyway",
+                state.status.as_str()
+            ),
+        )
+        .with_hint(format!(
+            "`dloop resume {run_id}` continues it; `dloop cancel {run_id}` ends it for good"
+        )));
+    }
+    run.delete().map_err(|e| store_error(e, &run_id))?;
+    ctx.ui.print(&format!("{run_id}\n"))?;
+    ctx.ui.status(&format!("deleted run {run_id}\n"));
+    Ok(Exit::Ok)
+}
