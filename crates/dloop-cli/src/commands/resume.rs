@@ -24,7 +24,8 @@ pub(crate) struct ResumeArgs {
     /// Sets or replaces a context value (repeatable): -c KEY=VALUE
     #[arg(short = 'c', long = "context", value_name = "K=V")]
     pub(crate) context: Vec<String>,
-    /// A new step limit (default for a run paused at max_steps: its steps plus the loop's limit)
+    /// Let the run take N more steps (default for a run paused at max_steps: the loop's limit
+    /// more)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_steps: Option<u64>,
     /// A new wall clock limit for the whole run (must exceed its elapsed time)
@@ -106,7 +107,12 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
         current_definition,
         reload: args.reload,
         request: ResumeRequest {
-            max_steps: args.max_steps,
+            // N more steps, as the default adds the loop's limit to the steps taken: the core
+            // takes an absolute budget.
+            max_steps: match args.max_steps {
+                Some(more) => Some(crate::runs::load_summary(store, &run_id)?.state.step + more),
+                None => None,
+            },
             timeout_ms: args.timeout.map(HumanDuration::as_millis),
             context: context_pairs(&args.context)?,
             rerun: args.rerun,

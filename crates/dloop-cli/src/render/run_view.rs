@@ -259,7 +259,7 @@ pub(crate) fn next_step(info: &RunInfo) -> Option<String> {
         "timed_out" => format!("`dloop resume {id} --timeout DUR` continues with a larger timeout"),
         "paused" => match info.state.pause_reason {
             Some(PauseReason::MaxSteps) => {
-                format!("`dloop resume {id} --max-steps N` continues with a larger step budget")
+                format!("`dloop resume {id} --max-steps N` takes N more steps")
             }
             Some(PauseReason::NeedsDecision) => format!(
                 "`dloop resume {id} --rerun` re-runs the interrupted action; `--skip-to STATE` moves on"

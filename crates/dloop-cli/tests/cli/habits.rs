@@ -166,3 +166,16 @@ fn gc_all_deletes_every_finished_run_whatever_its_age() {
         out.stderr
     );
 }
+
+#[test]
+fn resume_max_steps_means_that_many_more_steps() {
+    let p = project_with_loops();
+    let out = p.dloop(&["run", "twostep", "--max-steps", "1"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let (id, _) = p.only_run();
+    // One more step runs `b`; reaching `done` is not a step, so the run completes. An absolute
+    // budget of 1 would pause again at once.
+    let out = p.dloop(&["resume", &id, "--max-steps", "1", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["step"], 2);
+}
