@@ -199,6 +199,12 @@ impl<'a, R: RunHandle> Session<'a, R> {
                     }
                     if wait_ms > 0 {
                         self.flush()?;
+                        let why = if self.state.retries.values().any(|r| *r > 0) {
+                            "retry backoff"
+                        } else {
+                            "delay before the next step"
+                        };
+                        self.observer.on_wait(Duration::from_millis(wait_ms), why);
                         self.sleep(Duration::from_millis(wait_ms));
                         if self.pause_if_stop_requested(StopLevel::Drain) {
                             continue;

@@ -24,6 +24,11 @@ pub trait RunObserver {
         let _ = (stream, bytes);
     }
 
+    /// The run waits `wait` before its next action (`why`: "delay", "retry backoff", ...).
+    fn on_wait(&mut self, wait: std::time::Duration, why: &str) {
+        let _ = (wait, why);
+    }
+
     /// The running agent did something (parsed from its stream).
     fn on_agent_activity(&mut self, activity: &AgentActivity) {
         let _ = activity;

@@ -78,6 +78,11 @@ impl SignalRecord {
     pub fn was_interrupted(&self) -> bool {
         self.interrupted.load(Ordering::SeqCst) > 0
     }
+
+    /// Counts one SIGINT; returns how many came before it. Async-signal-safe (one atomic).
+    pub fn note_interrupt(&self) -> u8 {
+        self.interrupted.fetch_add(1, Ordering::SeqCst)
+    }
 }
 
 /// Set by the SIGTSTP handler; taken by [`take_suspend_request`].
@@ -131,7 +136,7 @@ pub fn install(flag: Arc<StopFlag>, record: Arc<SignalRecord>) -> io::Result<()>
         })?;
         signal_hook::low_level::register(SIGUSR1, move || drain.raise(StopLevel::Drain))?;
         signal_hook::low_level::register(SIGINT, move || {
-            let before = record.interrupted.fetch_add(1, Ordering::SeqCst);
+            let before = record.note_interrupt();
             flag.raise(if before == 0 {
                 StopLevel::Stop
             } else {

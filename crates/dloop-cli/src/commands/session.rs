@@ -68,10 +68,14 @@ pub(crate) fn prepare(
     dloop_runtime::signals::install(Arc::clone(&options.stop), Arc::clone(&options.signals))
         .map_err(|e| CliError::io("installing signal handlers", e))?;
     let live = !json && std::io::stderr().is_terminal();
-    Ok((
-        options,
-        Progress::new(ctx.ui.color_stderr, live, verbose && !json, ctx.ui.quiet),
-    ))
+    let progress = Progress::new(
+        ctx.ui.color_stderr,
+        live,
+        verbose && !json,
+        ctx.ui.quiet,
+        Arc::clone(&options.signals),
+    );
+    Ok((options, progress))
 }
 
 /// The exit status of a session that ended with `status`.

@@ -20,6 +20,7 @@ use dloop_core::{Record, RunState};
 use dloop_runtime::actions::AgentActivity;
 use dloop_runtime::actions::output::Stream;
 use dloop_runtime::observer::RunObserver;
+use dloop_runtime::signals::SignalRecord;
 
 use crate::render::Paint;
 
@@ -36,6 +37,10 @@ struct Live {
     last_line: String,
     /// Its unfinished line.
     partial: Vec<u8>,
+    /// A wait between steps (delay, backoff): until when, and why.
+    waiting: Option<(Instant, String)>,
+    /// Which signals arrived (to say "stopping…" after Ctrl-C).
+    signals: Option<Arc<SignalRecord>>,
 }
 
 /// Prints a run's steps on stderr.
@@ -62,10 +67,21 @@ pub(crate) struct Progress {
 impl Progress {
     /// A progress printer; `live_line` when stderr is a terminal (and not `--json`); `verbose`
     /// shows every line of output. `quiet` (`-q`) prints nothing.
-    pub(crate) fn new(color: bool, live_line: bool, verbose: bool, quiet: bool) -> Progress {
+    pub(crate) fn new(
+        color: bool,
+        live_line: bool,
+        verbose: bool,
+        quiet: bool,
+        signals: Arc<SignalRecord>,
+    ) -> Progress {
         let live_line = live_line && !quiet;
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        let live = live_line.then(|| Arc::new(Mutex::new(Live::default())));
+        let live = live_line.then(|| {
+            Arc::new(Mutex::new(Live {
+                signals: Some(signals),
+                ..Live::default()
+            }))
+        });
         if let Some(live) = &live {
             let live = Arc::clone(live);
             let stop = Arc::clone(&stop_ticker);
@@ -169,20 +185,35 @@ impl Drop for Progress {
 }
 
 fn draw(live: &mut Live) {
-    let Some((state, step, since)) = &live.action else {
+    let Some(text) = live_text(live, terminal_width().saturating_sub(1)) else {
         return;
     };
-    let elapsed = live.elapsed_before + since.elapsed().as_millis() as u64;
-    let mut text = format!("  ▸ step {step}  {state}  {}", clock(elapsed));
-    if !live.last_line.is_empty() {
-        text.push_str("  │ ");
-        text.push_str(&live.last_line);
-    }
-    let text = fit(&text, terminal_width().saturating_sub(1));
     let _ = std::io::stderr()
         .lock()
         .write_all(format!("\r\x1b[K{text}").as_bytes());
     live.drawn = true;
+}
+
+/// What the live line says, cut to `width`: "stopping…" after Ctrl-C, the wait between steps,
+/// or the running step with its last line of output. `None` when there is nothing to show.
+fn live_text(live: &Live, width: usize) -> Option<String> {
+    let stopping = live.signals.as_ref().is_some_and(|s| s.was_interrupted());
+    let text = if stopping {
+        "  ■ stopping… (Ctrl-C again to kill)".to_owned()
+    } else if let Some((until, why)) = &live.waiting {
+        let left = until.saturating_duration_since(Instant::now());
+        format!("  ◷ {why}: {} left", clock(left.as_millis() as u64 + 999))
+    } else {
+        let (state, step, since) = live.action.as_ref()?;
+        let elapsed = live.elapsed_before + since.elapsed().as_millis() as u64;
+        let mut text = format!("  ▸ step {step}  {state}  {}", clock(elapsed));
+        if !live.last_line.is_empty() {
+            text.push_str("  │ ");
+            text.push_str(&live.last_line);
+        }
+        text
+    };
+    Some(fit(&text, width))
 }
 
 /// `text` cut to `width` characters (a wrapped live line could not be redrawn in place).
@@ -251,9 +282,19 @@ impl RunObserver for Progress {
             && let Ok(mut live) = live.lock()
         {
             live.action = Some((pending.state.clone(), pending.step, Instant::now()));
+            live.waiting = None;
             live.elapsed_before = state.elapsed_ms();
             live.last_line.clear();
             live.partial.clear();
+            draw(&mut live);
+        }
+    }
+
+    fn on_wait(&mut self, wait: Duration, why: &str) {
+        if let Some(live) = &self.live
+            && let Ok(mut live) = live.lock()
+        {
+            live.waiting = Some((Instant::now() + wait, why.to_owned()));
             draw(&mut live);
         }
     }
@@ -349,8 +390,9 @@ impl RunObserver for Progress {
             Event::Transitioned { from, to, verdict } => {
                 let result = self.last_result.take().unwrap_or_default();
                 self.line(&format!(
-                    "  {:>4}  {from:<14} {result:<12} {verdict} → {to}",
-                    self.last_step
+                    "  {:>4}  {:<14} {result:<12} {verdict} → {to}",
+                    self.last_step,
+                    fit(from, 14)
                 ));
                 self.show_failure_tail(&state.run_id);
             }
@@ -405,5 +447,52 @@ impl RunObserver for Progress {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(last_line: &str) -> Live {
+        Live {
+            action: Some(("a-state-with-a-long-name".into(), 12, Instant::now())),
+            last_line: last_line.into(),
+            ..Live::default()
+        }
+    }
+
+    #[test]
+    fn the_live_line_fits_the_terminal() {
+        let live =
+            running("compiling dloop-core v0.1.0 (/work/main/crates/dloop-core) with a long line");
+        let text = live_text(&live, 50).expect("text");
+        assert_eq!(text.chars().count(), 50, "{text}");
+        assert!(text.ends_with('…'));
+        assert!(text.starts_with("  ▸ step 12  a-state-with-a-long-name  0:00  │ "));
+    }
+
+    #[test]
+    fn a_wait_and_a_stop_say_so() {
+        let mut live = running("");
+        live.waiting = Some((
+            Instant::now() + Duration::from_secs(5),
+            "delay before the next step".into(),
+        ));
+        let text = live_text(&live, 80).expect("text");
+        assert_eq!(text, "  ◷ delay before the next step: 0:05 left");
+        let signals = Arc::new(SignalRecord::default());
+        signals.note_interrupt();
+        live.signals = Some(signals);
+        assert_eq!(
+            live_text(&live, 80).expect("text"),
+            "  ■ stopping… (Ctrl-C again to kill)"
+        );
+    }
+
+    #[test]
+    fn long_state_names_keep_the_columns() {
+        assert_eq!(fit("a-very-long-state-name", 14), "a-very-long-s…");
+        assert_eq!(fit("short", 14), "short");
     }
 }
