@@ -117,8 +117,12 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
         delay_ms: args.delay.or(def.delay).map(HumanDuration::as_millis),
     };
     if args.dry_run {
-        ctx.ui
-            .print(&session::plan(&loaded.file.name, def, &request))?;
+        let plan = crate::commands::plan::Plan::new(&loaded.file.name, def, &request);
+        if args.json {
+            ctx.ui.print(&crate::render::json::to_pretty(&plan))?;
+        } else {
+            ctx.ui.print(&plan.text())?;
+        }
         return Ok(crate::exit::Exit::Ok);
     }
     let project = project.unwrap_or(Project {

@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use dloop_core::LoopDef;
-use dloop_core::model::ActionRef;
 use dloop_core::state::RunStatus;
 use dloop_runtime::driver::SessionOptions;
-use dloop_runtime::runs::{RunEnd, StartRequest};
+use dloop_runtime::runs::RunEnd;
 use dloop_runtime::{RuntimeError, RuntimeErrorKind};
 use dloop_store::Store;
 
@@ -193,80 +191,5 @@ pub(crate) fn runtime_error(err: RuntimeError, run: Option<&str>) -> CliError {
         kind,
         source: anyhow::Error::new(err),
         hint,
-    }
-}
-
-/// `run --dry-run`: the plan, the limits and the resolved context.
-pub(crate) fn plan(name: &str, def: &LoopDef, request: &StartRequest<'_>) -> String {
-    let mut out = format!("dry run of loop `{name}`: nothing is started\n");
-    out.push_str(&format!(
-        "initial state: {}\n",
-        def.initial.as_deref().unwrap_or("?")
-    ));
-    out.push_str(&format!("max_steps: {}\n", request.max_steps));
-    if let Some(ms) = request.timeout_ms {
-        out.push_str(&format!(
-            "timeout: {}\n",
-            dloop_core::HumanDuration(std::time::Duration::from_millis(ms))
-        ));
-    }
-    if let Some(ms) = request.delay_ms {
-        out.push_str(&format!(
-            "delay: {}\n",
-            dloop_core::HumanDuration(std::time::Duration::from_millis(ms))
-        ));
-    }
-    out.push_str("context:\n");
-    if request.context.is_empty() {
-        out.push_str("  (none)\n");
-    }
-    for (key, value) in &request.context {
-        out.push_str(&format!(
-            "  {key} = {}\n",
-            dloop_core::interpolate::shell_quote(value)
-        ));
-    }
-    out.push_str("states:\n");
-    for (state, state_def) in &def.states {
-        let action = match state_def.action() {
-            Some(ActionRef::Shell(cmd)) => format!("shell: {}", first_line(cmd)),
-            Some(ActionRef::Prompt(p)) => format!("prompt: {}", first_line(p)),
-            Some(ActionRef::SubLoop(l)) => format!("loop: {l}"),
-            None => match state_def.terminal {
-                Some(t) => format!(
-                    "terminal: {}",
-                    if t == dloop_core::model::Terminal::Success {
-                        "success"
-                    } else {
-                        "failure"
-                    }
-                ),
-                None => "route".to_owned(),
-            },
-        };
-        let routes: Vec<String> = state_def
-            .edges()
-            .into_iter()
-            .map(|(verdict, to)| format!("{verdict} → {to}"))
-            .collect();
-        out.push_str(&format!("  {state}: {action}"));
-        if !routes.is_empty() {
-            out.push_str(&format!("  [{}]", routes.join(", ")));
-        }
-        out.push('\n');
-    }
-    out
-}
-
-fn first_line(text: &str) -> String {
-    let line = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
-    if line.chars().count() > 60 {
-        format!("{}…", line.chars().take(59).collect::<String>())
-    } else {
-        line.to_owned()
     }
 }

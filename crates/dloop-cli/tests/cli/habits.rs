@@ -179,3 +179,34 @@ fn resume_max_steps_means_that_many_more_steps() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json()["step"], 2);
 }
+
+#[test]
+fn dry_run_json_prints_the_plan_with_values_filled_in() {
+    let p = project_with_loops();
+    p.write_loop(
+        "greet",
+        "initial: hello\ncontext:\n  who: world\nstates:\n  hello:\n    shell: echo hello ${context.who} ${prev.output?}\n    next: done\n  done:\n    terminal: success\n",
+    );
+    let out = p.dloop(&["run", "greet", "-c", "who=it's me", "--dry-run", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan = out.json();
+    assert_eq!(plan["loop"], "greet");
+    assert_eq!(plan["context"]["who"], "it's me");
+    assert_eq!(
+        plan["states"][0]["name"], "hello",
+        "in the loop file's order"
+    );
+    let hello = plan["states"]
+        .as_array()
+        .expect("states")
+        .iter()
+        .find(|s| s["name"] == "hello")
+        .expect("hello");
+    assert_eq!(hello["action"], "shell");
+    assert_eq!(hello["text"], "echo hello it's me ${prev.output?}");
+    assert_eq!(hello["routes"]["next"], "done");
+    assert!(
+        !p.root().join(".loops/.dloop/runs").exists(),
+        "a dry run created a run"
+    );
+}
