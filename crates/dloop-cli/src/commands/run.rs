@@ -65,7 +65,15 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
     };
     let def = &parsed.def;
     let mut context: BTreeMap<String, String> = dloop_core::model::context_strings(&def.context);
-    context.extend(context_pairs(&args.context)?);
+    let given = context_pairs(&args.context)?;
+    warn_unread(
+        ctx,
+        &loaded.source,
+        &loaded.file.name,
+        &given,
+        args.input.as_deref().map(|_| def.input_key()),
+    );
+    context.extend(given);
     if let Some(input) = &args.input {
         context.insert(def.input_key().to_owned(), input.clone());
     }
@@ -125,6 +133,9 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
         }
         return Ok(crate::exit::Exit::Ok);
     }
+    if let Some(project) = &project {
+        note_resumable(ctx, project, &loaded.file.name);
+    }
     let project = project.unwrap_or(Project {
         root: ctx.cwd.clone(),
     });
@@ -136,4 +147,59 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
         .map_err(|e| session::runtime_error(e, None))?;
     drop(progress);
     session::finish(ctx, store, &end, args.json)
+}
+
+/// Warns about `-c` keys (and an INPUT) the loop never reads: no `${context.KEY}` anywhere in its
+/// file. A typo in a key would otherwise pass silently and the run use the default.
+fn warn_unread(
+    ctx: &Ctx,
+    source: &str,
+    loop_name: &str,
+    given: &BTreeMap<String, String>,
+    input_key: Option<&str>,
+) {
+    use dloop_core::interpolate::{Namespace, references};
+    let read: std::collections::BTreeSet<String> = references(source)
+        .into_iter()
+        .filter(|r| r.namespace == Namespace::Context)
+        .filter_map(|r| r.path.first().cloned())
+        .collect();
+    for key in given.keys() {
+        if !read.contains(key) {
+            ctx.ui.warn(&format!(
+                "warning: loop `{loop_name}` never reads context key `{key}` (-c {key}=...)\n"
+            ));
+        }
+    }
+    if let Some(key) = input_key
+        && !read.contains(key)
+    {
+        ctx.ui.warn(&format!(
+            "warning: loop `{loop_name}` never reads its input (context key `{key}`)\n"
+        ));
+    }
+}
+
+/// Says when the loop already has a run that could be resumed, so runs do not pile up by
+/// accident. Reading the runs is best effort: a failure here never stops the new run.
+fn note_resumable(ctx: &Ctx, project: &Project, loop_name: &str) {
+    let storage = crate::storage::Storage::for_project(project);
+    let Ok(ids) = crate::runs::run_ids(storage.store()) else {
+        return;
+    };
+    let resumable: Vec<String> = ids
+        .iter()
+        .filter(|id| id.loop_name() == loop_name)
+        .filter_map(|id| crate::runs::load_summary(storage.store(), id.as_str()).ok())
+        .filter(|info| info.is_resumable())
+        .map(|info| info.id)
+        .collect();
+    if let Some(last) = resumable.last() {
+        ctx.ui.status(&format!(
+            "note: loop `{loop_name}` has {} resumable run{} ({}); `dloop resume {last}` continues it instead of starting anew\n",
+            resumable.len(),
+            if resumable.len() == 1 { "" } else { "s" },
+            resumable.join(", ")
+        ));
+    }
 }

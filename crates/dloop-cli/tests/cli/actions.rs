@@ -52,6 +52,15 @@ states:
     terminal: success
 "#;
 
+/// Waits until `dloop output RUN` prints `want` (dloop reads the action's pipe on its own
+/// schedule, so a file the action wrote after printing can appear first).
+fn wait_for_output(p: &TestProject, id: &str, want: &str) {
+    poll(Duration::from_secs(10), || {
+        (p.dloop(&["output", id]).stdout == want).then_some(())
+    })
+    .unwrap_or_else(|| panic!("`dloop output {id}` never printed {want:?}"));
+}
+
 fn wait_for_file(path: &Path) {
     poll(Duration::from_secs(10), || path.exists().then_some(()))
         .unwrap_or_else(|| panic!("{} never appeared", path.display()));
@@ -66,9 +75,8 @@ fn output_is_readable_while_the_step_runs_and_after_a_stop_ends_it() {
         r.iter().any(|r| r["type"] == "action_started")
     });
     wait_for_file(&run_dir.join("work/pid"));
-    let out = p.dloop(&["output", &id]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout, "first\n", "the running step's output so far");
+    // The running step's output so far.
+    wait_for_output(&p, &id, "first\n");
     let json = p.dloop(&["output", &id, "1", "--json"]).json();
     assert_eq!(json["status"], "open");
     assert_eq!(json["offset"], 0);
@@ -97,7 +105,7 @@ fn output_of_an_action_whose_runner_was_killed_is_kept() {
     let (id, run_dir) = p.wait_for_log(Duration::from_secs(10), |r| {
         r.iter().any(|r| r["type"] == "action_started")
     });
-    wait_for_file(&run_dir.join("work/pid"));
+    wait_for_output(&p, &id, "first\n");
     signal(child.id(), "KILL");
     let _ = p.wait(child, Duration::from_secs(10));
     let out = p.dloop(&["output", &id]);

@@ -210,3 +210,40 @@ fn dry_run_json_prints_the_plan_with_values_filled_in() {
         "a dry run created a run"
     );
 }
+
+#[test]
+fn unread_context_keys_and_a_resumable_run_are_pointed_out() {
+    let p = project_with_loops();
+    let out = p.dloop(&["run", "quick", "-c", "tets_cmd=x", "--max-steps", "1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("warning: loop `quick` never reads context key `tets_cmd` (-c tets_cmd=...)"),
+        "{}",
+        out.stderr
+    );
+    let out = p.dloop(&["run", "twostep", "--max-steps", "1"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let (paused, _) = p
+        .run_dirs()
+        .iter()
+        .map(|d| d.file_name().expect("name").to_string_lossy().into_owned())
+        .find(|n| n.starts_with("twostep-"))
+        .map(|n| (n, ()))
+        .expect("paused");
+    let out = p.dloop(&["run", "twostep", "some input"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "note: loop `twostep` has 1 resumable run ({paused}); `dloop resume {paused}` continues it"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("warning: loop `twostep` never reads its input"),
+        "{}",
+        out.stderr
+    );
+}
