@@ -20,6 +20,10 @@ use crate::storage::Storage;
 
 /// Delete finished runs (completed, failed, cancelled) older than a duration
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dloop gc                                 delete finished runs older than 7 days
+  dloop gc --older-than 12h --dry-run      list what would go
+  dloop gc --all                           every finished run")]
 pub(crate) struct GcArgs {
     /// Delete runs whose last record is older than this (e.g. 12h, 30d)
     #[arg(long, value_name = "DUR", default_value = "7d", conflicts_with = "all")]

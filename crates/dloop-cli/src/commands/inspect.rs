@@ -14,6 +14,9 @@ use crate::storage::Storage;
 
 /// Show one run: status, state, step, context, captures, per-state counts, last error
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dloop inspect fix-tests                  the newest run: status, state, captures, outputs, agents
+  dloop inspect 3f2a --json | jq .states")]
 pub(crate) struct InspectArgs {
     /// The run: an id, a unique id prefix, or a loop name (its newest run)
     #[arg(value_name = "RUN")]

@@ -32,6 +32,10 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Print a run's event timeline (readable, or raw JSON Lines)
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dloop logs fix-tests                     the newest run's timeline
+  dloop logs fix-tests -f --output         follow it live, with each action's output
+  dloop logs 3f2a --json --type action_finished | jq .exit_code")]
 pub(crate) struct LogsArgs {
     /// The run: an id, a unique id prefix, or a loop name (its newest run)
     #[arg(value_name = "RUN")]

@@ -21,6 +21,10 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Print a step's full output (stdout and stderr as they arrived)
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dloop output fix-tests                   the latest step's output of the loop's newest run
+  dloop output fix-tests 3                 step 3's output
+  dloop output fix-tests test -f           follow the `test` state's latest step while it runs")]
 pub(crate) struct OutputArgs {
     /// The run: an id, a unique id prefix, or a loop name (its newest run)
     #[arg(value_name = "RUN")]

@@ -16,6 +16,11 @@ use crate::storage::Storage;
 
 /// Continue a paused, crashed or timed-out run; a finished step is never run again
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dloop resume                             the project's only resumable run
+  dloop resume fix-tests --max-steps 10    that loop's paused run, 10 more steps
+  dloop resume 3f2a --skip-to done         a run named by its 4-hex suffix, at another state
+  dloop resume fix-tests --reload          accept an edited loop file")]
 pub(crate) struct ResumeArgs {
     /// The run: an id, a unique id prefix, or a loop name (its resumable run). Default: the
     /// project's only resumable run

@@ -13,6 +13,9 @@ use crate::storage::Storage;
 
 /// Delete one run (a finished one; --force also a paused or crashed one)
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dloop rm 3f2a                            delete a finished run
+  dloop rm fix-tests-20261121T103207-a1b2 --force   also a paused one")]
 pub(crate) struct RmArgs {
     /// The run: an id, a unique id prefix, or its 4-hex suffix
     #[arg(value_name = "RUN")]

@@ -16,6 +16,11 @@ use crate::storage::Storage;
 
 /// Start a run of LOOP and drive it until it ends, pauses or is stopped
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dloop run fix-tests                      run .loops/fix-tests.yaml in the foreground
+  dloop run fix-tests \"cargo test\" -v      set its input and show every line the actions print
+  dloop run ./loops/review.yaml -c branch=main --max-steps 20
+  dloop run fix-tests --dry-run --json     the plan, with the context filled in; nothing runs")]
 pub(crate) struct RunArgs {
     /// The loop: a name from `.loops/`, or a path to a .yaml/.yml file
     #[arg(value_name = "LOOP")]

@@ -14,6 +14,9 @@ use crate::storage::Storage;
 
 /// Show live and resumable runs (running, paused, crashed, timed out), newest first
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dloop status                             live, waiting and resumable runs
+  dloop status --all --json                every run, as JSON")]
 pub(crate) struct StatusArgs {
     /// Also show finished runs (completed, failed, cancelled)
     #[arg(long)]

@@ -13,6 +13,10 @@ use crate::storage::Storage;
 
 /// Stop a live run; it pauses and `dloop resume` continues it
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dloop stop fix-tests                     end the running action and pause (resume continues)
+  dloop stop fix-tests --drain             let the current action finish, then pause
+  dloop stop 3f2a --force                  SIGKILL the runner; the run is crashed and resumable")]
 pub(crate) struct StopArgs {
     /// The run: an id, a unique id prefix, or a loop name (its live run)
     #[arg(value_name = "RUN")]

@@ -13,6 +13,9 @@ use crate::render::{human, json};
 ///
 /// With no LOOP, checks every loop in .loops/. Exit 0 when all are valid, 2 on any problem.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dloop validate                           every loop in .loops/
+  dloop validate fix-tests --json          one loop's problems as JSON")]
 pub(crate) struct ValidateArgs {
     /// Loop names (from .loops/) or paths to .yaml/.yml files; default: every loop in .loops/.
     #[arg(value_name = "LOOP")]
