@@ -314,8 +314,8 @@ pub struct RunState {
     /// it as "waiting (rate limit, resumes HH:MM)".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_until: Option<Timestamp>,
-    /// A handoff note waiting for the next prompt (`handoff_detected`), consumed by the next
-    /// prompt action's `action_started`.
+    /// A handoff note waiting for the next prompt (`handoff_detected`), put in front of every
+    /// attempt of the next prompt action until one finishes (`action_finished`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff: Option<String>,
     /// Memory of each `convergence` state.
@@ -448,9 +448,6 @@ impl RunState {
                 self.interrupted = None;
                 self.rerun_allowed = false;
                 self.rate_limit_until = None;
-                if *kind == ActionKind::Prompt {
-                    self.handoff = None;
-                }
                 self.phase = Phase::Acting(PendingAction {
                     state: state.clone(),
                     step: *step,
@@ -483,6 +480,13 @@ impl RunState {
                 }
                 self.prev = Some(step_result);
                 self.last_action_ended = Some(record.ts);
+                // A handoff note stays until a prompt action has finished with it in front of
+                // its prompt: an attempt interrupted or re-run is sent it again.
+                if let Phase::Acting(pending) = &self.phase
+                    && pending.kind == ActionKind::Prompt
+                {
+                    self.handoff = None;
+                }
                 let stats = self.states.entry(state.clone()).or_default();
                 stats.time_ms += result.duration_ms;
                 if let Some(report) = &result.agent {

@@ -375,7 +375,9 @@ fn a_handoff_pauses_then_the_state_runs_again_with_the_note() {
         Event::ActionStarted { ref state, kind: ActionKind::Prompt, continues_session: None, .. }
             if state == "fix"
     ));
-    assert_eq!(run.state.handoff, None, "consumed by the prompt's start");
+    assert_eq!(run.state.handoff.as_deref(), Some("b.rs is left"), "until it finishes");
+    run.finish(&def, ok("done"), &policy);
+    assert_eq!(run.state.handoff, None, "consumed by the prompt that finished");
 
     let mut continuing = def.clone();
     continuing.on_handoff = Some(OnHandoff::Continue);
