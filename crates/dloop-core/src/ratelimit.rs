@@ -186,10 +186,7 @@ mod tests {
         let waits: Vec<u64> = (0..5)
             .map(|n| wait_of(next_wait(&p, at(n, 0), None, NOW)))
             .collect();
-        assert_eq!(
-            waits,
-            [30_000, 120_000, 600_000, 1_800_000, 1_800_000]
-        );
+        assert_eq!(waits, [30_000, 120_000, 600_000, 1_800_000, 1_800_000]);
     }
 
     #[test]

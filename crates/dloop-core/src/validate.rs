@@ -268,8 +268,7 @@ impl<'a> Validator<'a> {
             }
             // A prompt state whose agent stays rate limited past its ladder routes this
             // verdict when it names it; never required (unrouted, the run pauses).
-            if state.prompt.is_some() && verdict == crate::transition::agent::RATE_LIMITED_VERDICT
-            {
+            if state.prompt.is_some() && verdict == crate::transition::agent::RATE_LIMITED_VERDICT {
                 continue;
             }
             let help = match suggest(verdict, verdicts.iter().copied()) {

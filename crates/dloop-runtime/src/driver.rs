@@ -304,10 +304,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
             let left = limit.saturating_sub(self.state.elapsed_ms_at(now));
             Instant::now() + Duration::from_millis(left)
         });
-        let profile_limits = agent_setup
-            .as_ref()
-            .map(|a| a.limits)
-            .unwrap_or_default();
+        let profile_limits = agent_setup.as_ref().map(|a| a.limits).unwrap_or_default();
         let limits = Limits {
             timeout: state_def.timeout.map(|d| d.0).or(profile_limits.timeout),
             idle_timeout: state_def
@@ -395,7 +392,6 @@ impl<'a, R: RunHandle> Session<'a, R> {
                     activity: &mut activity,
                 };
                 let outcome = runner.run(&request, &mut io);
-                drop(io);
                 if let Some(err) = note_failed {
                     return Err(err);
                 }
@@ -513,7 +509,12 @@ impl<'a, R: RunHandle> Session<'a, R> {
                 Err(err) => return errored(format!("source: {err}")),
             },
             // A prompt's answer is its agent's final text, not the CLI's JSON stream.
-            (None, Some(result)) if result.agent.as_ref().is_some_and(|a| a.final_text.is_some()) => {
+            (None, Some(result))
+                if result
+                    .agent
+                    .as_ref()
+                    .is_some_and(|a| a.final_text.is_some()) =>
+            {
                 result
                     .agent
                     .as_ref()

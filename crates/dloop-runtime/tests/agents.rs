@@ -12,9 +12,7 @@ use dloop_core::Timestamp;
 use dloop_core::event::{AgentOutcome, AgentReport, Event, PauseReason};
 use dloop_core::model::RateLimitPolicy;
 use dloop_core::state::RunStatus;
-use dloop_runtime::actions::{
-    ActionIo, ActionNote, ActionOutcome, ActionRequest, ActionRunner,
-};
+use dloop_runtime::actions::{ActionIo, ActionNote, ActionOutcome, ActionRequest, ActionRunner};
 use dloop_runtime::agent_runners::{AgentLimits, AgentRunners};
 use dloop_runtime::clock::{Clock, ManualClock};
 use dloop_runtime::driver::SessionOptions;
@@ -81,7 +79,10 @@ impl ActionRunner for ScriptedRunner {
         };
         match step.expect("the script has a step for every call") {
             Script::Answer(text) => {
-                io.chunk(dloop_runtime::actions::output::Stream::Stdout, text.as_bytes())?;
+                io.chunk(
+                    dloop_runtime::actions::output::Stream::Stdout,
+                    text.as_bytes(),
+                )?;
                 report.final_text = Some(text.to_owned());
             }
             Script::Limited(resets_at) => {
@@ -247,8 +248,7 @@ impl Fixture {
             run_id: run_id.to_owned(),
             ..ResumeInput::default()
         };
-        resume_run(&store, &local_dir, &input, self.options(clock), &mut Silent)
-            .expect("resumes")
+        resume_run(&store, &local_dir, &input, self.options(clock), &mut Silent).expect("resumes")
     }
 
     fn events(&self, run_id: &str) -> Vec<Event> {
@@ -300,7 +300,11 @@ fn rate_limited_twice_then_an_answer_completes_after_two_recorded_waits() {
     assert_eq!(end.state.agent.invocations, 3);
     assert_eq!(end.state.agent.tokens.input, 30);
     assert_eq!(end.state.states["fix"].agent.turns, 3);
-    let (folded, _) = fixture.project.store().load_state(&end.run_id).expect("loads");
+    let (folded, _) = fixture
+        .project
+        .store()
+        .load_state(&end.run_id)
+        .expect("loads");
     assert_eq!(folded, end.state);
 }
 
@@ -319,10 +323,21 @@ fn a_session_killed_during_a_wait_resumes_the_ladder_where_it_was() {
     let later = RecordingClock::new(first.now().as_millis() + 50_000, None);
     let end = fixture.resume(&run_id, later.clone());
     assert_eq!(end.status, RunStatus::Completed, "{:?}", end.state.message);
-    assert_eq!(later.slept(), [70_000, 600_000], "what was left, then attempt 3's");
+    assert_eq!(
+        later.slept(),
+        [70_000, 600_000],
+        "what was left, then attempt 3's"
+    );
     let events = fixture.events(&run_id);
-    assert_eq!(rate_limits(&events), [(1, 30_000), (2, 120_000), (3, 600_000)]);
-    assert_eq!(fixture.calls().len(), 4, "the step ran once more per wait, never skipped");
+    assert_eq!(
+        rate_limits(&events),
+        [(1, 30_000), (2, 120_000), (3, 600_000)]
+    );
+    assert_eq!(
+        fixture.calls().len(),
+        4,
+        "the step ran once more per wait, never skipped"
+    );
     let finished = events
         .iter()
         .filter(|e| matches!(e, Event::Evaluated { .. }))
@@ -427,7 +442,11 @@ fn an_interrupted_prompt_resumes_in_its_recorded_session() {
     let calls = fixture.calls();
     assert_eq!(calls[1].resume_session.as_deref(), Some("sess-42"));
     assert_eq!(calls[1].key, calls[0].key, "the same action, on purpose");
-    assert!(calls[1].prompt.starts_with("You were interrupted before you finished"));
+    assert!(
+        calls[1]
+            .prompt
+            .starts_with("You were interrupted before you finished")
+    );
     assert!(fixture.events(&run_id).iter().any(|e| matches!(
         e,
         Event::ActionStarted { continues_session: Some(s), .. } if s == "sess-42"
@@ -478,5 +497,8 @@ fn a_prompt_state_without_a_configured_profile_is_refused_before_anything_runs()
     )
     .expect_err("refused");
     assert!(err.to_string().contains("names no runner profile"), "{err}");
-    assert!(store.run_ids().expect("runs").is_empty(), "no run was created");
+    assert!(
+        store.run_ids().expect("runs").is_empty(),
+        "no run was created"
+    );
 }

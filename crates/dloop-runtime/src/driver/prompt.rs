@@ -21,6 +21,9 @@ use crate::error::RuntimeError;
 use crate::interp::Lookup;
 use crate::observer::RunObserver;
 
+/// A prompt action ready to run: its runner, the prompt as stored, and the call.
+pub(super) type PreparedPrompt = (Arc<dyn ActionRunner>, Vec<u8>, AgentSetup);
+
 /// What a prompt action's runner is called with, owned for the length of the action.
 pub(super) struct AgentSetup {
     pub(super) profile: String,
@@ -88,7 +91,7 @@ impl<R: RunHandle> Session<'_, R> {
         &self,
         pending: &PendingAction,
         text: &str,
-    ) -> Result<(Arc<dyn ActionRunner>, Vec<u8>, AgentSetup), String> {
+    ) -> Result<PreparedPrompt, String> {
         let state_def = &self.def.states[&pending.state];
         let agents = &*self.options.agents;
         let Some(profile) = pending

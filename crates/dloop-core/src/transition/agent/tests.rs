@@ -216,7 +216,10 @@ fn rate_limits_retry_the_same_step_and_key_after_each_wait() {
     let (first, wait) = run.until_action(&def);
     assert_eq!(wait, 0);
     run.finish(&def, limited(None), &policy);
-    assert_eq!(run.state.rate_limit_until, Some(Timestamp(run.now + 30_000)));
+    assert_eq!(
+        run.state.rate_limit_until,
+        Some(Timestamp(run.now + 30_000))
+    );
     let (second, wait) = run.until_action(&def);
     assert_eq!(wait, 30_000);
     assert_eq!(key_of(&second), key_of(&first), "same step, same key");
@@ -317,7 +320,11 @@ fn a_spent_ladder_routes_rate_limited_when_named_else_pauses() {
     run.resume(&unrouted);
     assert_eq!(run.state.rate_limit_waits, 0);
     let (intent, wait) = run.until_action(&unrouted);
-    assert_eq!((key_of(&intent).0, wait), (1, 0), "the step runs again at once");
+    assert_eq!(
+        (key_of(&intent).0, wait),
+        (1, 0),
+        "the step runs again at once"
+    );
     assert_eq!(run.refold(), run.state);
 }
 
@@ -352,7 +359,10 @@ fn auth_failure_pauses_with_the_message_and_resume_runs_the_step_again() {
     let message = run.state.message.clone().unwrap_or_default();
     assert!(message.contains("Please run /login"), "{message}");
     assert!(message.contains("log in"), "{message}");
-    assert!(!matches!(run.state.phase, Phase::Evaluated { .. }), "no verdict");
+    assert!(
+        !matches!(run.state.phase, Phase::Evaluated { .. }),
+        "no verdict"
+    );
     run.resume(&def);
     let (again, _) = run.until_action(&def);
     assert_eq!(key_of(&again), key_of(&first));
@@ -364,7 +374,11 @@ fn a_handoff_pauses_then_the_state_runs_again_with_the_note() {
     let policy = RateLimitPolicy::default();
     let mut run = Run::start(&def);
     run.until_action(&def);
-    run.finish(&def, ok("Half done.\nCONTEXT_HANDOFF: b.rs is left"), &policy);
+    run.finish(
+        &def,
+        ok("Half done.\nCONTEXT_HANDOFF: b.rs is left"),
+        &policy,
+    );
     assert_eq!(run.state.pause_reason, Some(PauseReason::Handoff));
     assert_eq!(run.state.handoff.as_deref(), Some("b.rs is left"));
     run.resume(&def);
@@ -375,9 +389,16 @@ fn a_handoff_pauses_then_the_state_runs_again_with_the_note() {
         Event::ActionStarted { ref state, kind: ActionKind::Prompt, continues_session: None, .. }
             if state == "fix"
     ));
-    assert_eq!(run.state.handoff.as_deref(), Some("b.rs is left"), "until it finishes");
+    assert_eq!(
+        run.state.handoff.as_deref(),
+        Some("b.rs is left"),
+        "until it finishes"
+    );
     run.finish(&def, ok("done"), &policy);
-    assert_eq!(run.state.handoff, None, "consumed by the prompt that finished");
+    assert_eq!(
+        run.state.handoff, None,
+        "consumed by the prompt that finished"
+    );
 
     let mut continuing = def.clone();
     continuing.on_handoff = Some(OnHandoff::Continue);
