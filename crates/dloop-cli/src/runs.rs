@@ -32,6 +32,17 @@ impl RunInfo {
         self.state.status.observed(self.live)
     }
 
+    /// What a live run is waiting for, in `status` words: `waiting (rate limit, resumes
+    /// HH:MM)` (UTC) while its agent waits out a rate limit; `None` otherwise.
+    pub(crate) fn waiting(&self) -> Option<String> {
+        let until = self.state.rate_limit_until?;
+        let waiting = self.state.status == dloop_core::state::RunStatus::Running
+            && matches!(self.state.phase, dloop_core::state::Phase::Entered);
+        let text = until.to_string();
+        let clock = text.get(11..16)?;
+        waiting.then(|| format!("waiting (rate limit, resumes {clock})"))
+    }
+
     /// Whether `dloop resume` can continue it now.
     pub(crate) fn is_resumable(&self) -> bool {
         self.state.status.is_resumable_now(self.live)

@@ -237,6 +237,9 @@ mod tests {
             idempotency_key: format!("k{step}"),
             output_path: "output.log".into(),
             output_offset: Some(offset),
+            profile: None,
+            prompt: None,
+            continues_session: None,
         }
     }
 

@@ -41,6 +41,9 @@ pub enum PauseReason {
     NeedsDecision,
     /// The agent stayed rate limited past the backoff ladder.
     RateLimited,
+    /// The agent could not work at all (not logged in, no credits, the service unreachable):
+    /// a person must act; resume runs the step's action again.
+    AgentError,
 }
 
 impl PauseReason {
@@ -53,6 +56,7 @@ impl PauseReason {
             Self::Handoff => "handoff",
             Self::NeedsDecision => "needs_decision",
             Self::RateLimited => "rate_limited",
+            Self::AgentError => "agent_error",
         }
     }
 }
@@ -294,6 +298,18 @@ pub enum Event {
         /// and after a crash. Set by the runtime; `None` in logs from before the stream.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output_offset: Option<u64>,
+        /// Prompt actions: the runner profile that runs it. Set by the runtime.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
+        /// Prompt actions: the run blob holding the prompt exactly as sent (`prompt-<seq>.txt`,
+        /// `<seq>` being this record's), durable before this record. `None` when the prompt
+        /// could not be rendered (the action then fails with the reason).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt: Option<String>,
+        /// Prompt actions: the agent session this attempt continues (an interrupted attempt's,
+        /// where the profile can resume); `None` when it starts a fresh session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        continues_session: Option<String>,
     },
     /// The action ended (by itself, by a timeout, or could not start).
     ActionFinished {
@@ -363,23 +379,71 @@ pub enum Event {
         #[serde(default)]
         delay_ms: u64,
     },
-    /// The agent was rate limited; the action will be retried after `wait_ms`.
+    /// The agent was rate limited (after the step's `action_finished`): the same step's action
+    /// runs again, with the same idempotency key, once `resume_at` has passed. Folded, it puts
+    /// the step back to "entered" and keeps the ladder's counters, so a run killed during the
+    /// wait resumes it where it was. `exhausted` means the ladder is spent: no wait, and the run
+    /// pauses (`run_paused`, reason `rate_limited`) in the same batch.
     RateLimited {
         /// The state.
         state: String,
+        /// The step whose action was limited (0 in logs from before this field).
+        #[serde(default)]
+        step: u64,
         /// Rate-limit waits for this action so far, this one included.
         attempt: u32,
         /// The wait before the next try.
         wait_ms: u64,
-        /// The text that was recognised.
+        /// When the next try may start (the record's time plus `wait_ms`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_at: Option<Timestamp>,
+        /// When the CLI said its limit resets, if it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resets_at: Option<Timestamp>,
+        /// The agent's own message about the limit.
         #[serde(default)]
         evidence: String,
+        /// The ladder is spent: no further wait (see above).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        exhausted: bool,
     },
-    /// The agent asked to hand off its context.
+    /// The agent asked to hand off its context (a `CONTEXT_HANDOFF:` line in its final text,
+    /// after the step's `action_finished`). Folded, the run moves to the same state again (a
+    /// new step, a fresh agent session) and keeps `message` for that prompt; a `run_paused`
+    /// (reason `handoff`) follows unless the loop says `on_handoff: continue`.
     HandoffDetected {
         /// The state.
         state: String,
-        /// The handoff message.
+        /// The step whose agent handed off (0 in logs from before this field).
+        #[serde(default)]
+        step: u64,
+        /// The handoff message (the text after `CONTEXT_HANDOFF:`).
+        message: String,
+    },
+    /// A prompt action's agent session began: recorded (in its own batch, synced) as soon as
+    /// the runner reads the session id from the CLI's stream, so an action interrupted later
+    /// can be continued in that session.
+    AgentSession {
+        /// The state.
+        state: String,
+        /// The step.
+        step: u64,
+        /// The id, as the CLI's resume flag takes it.
+        session_id: String,
+    },
+    /// The agent could not work at all (after the step's `action_finished`): not logged in, no
+    /// credits, or the service unreachable. Never a verdict: folded, the step goes back to
+    /// "entered" (its action runs again, same idempotency key, when the run continues) and a
+    /// `run_paused` (reason `agent_error`) follows in the same batch.
+    AgentUnavailable {
+        /// The state.
+        state: String,
+        /// The step.
+        step: u64,
+        /// How the agent ended (`auth_failed`, `unreachable`).
+        outcome: AgentOutcome,
+        /// The agent's own message.
+        #[serde(default)]
         message: String,
     },
     /// The run stopped and can be resumed.
@@ -462,6 +526,8 @@ impl Event {
             Self::RetryScheduled { .. } => "retry_scheduled",
             Self::RateLimited { .. } => "rate_limited",
             Self::HandoffDetected { .. } => "handoff_detected",
+            Self::AgentSession { .. } => "agent_session",
+            Self::AgentUnavailable { .. } => "agent_unavailable",
             Self::RunPaused { .. } => "run_paused",
             Self::RunResumed { .. } => "run_resumed",
             Self::RunCompleted { .. } => "run_completed",

@@ -59,6 +59,7 @@ pub mod event;
 pub mod interpolate;
 pub mod model;
 pub mod parse;
+pub mod ratelimit;
 pub mod run_id;
 pub mod state;
 pub mod timestamp;

@@ -91,6 +91,19 @@ pub struct PendingAction {
     /// Where its output starts in the output stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_offset: Option<u64>,
+    /// Prompt actions: the runner profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Prompt actions: the blob holding the prompt as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Prompt actions: the agent session this attempt continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues_session: Option<String>,
+    /// Prompt actions: the agent session this attempt runs in, once `agent_session` said (an
+    /// interrupted attempt is continued in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
 }
 
 /// Where in a step the log ends.
@@ -291,8 +304,20 @@ pub struct RunState {
     pub edges: BTreeMap<String, u64>,
     /// Retries used in the current stay in a state (reset when the run moves on).
     pub retries: BTreeMap<String, u32>,
-    /// Rate-limit waits for the current action.
+    /// Rate-limit waits for the current action (its step's ladder position).
     pub rate_limit_waits: u32,
+    /// The sum of those waits (the ladder's `total` caps it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rate_limit_waited_ms: u64,
+    /// While the current action waits out a rate limit: when it may start again. Set by
+    /// `rate_limited`, cleared by the next `action_started` (and by a new step); `status` shows
+    /// it as "waiting (rate limit, resumes HH:MM)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_until: Option<Timestamp>,
+    /// A handoff note waiting for the next prompt (`handoff_detected`), put in front of every
+    /// attempt of the next prompt action until one finishes (`action_finished`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<String>,
     /// Memory of each `convergence` state.
     pub convergence: BTreeMap<String, ConvergenceMemory>,
     /// When the run started.
@@ -349,6 +374,18 @@ impl RunState {
         self.interrupted = None;
     }
 
+    /// Puts the step whose action just finished back to "entered": its action runs again
+    /// (same step, same idempotency key) because the agent did no work (a rate limit, an
+    /// unavailable agent). Only the step in force is affected, so the record is harmless
+    /// history otherwise.
+    fn redo_action(&mut self, step: u64) {
+        let in_step = step == 0 || step == self.step;
+        if in_step && matches!(self.phase, Phase::Finished { .. } | Phase::Entered) {
+            self.phase = Phase::Entered;
+            self.interrupted = None;
+        }
+    }
+
     /// Applies one record. Records must come in `seq` order; the store guarantees it.
     pub fn apply(&mut self, record: &Record) {
         debug_assert!(
@@ -393,6 +430,8 @@ impl RunState {
                 self.step = *step;
                 self.states.entry(state.clone()).or_default().visits = *visit;
                 self.rate_limit_waits = 0;
+                self.rate_limit_waited_ms = 0;
+                self.rate_limit_until = None;
                 self.phase = Phase::Entered;
             }
             Event::ActionStarted {
@@ -402,9 +441,13 @@ impl RunState {
                 idempotency_key,
                 output_path,
                 output_offset,
+                profile,
+                prompt,
+                continues_session,
             } => {
                 self.interrupted = None;
                 self.rerun_allowed = false;
+                self.rate_limit_until = None;
                 self.phase = Phase::Acting(PendingAction {
                     state: state.clone(),
                     step: *step,
@@ -412,6 +455,12 @@ impl RunState {
                     idempotency_key: idempotency_key.clone(),
                     output_path: output_path.clone(),
                     output_offset: *output_offset,
+                    profile: profile.clone(),
+                    prompt: prompt.clone(),
+                    continues_session: continues_session.clone(),
+                    // A continued session is the one this attempt runs in until the CLI says
+                    // otherwise.
+                    session_id: continues_session.clone(),
                 });
             }
             Event::ActionFinished {
@@ -431,6 +480,13 @@ impl RunState {
                 }
                 self.prev = Some(step_result);
                 self.last_action_ended = Some(record.ts);
+                // A handoff note stays until a prompt action has finished with it in front of
+                // its prompt: an attempt interrupted or re-run is sent it again.
+                if let Phase::Acting(pending) = &self.phase
+                    && pending.kind == ActionKind::Prompt
+                {
+                    self.handoff = None;
+                }
                 let stats = self.states.entry(state.clone()).or_default();
                 stats.time_ms += result.duration_ms;
                 if let Some(report) = &result.agent {
@@ -500,10 +556,36 @@ impl RunState {
                 self.retries.insert(state.clone(), *retry);
                 self.move_to(state);
             }
-            Event::RateLimited { attempt, .. } => {
+            Event::RateLimited {
+                step,
+                attempt,
+                wait_ms,
+                resume_at,
+                exhausted,
+                ..
+            } => {
                 self.rate_limit_waits = *attempt;
+                if !*exhausted {
+                    self.rate_limit_waited_ms += *wait_ms;
+                    self.rate_limit_until = *resume_at;
+                }
+                self.redo_action(*step);
             }
-            Event::HandoffDetected { .. } | Event::ScopeWaiting { .. } => {}
+            Event::AgentUnavailable { step, .. } => self.redo_action(*step),
+            Event::AgentSession {
+                step, session_id, ..
+            } => {
+                if let Phase::Acting(pending) = &mut self.phase
+                    && pending.step == *step
+                {
+                    pending.session_id = Some(session_id.clone());
+                }
+            }
+            Event::HandoffDetected { state, message, .. } => {
+                self.handoff = Some(message.clone());
+                self.move_to(state);
+            }
+            Event::ScopeWaiting { .. } => {}
             Event::ScopeAcquired { .. } => {}
             Event::RunPaused { reason, message } => {
                 self.status = RunStatus::Paused;
@@ -516,6 +598,13 @@ impl RunState {
                 rerun,
                 skip_to,
             } => {
+                // A run paused because the ladder was spent gets a fresh ladder: resuming says
+                // "try again now". A run that died or was stopped mid-ladder keeps its place.
+                if self.pause_reason == Some(PauseReason::RateLimited) {
+                    self.rate_limit_waits = 0;
+                    self.rate_limit_waited_ms = 0;
+                    self.rate_limit_until = None;
+                }
                 self.status = RunStatus::Running;
                 self.pause_reason = None;
                 self.message = None;
@@ -575,6 +664,10 @@ impl RunState {
         }
         state
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The key of a transition in [`RunState::edges`].

@@ -19,6 +19,8 @@
 //! Because `next` works from any [`Phase`], a log cut at any record boundary continues exactly
 //! where it stopped.
 
+pub mod agent;
+
 use std::collections::BTreeMap;
 
 use crate::event::{ActionKind, Event, PauseReason, ResumeOverrides};
@@ -160,7 +162,9 @@ fn start(state: &RunState, current: &str, state_def: &StateDef, now: Timestamp) 
                 )),
             });
         }
-        // Re-run on purpose: same step, same idempotency key, output appended afresh.
+        // Re-run on purpose: same step, same idempotency key, output appended afresh. A prompt
+        // whose agent session is known continues in it (the runtime drops the id when the
+        // profile cannot resume, and the record then says the attempt starts fresh).
         return Decision::StartAction {
             intent: Event::ActionStarted {
                 state: current.to_owned(),
@@ -169,12 +173,23 @@ fn start(state: &RunState, current: &str, state_def: &StateDef, now: Timestamp) 
                 idempotency_key: interrupted.idempotency_key.clone(),
                 output_path,
                 output_offset: None,
+                profile: None,
+                prompt: None,
+                continues_session: if kind == ActionKind::Prompt {
+                    interrupted.session_id.clone()
+                } else {
+                    None
+                },
             },
             wait_ms: 0,
         };
     }
     let retrying = state.retries.get(current).copied().unwrap_or(0) > 0;
-    let wait_ms = if retrying {
+    let wait_ms = if let Some(until) = state.rate_limit_until {
+        // Waiting out a rate limit: the same step again once `until` has passed; after a
+        // resume only what is left of the wait.
+        crate::ratelimit::remaining_ms(until, now)
+    } else if retrying {
         state_def
             .retries
             .as_ref()
@@ -196,6 +211,9 @@ fn start(state: &RunState, current: &str, state_def: &StateDef, now: Timestamp) 
             idempotency_key: idempotency_key(&state.run_id, state.step),
             output_path,
             output_offset: None,
+            profile: None,
+            prompt: None,
+            continues_session: None,
         },
         wait_ms,
     }

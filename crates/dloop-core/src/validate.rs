@@ -266,6 +266,11 @@ impl<'a> Validator<'a> {
             if verdict == crate::model::DEFAULT_ROUTE || verdicts.contains(&verdict.as_str()) {
                 continue;
             }
+            // A prompt state whose agent stays rate limited past its ladder routes this
+            // verdict when it names it; never required (unrouted, the run pauses).
+            if state.prompt.is_some() && verdict == crate::transition::agent::RATE_LIMITED_VERDICT {
+                continue;
+            }
             let help = match suggest(verdict, verdicts.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!(

@@ -12,7 +12,12 @@
 //!   shares one timestamp, given to the store with it), so a snapshot of it is exact;
 //! - an action is started only after its `action_started` intent is durable;
 //! - an action that a stop ends is recorded as `action_interrupted`, never as finished, so
-//!   resume runs it again on purpose (with the same idempotency key).
+//!   resume runs it again on purpose (with the same idempotency key);
+//! - a prompt action's prompt is a run blob durable before the `action_started` that names it,
+//!   and what a runner learns mid-action (the agent's session id) is appended and synced at
+//!   once, in its own batch ([`prompt`]).
+
+mod prompt;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +34,8 @@ use dloop_store::{RunHandle, crash_point};
 
 use crate::actions::output::StepOutput;
 use crate::actions::shell::ShellRunner;
-use crate::actions::{ActionIo, ActionOutcome, ActionRequest, ActionRunner};
+use crate::actions::{ActionIo, ActionNote, ActionOutcome, ActionRequest, ActionRunner, AgentCall};
+use crate::agent_runners::{AgentRunners, NoAgents};
 use crate::clock::{Clock, SystemClock};
 use crate::error::RuntimeError;
 use crate::interp::{DEFAULT_CAPTURE_LIMIT, Lookup};
@@ -56,6 +62,8 @@ pub struct SessionOptions {
     pub clock: Arc<dyn Clock>,
     /// Runs `shell:` actions.
     pub shell: Arc<dyn ActionRunner>,
+    /// The agent runners of `prompt:` states (default: none, and prompt states are refused).
+    pub agents: Arc<dyn AgentRunners>,
 }
 
 impl std::fmt::Debug for SessionOptions {
@@ -81,6 +89,7 @@ impl SessionOptions {
             signals: Arc::new(SignalRecord::default()),
             clock: Arc::new(SystemClock),
             shell: Arc::new(ShellRunner::default()),
+            agents: Arc::new(NoAgents),
         }
     }
 }
@@ -210,6 +219,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
                             continue;
                         }
                     }
+                    self.prepare_prompt(&mut intent)?;
                     if let Event::ActionStarted { output_offset, .. } = &mut intent {
                         *output_offset = Some(self.stream()?.len());
                     }
@@ -277,13 +287,18 @@ impl<'a, R: RunHandle> Session<'a, R> {
             outputs: Some(&self.run),
         };
         let work_dir = work_dir(&self.run_dir);
+        let mut agent_setup = None;
         let rendered = match state_def.action() {
             Some(ActionRef::Shell(command)) => lookup
                 .render_shell(command)
                 .map(|script| (Arc::clone(&self.options.shell), script))
                 .map_err(|err| err.to_string()),
-            Some(ActionRef::Prompt(_)) => {
-                Err("prompt actions need an agent runner, which this version does not have".into())
+            Some(ActionRef::Prompt(text)) => {
+                self.prompt_setup(&pending, text)
+                    .map(|(runner, prompt, setup)| {
+                        agent_setup = Some(setup);
+                        (runner, prompt)
+                    })
             }
             Some(ActionRef::SubLoop(_)) => {
                 Err("sub-loop actions are not supported by this version".into())
@@ -295,9 +310,13 @@ impl<'a, R: RunHandle> Session<'a, R> {
             let left = limit.saturating_sub(self.state.elapsed_ms_at(now));
             Instant::now() + Duration::from_millis(left)
         });
+        let profile_limits = agent_setup.as_ref().map(|a| a.limits).unwrap_or_default();
         let limits = Limits {
-            timeout: state_def.timeout.map(|d| d.0),
-            idle_timeout: state_def.idle_timeout.map(|d| d.0),
+            timeout: state_def.timeout.map(|d| d.0).or(profile_limits.timeout),
+            idle_timeout: state_def
+                .idle_timeout
+                .map(|d| d.0)
+                .or(profile_limits.idle_timeout),
             run_deadline,
             kill_grace: self.options.kill_grace,
         };
@@ -315,11 +334,14 @@ impl<'a, R: RunHandle> Session<'a, R> {
         let scratch = self.run_dir.join("scripts");
         let stream_path = self.run_dir.join(dloop_core::event::OUTPUT_STREAM);
         self.stream()?;
+        debug_assert!(self.batch.is_empty(), "the intent's batch is durable");
         let Self {
             stream,
             observer,
             options,
             state,
+            run,
+            since_snapshot,
             ..
         } = self;
         let stream = stream.as_deref_mut().expect("opened above");
@@ -334,13 +356,40 @@ impl<'a, R: RunHandle> Session<'a, R> {
                     cwd: &options.project_root,
                     scratch: &scratch,
                     limits,
-                    agent: None,
+                    agent: agent_setup.as_ref().map(|a| AgentCall {
+                        profile: &a.profile,
+                        model: a.model.as_deref(),
+                        extra_args: &a.args,
+                        resume_session: a.resume.as_deref(),
+                        max_turns: a.max_turns,
+                    }),
                 };
                 let observer = std::cell::RefCell::new(&mut **observer);
                 let mut watch = |s, bytes: &[u8]| observer.borrow_mut().on_output(s, bytes);
                 let mut activity = |a: &_| observer.borrow_mut().on_agent_activity(a);
-                let mut notes = Vec::new();
-                let mut note = |n| notes.push(n);
+                // A note is appended and synced at once (agent steps are slow: the session id
+                // must survive a crash long before the action ends). The first failure is kept
+                // and returned after the action; later notes are dropped, as the log refuses
+                // writes after a failed append anyway.
+                let mut known_session = pending.session_id.clone();
+                let mut note_failed = None;
+                let mut note = |n: ActionNote| {
+                    let ActionNote::SessionStarted { session_id } = n;
+                    if note_failed.is_some() || known_session.as_ref() == Some(&session_id) {
+                        return;
+                    }
+                    known_session = Some(session_id.clone());
+                    let event = Event::AgentSession {
+                        state: pending.state.clone(),
+                        step: pending.step,
+                        session_id,
+                    };
+                    let mut observer = observer.borrow_mut();
+                    match prompt::append_now(run, state, &*options.clock, &mut **observer, event) {
+                        Ok(n) => *since_snapshot += n,
+                        Err(err) => note_failed = Some(err),
+                    }
+                };
                 let mut io = ActionIo {
                     output: &mut output,
                     watch: &mut watch,
@@ -349,6 +398,9 @@ impl<'a, R: RunHandle> Session<'a, R> {
                     activity: &mut activity,
                 };
                 let outcome = runner.run(&request, &mut io);
+                if let Some(err) = note_failed {
+                    return Err(err);
+                }
                 Some(outcome.map_err(|source| RuntimeError::Output {
                     path: stream_path.clone(),
                     source,
@@ -422,6 +474,9 @@ impl<'a, R: RunHandle> Session<'a, R> {
             capture,
             result,
         });
+        if let Some(setup) = &agent_setup {
+            self.after_prompt(&pending, &setup.profile);
+        }
         Ok(())
     }
 
@@ -429,7 +484,13 @@ impl<'a, R: RunHandle> Session<'a, R> {
     fn evaluate(&self) -> Event {
         let current = self.state.current.clone().unwrap_or_default();
         let step = self.state.step;
-        let evaluator = self.def.states[&current].evaluator();
+        let state_def = &self.def.states[&current];
+        if let Phase::Finished { result } = &self.state.phase
+            && let Some(event) = prompt::agent_verdict(state_def, &current, step, result)
+        {
+            return event;
+        }
+        let evaluator = state_def.evaluator();
         let lookup = Lookup {
             state: &self.state,
             run_dir: &self.run_dir,
@@ -453,6 +514,19 @@ impl<'a, R: RunHandle> Session<'a, R> {
                 Ok(text) => text,
                 Err(err) => return errored(format!("source: {err}")),
             },
+            // A prompt's answer is its agent's final text, not the CLI's JSON stream.
+            (None, Some(result))
+                if result
+                    .agent
+                    .as_ref()
+                    .is_some_and(|a| a.final_text.is_some()) =>
+            {
+                result
+                    .agent
+                    .as_ref()
+                    .and_then(|a| a.final_text.clone())
+                    .unwrap_or_default()
+            }
             (None, Some(result)) => lookup.output(&StepResult {
                 state: current.clone(),
                 step,

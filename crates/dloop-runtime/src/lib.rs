@@ -16,6 +16,7 @@
 //! - [`clock::Clock`]: time, injected ([`clock::ManualClock`] in tests).
 
 pub mod actions;
+pub mod agent_runners;
 pub mod clock;
 pub mod driver;
 pub mod error;

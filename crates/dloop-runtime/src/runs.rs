@@ -24,6 +24,7 @@ use dloop_core::state::RunStatus;
 use dloop_core::transition::{ResumeRequest, resume_events};
 use dloop_store::{RunHandle, RunMeta, Store, StoreError};
 
+use crate::agent_runners::check_runners;
 use crate::driver::{Session, SessionOptions, now};
 use crate::error::RuntimeError;
 use crate::observer::RunObserver;
@@ -62,31 +63,29 @@ pub struct RunEnd {
     pub state: RunState,
 }
 
-/// Refuses loops this version cannot run, before anything is created.
+/// Refuses loops this version cannot run, before anything is created: sub-loops and an
+/// explicit `evaluate: llm` (the judge is not here yet). A prompt state without an evaluator is
+/// judged by its agent's outcome (`dloop_core::transition::agent`); whether its runner profile
+/// exists is [`crate::agent_runners::check_runners`]'s question.
 ///
 /// # Errors
 /// [`RuntimeError::Unsupported`] naming the state and what to do.
 pub fn check_supported(def: &LoopDef) -> Result<(), RuntimeError> {
     for (name, state) in &def.states {
         match state.action() {
-            Some(ActionRef::Prompt(_)) => {
-                return Err(RuntimeError::Unsupported(format!(
-                    "state `{name}` sends a prompt, and agent runners are not in this version \
-                     yet; use a `shell:` action that calls the agent CLI"
-                )));
-            }
             Some(ActionRef::SubLoop(_)) => {
                 return Err(RuntimeError::Unsupported(format!(
                     "state `{name}` runs a sub-loop, which this version cannot run yet; call \
                      `dloop run` from a `shell:` action instead"
                 )));
             }
-            Some(ActionRef::Shell(_)) | None => {}
+            Some(ActionRef::Shell(_) | ActionRef::Prompt(_)) | None => {}
         }
         if let Some(Evaluate::Llm(_)) = &state.evaluate {
             return Err(RuntimeError::Unsupported(format!(
-                "state `{name}` uses the `llm` evaluator, which needs an agent runner; this \
-                 version has none yet"
+                "state `{name}` uses the `llm` evaluator, which this version does not have \
+                 yet; remove `evaluate: llm` (a prompt state is then judged by its agent's \
+                 outcome) or use another evaluator"
             )));
         }
     }
@@ -123,6 +122,7 @@ pub fn start_run(
     observer: &mut dyn RunObserver,
 ) -> Result<RunEnd, RuntimeError> {
     check_supported(request.def)?;
+    check_runners(request.def, &*options.agents)?;
     let created_at = options.clock.now();
     let mut created = None;
     for attempt in 0..64 {
@@ -277,6 +277,7 @@ pub fn resume_run(
         };
         let def = parse_definition(&input.run_id, &meta.definition)?;
         check_supported(&def)?;
+        check_runners(&def, &*options.agents)?;
         let mut session = Session::new(&def, run, run_dir, state, options, observer);
         session.record(started);
         if let Some(repair) = &info.repair {
@@ -323,6 +324,7 @@ pub fn resume_run(
         None => parse_definition(&input.run_id, &text)?,
     };
     check_supported(&def)?;
+    check_runners(&def, &*options.agents)?;
     if let Some(sha) = &reloaded {
         let current = state.current.clone().unwrap_or_default();
         if input.request.skip_to.is_none() && !def.states.contains_key(&current) {

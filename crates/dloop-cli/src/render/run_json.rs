@@ -20,7 +20,7 @@ pub(crate) struct RunJson {
     /// `running`, `paused`, `crashed`, `completed`, `failed`, `cancelled` or `timed_out`.
     pub(crate) status: &'static str,
     /// Why it is paused (`stopped`, `interrupted`, `max_steps`, `handoff`, `needs_decision`,
-    /// `rate_limited`) or why it failed; `null` otherwise.
+    /// `rate_limited`, `agent_error`) or why it failed; `null` otherwise.
     pub(crate) reason: Option<String>,
     /// The state it is in (or ended in).
     pub(crate) state: Option<String>,
@@ -46,6 +46,56 @@ pub(crate) struct RunJson {
     pub(crate) live: bool,
     /// The message of a pause (what to do next).
     pub(crate) message: Option<String>,
+    /// While its agent waits out a rate limit: `waiting (rate limit, resumes HH:MM)`.
+    pub(crate) waiting: Option<String>,
+    /// While its agent waits out a rate limit: when the step is tried again (RFC 3339, UTC).
+    pub(crate) rate_limit_until: Option<String>,
+    /// Rate-limit waits of the current step so far.
+    pub(crate) rate_limit_waits: u32,
+    /// Agent figures of the whole run (`null` when no agent ran).
+    pub(crate) agent: Option<AgentJson>,
+}
+
+/// Agent figures, summed over invocations (a state's, or the run's).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AgentJson {
+    /// Agent invocations that finished.
+    pub(crate) invocations: u64,
+    /// Time spent in them.
+    pub(crate) time_ms: u64,
+    /// Turns, where the CLIs say.
+    pub(crate) turns: u64,
+    /// Input tokens not served from a cache.
+    pub(crate) tokens_in: u64,
+    /// Output tokens.
+    pub(crate) tokens_out: u64,
+    /// Input tokens read from a cache.
+    pub(crate) tokens_cached: u64,
+    /// Input tokens written to a cache.
+    pub(crate) tokens_cache_write: u64,
+    /// Cost in US dollars, where the CLIs say.
+    pub(crate) cost_usd: f64,
+    /// The latest model seen.
+    pub(crate) model: Option<String>,
+    /// The latest agent session id.
+    pub(crate) session_id: Option<String>,
+}
+
+impl AgentJson {
+    fn from_totals(totals: &dloop_core::state::AgentTotals) -> Option<AgentJson> {
+        (!totals.is_empty()).then(|| AgentJson {
+            invocations: totals.invocations,
+            time_ms: totals.time_ms,
+            turns: totals.turns,
+            tokens_in: totals.tokens.input,
+            tokens_out: totals.tokens.output,
+            tokens_cached: totals.tokens.cached,
+            tokens_cache_write: totals.tokens.cache_write,
+            cost_usd: totals.cost_usd,
+            model: totals.model.clone(),
+            session_id: totals.session_id.clone(),
+        })
+    }
 }
 
 /// A captured result.
@@ -100,6 +150,8 @@ pub(crate) struct StateCountJson {
     pub(crate) time_ms: u64,
     /// Its latest action's output (`null` before its first action ends).
     pub(crate) last_output: Option<LastOutputJson>,
+    /// Its agent figures (`null` for states that ran no agent).
+    pub(crate) agent: Option<AgentJson>,
 }
 
 impl RunJson {
@@ -172,6 +224,7 @@ impl RunJson {
                                 output_path: Some(o.output_path.clone()).filter(|p| !p.is_empty()),
                                 output_offset: o.output_offset,
                             }),
+                            agent: AgentJson::from_totals(&s.agent),
                         },
                     )
                 })
@@ -181,6 +234,10 @@ impl RunJson {
             sessions: state.sessions,
             live: info.live,
             message: state.message.clone(),
+            waiting: info.waiting(),
+            rate_limit_until: state.rate_limit_until.map(|t| t.to_string()),
+            rate_limit_waits: state.rate_limit_waits,
+            agent: AgentJson::from_totals(&state.agent),
         }
     }
 }

@@ -51,9 +51,10 @@ pub(crate) fn human_line(record: &Record, color: bool) -> String {
     let paint = match &record.event {
         Event::RunFailed { .. } | Event::LogRepaired { .. } => Some(Paint::Red),
         Event::RunCompleted { .. } => Some(Paint::Green),
-        Event::RunPaused { .. } | Event::RunTimedOut { .. } | Event::RateLimited { .. } => {
-            Some(Paint::Yellow)
-        }
+        Event::RunPaused { .. }
+        | Event::RunTimedOut { .. }
+        | Event::RateLimited { .. }
+        | Event::AgentUnavailable { .. } => Some(Paint::Yellow),
         _ => None,
     };
     let padded = format!("{kind:<TYPE_WIDTH$}");
@@ -94,13 +95,23 @@ fn details(event: &Event) -> String {
             state,
             kind,
             output_path,
+            profile,
+            continues_session,
             ..
         } => {
             let kind = serde_json::to_value(kind)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
-            format!("{state} {kind} → {output_path}")
+            let mut text = format!("{state} {kind}");
+            if let Some(profile) = profile {
+                text.push_str(&format!(" ({profile})"));
+            }
+            if let Some(session) = continues_session {
+                text.push_str(&format!(", continuing session {session}"));
+            }
+            text.push_str(&format!(" → {output_path}"));
+            text
         }
         Event::ActionFinished { state, result, .. } => {
             let how = match (&result.error, result.timed_out, result.exit_code) {
@@ -147,11 +158,38 @@ fn details(event: &Event) -> String {
             state,
             attempt,
             wait_ms,
+            resume_at,
+            exhausted: false,
             ..
-        } => format!("{state} attempt {attempt}, waiting {}", duration(*wait_ms)),
-        Event::HandoffDetected { state, message } => {
+        } => match resume_at {
+            Some(at) => format!(
+                "{state} attempt {attempt}, waiting {} (until {})",
+                duration(*wait_ms),
+                &at.to_string()[11..19]
+            ),
+            None => format!("{state} attempt {attempt}, waiting {}", duration(*wait_ms)),
+        },
+        Event::RateLimited {
+            state,
+            attempt,
+            evidence,
+            ..
+        } => format!(
+            "{state} still limited after {attempt} waits: {}",
+            first_line(evidence, 60)
+        ),
+        Event::HandoffDetected { state, message, .. } => {
             format!("{state}: {}", first_line(message, 60))
         }
+        Event::AgentSession {
+            state, session_id, ..
+        } => format!("{state} session {session_id}"),
+        Event::AgentUnavailable {
+            state,
+            outcome,
+            message,
+            ..
+        } => format!("{state} {}: {}", outcome.as_str(), first_line(message, 60)),
         Event::RunPaused { reason, message } => match message {
             Some(m) => format!("{}: {}", reason.as_str(), first_line(m, 80)),
             None => reason.as_str().to_owned(),

@@ -365,6 +365,10 @@ pub const RUN_KEYS: &[&str] = &[
     "sessions",
     "live",
     "message",
+    "waiting",
+    "rate_limit_until",
+    "rate_limit_waits",
+    "agent",
 ];
 /// Calls `f` every 10 ms until it returns `Some`, at most `limit`.
 pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {

@@ -1,6 +1,7 @@
 //! Integration tests of the `dloop` binary: one module per command, all in one test binary.
 
 mod actions;
+mod agents;
 mod common;
 
 mod completions;

@@ -134,6 +134,15 @@ fn route_key_never_produced() {
 }
 
 #[test]
+fn prompt_states_may_route_rate_limited_and_shell_states_may_not() {
+    let prompt = "initial: a\nstates:\n  a:\n    prompt: do it\n    on: { rate_limited: later, _: done }\n  later: { terminal: failure }\n  done: { terminal: success }\n";
+    assert_eq!(problems(prompt), Vec::<String>::new());
+    let shell = "initial: a\nstates:\n  a:\n    shell: make\n    on: { rate_limited: done, _: done }\n  done: { terminal: success }\n";
+    let (at, _) = only(shell);
+    assert_eq!(at, "5:11 state `a` never gets verdict `rate_limited`");
+}
+
+#[test]
 fn no_reachable_terminal() {
     let src = "initial: a\nstates:\n  a: { shell: make, next: b }\n  b: { shell: make, next: a }\n";
     let (at, help) = only(src);

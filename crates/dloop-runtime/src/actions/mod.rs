@@ -58,6 +58,9 @@ pub struct AgentCall<'a> {
     /// Continue this agent session (an interrupted attempt's) where the profile can; `None`
     /// starts a fresh session.
     pub resume_session: Option<&'a str>,
+    /// Most agent turns (the state's `max_turns`, else the profile's): the runner ends the
+    /// invocation past it, whatever the CLI's own cap does.
+    pub max_turns: Option<u64>,
 }
 
 /// What a runner learns while its action runs and the run must keep even if dloop dies before
