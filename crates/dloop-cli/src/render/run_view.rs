@@ -91,6 +91,9 @@ fn status_paint(status: &str) -> Option<Paint> {
 
 /// Reason and message of a run, for the last column: `max_steps: message`.
 fn reason_text(info: &RunInfo) -> String {
+    if let Some(waiting) = info.waiting() {
+        return waiting;
+    }
     let state = &info.state;
     let reason = state.pause_reason.map(PauseReason::as_str);
     let message = state.message.as_deref().map(|m| first_line(m, 60));
@@ -285,11 +288,14 @@ pub(crate) fn inspect(info: &RunInfo, now: Timestamp, color: bool) -> String {
         status_paint(status).map_or_else(|| status.to_owned(), |p| p.apply(color, status));
     let _ = writeln!(out, "run       {}", bold(&info.id));
     let _ = writeln!(out, "loop      {}", loop_name(info));
-    match state.pause_reason {
-        Some(reason) => {
+    match (state.pause_reason, info.waiting()) {
+        (_, Some(waiting)) => {
+            let _ = writeln!(out, "status    {status_shown}, {waiting}");
+        }
+        (Some(reason), None) => {
             let _ = writeln!(out, "status    {status_shown} ({})", reason.as_str());
         }
-        None => {
+        (None, None) => {
             let _ = writeln!(out, "status    {status_shown}");
         }
     }
