@@ -40,7 +40,7 @@ impl RunInfo {
             && matches!(self.state.phase, dloop_core::state::Phase::Entered);
         let text = until.to_string();
         let clock = text.get(11..16)?;
-        waiting.then(|| format!("waiting (rate limit, resumes {clock})"))
+        waiting.then(|| format!("waiting (rate limit, resumes {clock} UTC)"))
     }
 
     /// Whether `dloop resume` can continue it now.

@@ -16,7 +16,7 @@ use crate::error::{CliError, ErrorKind};
 use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::json::to_pretty;
-use crate::render::progress::{Progress, clock};
+use crate::render::progress::Progress;
 use crate::render::run_json::RunJson;
 use crate::runs::{load_info, store_kind};
 
@@ -105,7 +105,7 @@ pub(crate) fn finish(
         return Ok(exit);
     }
     let state = &end.state;
-    let took = clock(state.elapsed_ms());
+    let took = crate::render::run_view::duration(state.elapsed_ms());
     let steps = format!(
         "{} step{}",
         state.step,

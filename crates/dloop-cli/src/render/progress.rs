@@ -418,7 +418,7 @@ impl RunObserver for Progress {
                     "  {:>4}  {name:<14} {result:<12} {verdict} → retry {retry}{}",
                     self.last_step,
                     if *delay_ms > 0 {
-                        format!(" in {}", clock(*delay_ms))
+                        format!(" in {}", crate::render::run_view::duration(*delay_ms))
                     } else {
                         String::new()
                     }

@@ -46,7 +46,7 @@ pub(crate) struct RunJson {
     pub(crate) live: bool,
     /// The message of a pause (what to do next).
     pub(crate) message: Option<String>,
-    /// While its agent waits out a rate limit: `waiting (rate limit, resumes HH:MM)`.
+    /// While its agent waits out a rate limit: `waiting (rate limit, resumes HH:MM UTC)`.
     pub(crate) waiting: Option<String>,
     /// While its agent waits out a rate limit: when the step is tried again (RFC 3339, UTC).
     pub(crate) rate_limit_until: Option<String>,

@@ -29,7 +29,7 @@ pub(crate) fn duration(ms: u64) -> String {
 /// A time for tables: `2026-11-21 10:41:33` (UTC).
 pub(crate) fn date_time(ts: Timestamp) -> String {
     let text = ts.to_string();
-    format!("{} {}", &text[..10], &text[11..19])
+    format!("{} {} UTC", &text[..10], &text[11..19])
 }
 
 /// The first line of `text`, cut to `max` characters with `…`.

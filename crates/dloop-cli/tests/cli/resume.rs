@@ -176,14 +176,10 @@ fn stop_during_a_delay_pauses_at_once() {
     let child = p.spawn(&["run", "flow", "--delay", "600s"], &[]);
     // Step 1 ran; the run now waits 10 minutes before step 2. (What resume waits after such a
     // stop is tested on an injected clock: runtime tests, clock.rs.)
-    let (id, run_dir) = poll(Duration::from_secs(10), || {
-        let dir = p.run_dirs().into_iter().next()?;
-        std::fs::read_to_string(dir.join("work/trail"))
-            .ok()
-            .filter(|t| t == "a\n")?;
-        Some(p.only_run())
-    })
-    .expect("step 1 ran");
+    // Wait for step 1's end in the log (its file is written before the action has exited).
+    let (id, run_dir) = p.wait_for_log(Duration::from_secs(10), |records| {
+        records.iter().any(|r| r["type"] == "action_finished")
+    });
     let out = p.dloop(&["stop", &id]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = p.wait(child, Duration::from_secs(5));
