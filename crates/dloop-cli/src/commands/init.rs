@@ -30,13 +30,53 @@ const GITIGNORE_LINE: &str = ".loops/.dloop/";
 /// exists), `.loops/config.yaml` (kept if it exists), and adds `.loops/.dloop/` (run logs and
 /// scratch files) to the root's `.gitignore`.
 #[derive(Debug, Args)]
-pub(crate) struct InitArgs {}
+pub(crate) struct InitArgs {
+    /// Create .loops/ in the working directory even though it is in no git repository (asked on a
+    /// terminal, refused otherwise)
+    #[arg(long)]
+    pub(crate) here: bool,
+}
+
+/// On a terminal, asks whether to create `.loops/` in `dir`; `false` when stdin is not one.
+fn confirm_here(dir: &Path) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(
+        err,
+        "{} is in no git repository. Create {LOOPS_DIR}/ here? [y/N] ",
+        dir.display()
+    );
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).is_ok()
+        && matches!(answer.trim(), "y" | "Y" | "yes")
+}
 
 /// Scaffolds the project; exit 2 (nothing written) when the example loop exists already.
-pub(crate) fn cmd_init(ctx: &Ctx, _args: InitArgs) -> CmdResult {
-    let project = Project::discover(&ctx.cwd).unwrap_or(Project {
-        root: ctx.cwd.clone(),
-    });
+pub(crate) fn cmd_init(ctx: &Ctx, args: InitArgs) -> CmdResult {
+    let project = match Project::discover(&ctx.cwd) {
+        Some(project) => project,
+        // Outside any repository the working directory is rarely meant (a home folder, /tmp):
+        // ask, or with no one to ask, refuse and say how.
+        None if args.here || confirm_here(&ctx.cwd) => Project {
+            root: ctx.cwd.clone(),
+        },
+        None => {
+            return Err(CliError::new(
+                ErrorKind::Refused,
+                format!(
+                    "{} is in no git repository and has no {LOOPS_DIR}/ above it",
+                    ctx.cwd.display()
+                ),
+            )
+            .with_hint(
+                "run `dloop init` inside your project, or `dloop init --here` to use this folder",
+            ));
+        }
+    };
     let loops_dir = project.loops_dir();
     let example = loops_dir.join(format!("{EXAMPLE_NAME}.yaml"));
     let show = |path: &Path| display_path(path, &ctx.cwd);

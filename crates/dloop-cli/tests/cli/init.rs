@@ -59,3 +59,20 @@ fn init_from_a_subfolder_uses_the_project_root() {
     assert!(p.root().join(".loops/check-fix.yaml").is_file());
     assert!(!sub.join(".loops").exists());
 }
+
+#[test]
+fn init_outside_a_repository_is_refused_without_here() {
+    let p = TestProject::new();
+    std::fs::remove_dir(p.root().join(".git")).expect("rm .git");
+    let out = p.dloop(&["init"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is in no git repository"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("`dloop init --here`"), "{}", out.stderr);
+    assert!(!p.root().join(".loops").exists(), "nothing was written");
+    assert_eq!(p.dloop(&["init", "--here"]).code, 0);
+    assert!(p.root().join(".loops/check-fix.yaml").is_file());
+}
