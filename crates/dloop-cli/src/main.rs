@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod complete;
 mod error;
 mod exit;
 mod load;
@@ -21,6 +22,10 @@ use crate::exit::Exit;
 use crate::render::{Paint, Ui};
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash dloop ...`: the shell asks for completions (loop names, run ids, states);
+    // answer and exit. Without the variable this returns at once.
+    clap_complete::CompleteEnv::with_factory(<cli::Cli as clap::CommandFactory>::command)
+        .complete();
     let cli = cli::Cli::parse();
     let ui = Ui::new(cli.color, cli.quiet);
     let cwd = match std::env::current_dir() {

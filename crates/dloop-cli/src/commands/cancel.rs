@@ -15,7 +15,7 @@ use crate::storage::Storage;
 #[derive(Debug, Args)]
 pub(crate) struct CancelArgs {
     /// The run: an id, a unique id prefix, or a loop name (its resumable run)
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::run_ids))]
     pub(crate) run: String,
 }
 

@@ -20,7 +20,7 @@ use crate::storage::Storage;
 #[derive(Debug, Args)]
 pub(crate) struct HistoryArgs {
     /// Only this loop's runs
-    #[arg(value_name = "LOOP")]
+    #[arg(value_name = "LOOP", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::loop_names))]
     pub(crate) loop_name: Option<String>,
     /// Show at most N runs (1 or more)
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]

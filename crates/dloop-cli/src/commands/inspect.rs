@@ -19,7 +19,7 @@ use crate::storage::Storage;
   dloop inspect 3f2a --json | jq .states")]
 pub(crate) struct InspectArgs {
     /// The run: an id, a unique id prefix, or a loop name (its newest run)
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::run_ids))]
     pub(crate) run: String,
     /// Print the run as one JSON object (see the README)
     #[arg(long)]

@@ -38,7 +38,7 @@ const POLL: Duration = Duration::from_millis(100);
   dloop logs 3f2a --json --type action_finished | jq .exit_code")]
 pub(crate) struct LogsArgs {
     /// The run: an id, a unique id prefix, or a loop name (its newest run)
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::run_ids))]
     pub(crate) run: String,
     /// Keep printing new records until the run is no longer live
     #[arg(short = 'f', long)]

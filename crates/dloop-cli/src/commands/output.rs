@@ -27,7 +27,7 @@ const POLL: Duration = Duration::from_millis(100);
   dloop output fix-tests test -f           follow the `test` state's latest step while it runs")]
 pub(crate) struct OutputArgs {
     /// The run: an id, a unique id prefix, or a loop name (its newest run)
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::run_ids))]
     pub(crate) run: String,
     /// The step: a step number, or a state name (its latest step); default: the latest step
     #[arg(value_name = "STEP")]

@@ -24,7 +24,7 @@ use crate::storage::Storage;
 pub(crate) struct ResumeArgs {
     /// The run: an id, a unique id prefix, or a loop name (its resumable run). Default: the
     /// project's only resumable run
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::run_ids))]
     pub(crate) run: Option<String>,
     /// Sets or replaces a context value (repeatable): -c KEY=VALUE
     #[arg(short = 'c', long = "context", value_name = "K=V")]
@@ -43,7 +43,7 @@ pub(crate) struct ResumeArgs {
     #[arg(long, conflicts_with = "skip_to")]
     pub(crate) rerun: bool,
     /// Continue from STATE instead of where the run stopped
-    #[arg(long, value_name = "STATE")]
+    #[arg(long, value_name = "STATE", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::state_names))]
     pub(crate) skip_to: Option<String>,
     /// Print the run as JSON (the `inspect --json` shape) on stdout when the session ends
     #[arg(long)]

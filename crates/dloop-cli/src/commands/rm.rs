@@ -18,7 +18,7 @@ use crate::storage::Storage;
   dloop rm fix-tests-20261121T103207-a1b2 --force   also a paused one")]
 pub(crate) struct RmArgs {
     /// The run: an id, a unique id prefix, or its 4-hex suffix
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::run_ids))]
     pub(crate) run: String,
     /// Also delete a run that could still be resumed (paused, crashed, timed out)
     #[arg(long)]

@@ -23,7 +23,7 @@ use crate::storage::Storage;
   dloop run fix-tests --dry-run --json     the plan, with the context filled in; nothing runs")]
 pub(crate) struct RunArgs {
     /// The loop: a name from `.loops/`, or a path to a .yaml/.yml file
-    #[arg(value_name = "LOOP")]
+    #[arg(value_name = "LOOP", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::loop_names))]
     pub(crate) loop_arg: String,
     /// Sets the loop's `input_key` context value (default key: `input`)
     #[arg(value_name = "INPUT")]

@@ -37,7 +37,7 @@ pub(crate) enum Format {
 #[derive(Debug, Args)]
 pub(crate) struct ShowArgs {
     /// A loop name (from .loops/) or a path to a .yaml/.yml file.
-    #[arg(value_name = "LOOP")]
+    #[arg(value_name = "LOOP", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::loop_names))]
     pub(crate) loop_ref: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]

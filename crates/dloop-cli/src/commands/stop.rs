@@ -19,7 +19,7 @@ use crate::storage::Storage;
   dloop stop 3f2a --force                  SIGKILL the runner; the run is crashed and resumable")]
 pub(crate) struct StopArgs {
     /// The run: an id, a unique id prefix, or a loop name (its live run)
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::run_ids))]
     pub(crate) run: String,
     /// Let the action in flight finish, then pause
     #[arg(long, conflicts_with = "force")]

@@ -18,7 +18,7 @@ use crate::render::{human, json};
   dloop validate fix-tests --json          one loop's problems as JSON")]
 pub(crate) struct ValidateArgs {
     /// Loop names (from .loops/) or paths to .yaml/.yml files; default: every loop in .loops/.
-    #[arg(value_name = "LOOP")]
+    #[arg(value_name = "LOOP", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::loop_names))]
     pub(crate) loops: Vec<String>,
     /// Print the problems as a JSON array of {file, line, column, message, help}.
     #[arg(long)]

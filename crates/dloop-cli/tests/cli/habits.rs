@@ -247,3 +247,26 @@ fn unread_context_keys_and_a_resumable_run_are_pointed_out() {
         out.stderr
     );
 }
+
+#[test]
+fn completions_offer_the_projects_loops_runs_and_states() {
+    let (p, id) = finished();
+    let complete = |args: &[&str]| {
+        let mut full = vec!["--", "dloop"];
+        full.extend_from_slice(args);
+        let out = p.dloop_env(&full, &[("COMPLETE", "fish")]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+    };
+    let loops = complete(&["run", ""]);
+    for name in ["quick", "twostep", "broken", "slow"] {
+        assert!(
+            loops.lines().any(|l| l.starts_with(name)),
+            "{name}: {loops}"
+        );
+    }
+    let runs = complete(&["inspect", ""]);
+    assert!(runs.lines().any(|l| l.starts_with(&id)), "{runs}");
+    let states = complete(&["resume", "--skip-to", ""]);
+    assert!(states.lines().any(|l| l.starts_with("done")), "{states}");
+}
