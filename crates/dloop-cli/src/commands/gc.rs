@@ -71,8 +71,9 @@ pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
         ctx.ui.print(&lines(&old))?;
         if !leftovers.is_empty() {
             ctx.ui.status(&format!(
-                "would remove {} incomplete run folder(s): {}\n",
+                "would remove {} incomplete run {}: {}\n",
                 leftovers.len(),
+                if leftovers.len() == 1 { "folder" } else { "folders" },
                 leftovers.join(", ")
             ));
         }

@@ -47,9 +47,10 @@ pub(crate) fn cmd_status(ctx: &Ctx, args: StatusArgs) -> CmdResult {
     }
     if !all.incomplete.is_empty() {
         ctx.ui.status(&format!(
-            "note: ignored {} incomplete run folder(s) (a creation or deletion cut short): {}; \
+            "note: ignored {} incomplete run {} (a creation or deletion cut short): {}; \
              `dloop gc` removes them\n",
             all.incomplete.len(),
+            if all.incomplete.len() == 1 { "folder" } else { "folders" },
             all.incomplete
                 .iter()
                 .map(|i| i.name.as_str())
