@@ -5,6 +5,7 @@ mod compat;
 mod conformance;
 mod corruption;
 mod crash;
+mod faults;
 mod lock;
 mod measure;
 mod refusals;
