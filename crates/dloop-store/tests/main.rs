@@ -7,6 +7,7 @@ mod corruption;
 mod crash;
 mod faults;
 mod lock;
+mod log_bytes;
 mod measure;
 mod refusals;
 mod torn_tail;

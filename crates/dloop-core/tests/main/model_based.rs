@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 
 use dloop_core::evaluate::{EvalInput, evaluate};
-use dloop_core::transition::{Decision, next};
 use dloop_core::event::ActionResult;
 use dloop_core::state::RunStatus;
+use dloop_core::transition::{Decision, next};
 use dloop_core::{Event, LoopDef, Record, RunState, Timestamp};
 use serde_json::{Value, json};
 
@@ -62,8 +62,12 @@ fn generate(rng: &mut Rng) -> Case {
             state.insert("shell".into(), json!(format!("step {name}")));
             let evaluator = match rng.below(4) {
                 0 => json!({"type": "exit_code", "success_codes": [0, 2]}),
-                1 => json!({"type": "contains", "pattern": rng.pick(WORDS), "negate": rng.chance(30)}),
-                2 => json!({"type": "numeric", "operator": rng.pick(OPERATORS), "target": rng.below(10)}),
+                1 => {
+                    json!({"type": "contains", "pattern": rng.pick(WORDS), "negate": rng.chance(30)})
+                }
+                2 => {
+                    json!({"type": "numeric", "operator": rng.pick(OPERATORS), "target": rng.below(10)})
+                }
                 _ => Value::Null,
             };
             if !evaluator.is_null() {
@@ -185,7 +189,9 @@ fn reference(def: &Value, seed: u64) -> (Vec<String>, RunStatus) {
         let Some(target) = target else {
             return (entered, RunStatus::Failed);
         };
-        let taken = edges.entry((current.clone(), target.to_owned())).or_default();
+        let taken = edges
+            .entry((current.clone(), target.to_owned()))
+            .or_default();
         if max_edge.is_some_and(|max| *taken + 1 > max) {
             return (entered, RunStatus::Failed);
         }
@@ -349,7 +355,11 @@ fn transition_function_agrees_with_the_reference_interpreter_with_and_without_re
         let straight = through_core(&def, case.results_seed, &mut rng, 0);
         assert_eq!(straight, expected, "seed {seed}: {:#}", case.def);
         let resumed = through_core(&def, case.results_seed, &mut rng, 15);
-        assert_eq!(resumed, expected, "seed {seed} with resumes: {:#}", case.def);
+        assert_eq!(
+            resumed, expected,
+            "seed {seed} with resumes: {:#}",
+            case.def
+        );
         *outcomes.entry(expected.1.as_str()).or_default() += 1;
     }
     // The generator must reach every ending, or the test proves less than it claims.
