@@ -91,12 +91,12 @@ impl Crashy {
     }
 }
 
-fn strs(args: &[String]) -> Vec<&str> {
+pub(crate) fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
 /// What an uninterrupted run of the crashy loop up to `upto` ends with.
-fn expected_end(upto: u64) -> Value {
+pub(crate) fn expected_end(upto: u64) -> Value {
     serde_json::json!({
         "status": "completed",
         "state": "done",
@@ -107,7 +107,7 @@ fn expected_end(upto: u64) -> Value {
 }
 
 /// The parts of a run's JSON that any two runs of the same loop must agree on.
-fn end_of(json: &Value) -> Value {
+pub(crate) fn end_of(json: &Value) -> Value {
     let visits: BTreeMap<String, Value> = json["states"]
         .as_object()
         .expect("states")
@@ -137,7 +137,7 @@ fn assert_reads_as_crashed(run_dir: &Path, what: &str) {
 
 /// Resumes until the run reaches a terminal status. `first_env` is given to the first resume
 /// only (a crash during resume). Returns the last resume's output.
-fn resume_to_end(
+pub(crate) fn resume_to_end(
     project: &TestProject,
     id: &str,
     first_env: &[(&str, &str)],
@@ -169,7 +169,12 @@ fn resume_to_end(
 
 /// The invariants every run of the crashy loop keeps, however often it was killed:
 /// a valid log, at most `repairs` `log_repaired`, and no finished step run twice.
-fn assert_invariants(run_dir: &Path, side: &Path, repairs: usize, what: &str) -> Vec<Value> {
+pub(crate) fn assert_invariants(
+    run_dir: &Path,
+    side: &Path,
+    repairs: usize,
+    what: &str,
+) -> Vec<Value> {
     let records = verified_log(run_dir);
     assert!(
         count(&records, "log_repaired") <= repairs,
