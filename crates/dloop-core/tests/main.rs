@@ -1,5 +1,7 @@
 //! dloop-core's integration tests: one binary, one module per area (in `tests/main/`).
 
+#[path = "main/model_based.rs"]
+mod model_based;
 #[path = "main/parse_errors.rs"]
 mod parse_errors;
 #[path = "main/props.rs"]

@@ -297,7 +297,7 @@ impl Store for FileStore {
             Err(AcquireError::Held(_)) => return Ok(false),
             Err(AcquireError::Store(e)) => return Err(e),
         };
-        std::fs::remove_dir_all(&dir).map_err(|e| StoreError::io("remove", &dir, e))?;
+        crate::fault::remove_dir_all(&dir).map_err(|e| StoreError::io("remove", &dir, e))?;
         drop(lock);
         files::sync_dir(&runs)?;
         Ok(true)

@@ -74,6 +74,7 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
         }
         Err(e) => return Err(e),
     };
+    crate::fault::before_read(path).map_err(|e| StoreError::io("read", path, e))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| StoreError::io("read", path, e))?;
@@ -133,9 +134,7 @@ fn current_uid() -> Option<u32> {
 
 /// `fsync`s a folder (makes creations, renames and removals in it durable).
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io("fsync folder", dir, e))
+    crate::fault::sync_dir(dir).map_err(|e| StoreError::io("fsync folder", dir, e))
 }
 
 #[cfg(test)]

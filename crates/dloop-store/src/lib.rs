@@ -14,6 +14,8 @@
 //!   [`record`]), `state.json`, `lock`, `run.json` ([`RunMeta`]), named blobs.
 //! - [`StoreError`] and its [`StoreErrorKind`], which callers match to pick a reaction.
 //! - [`crash_point`]: `DLOOP_CRASH_AT` hooks for kill -9 tests.
+//! - `fault` (feature `fault-injection`): the I/O seam's `FaultPlan`, which fails, cuts short
+//!   or crashes any write, fsync, rename or read of the file store, for its fault tests.
 //!
 //! # Guarantees (every store)
 //! 1. `append` is durable when it returns `Ok` (file store: one `write`, one `fdatasync`), and a
@@ -72,6 +74,10 @@
 
 mod crash;
 mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+#[cfg(not(feature = "fault-injection"))]
+mod fault;
 mod file_store;
 mod files;
 mod lock;

@@ -9,7 +9,7 @@
 //! (one `stat`, as jj does) and the writer checks it before every append.
 
 use std::fs::{File, TryLockError};
-use std::io::{ErrorKind, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -86,7 +86,7 @@ impl RunLock {
         // truncate then waits for, costing milliseconds on a busy disk (benches/resume.rs).
         let written = file
             .seek(SeekFrom::Start(0))
-            .and_then(|_| file.write_all(info.as_bytes()))
+            .and_then(|_| crate::fault::write_all(&mut file, path, info.as_bytes()))
             .and_then(|()| file.set_len(info.len() as u64));
         written.map_err(|e| AcquireError::Store(StoreError::io("write", path, e)))?;
         let meta = file

@@ -17,6 +17,7 @@ use dloop_core::{Event, Record, Timestamp};
 
 use crate::crash;
 use crate::error::{Result, StoreError};
+use crate::fault;
 use crate::files::{self, Mode};
 use crate::record::encode_into;
 use crate::scan::{Mark, Repair, ScanStart, scan};
@@ -86,8 +87,7 @@ impl EventLog {
             // Steps 2 and 3.
             file.set_len(outcome.mark.end)
                 .map_err(|e| StoreError::io("truncate", path, e))?;
-            file.sync_all()
-                .map_err(|e| StoreError::io("fsync", path, e))?;
+            fault::sync_all(&file, path).map_err(|e| StoreError::io("fsync", path, e))?;
         }
         Ok((Self::from_parts(file, path, outcome.mark), outcome.tail))
     }
@@ -140,13 +140,13 @@ impl EventLog {
             crash::die();
         }
         // Step 2.
-        if let Err(e) = self.file.write_all(&self.buf) {
+        if let Err(e) = fault::write_all(&mut self.file, &self.path, &self.buf) {
             self.poisoned = true;
             return Err(StoreError::io("append to", &self.path, e));
         }
         crash::crash_point("before_fsync");
         // Step 3. Never retried: after a failed fsync the page cache may have dropped the data.
-        if let Err(e) = self.file.sync_data() {
+        if let Err(e) = fault::sync_data(&self.file, &self.path) {
             self.poisoned = true;
             return Err(StoreError::io("fdatasync", &self.path, e));
         }

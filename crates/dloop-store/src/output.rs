@@ -9,11 +9,12 @@
 //! failure reads short, never as another file's bytes.
 
 use std::fs::File;
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::OutputStream;
 use crate::error::{Result, StoreError};
+use crate::fault;
 use crate::files::{self, Mode};
 
 /// The stream's file name in a run folder.
@@ -56,16 +57,14 @@ impl OutputStream for FileOutput {
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file
-            .write_all(bytes)
+        fault::write_all(&mut self.file, &self.path, bytes)
             .map_err(|e| StoreError::io("append to", &self.path, e))?;
         self.len += bytes.len() as u64;
         Ok(())
     }
 
     fn sync(&mut self) -> Result<()> {
-        self.file
-            .sync_data()
+        fault::sync_data(&self.file, &self.path)
             .map_err(|e| StoreError::io("fdatasync", &self.path, e))
     }
 }
@@ -81,6 +80,7 @@ pub(crate) fn read(dir: &Path, from: u64, to: Option<u64>) -> Result<(Vec<u8>, u
         }
         Err(e) => return Err(e),
     };
+    fault::before_read(&path).map_err(|e| StoreError::io("read", &path, e))?;
     let len = file
         .metadata()
         .map_err(|e| StoreError::io("stat", &path, e))?

@@ -44,6 +44,7 @@ impl LogReader {
     /// reading from `start` (a batch boundary whose line holds `start.next_seq`).
     pub(crate) fn open(path: &Path, start: ScanStart, min_seq: u64) -> Result<Self> {
         let file = files::open(path, Mode::Read, "open")?;
+        crate::fault::before_read(path).map_err(|e| StoreError::io("read", path, e))?;
         let mut reader = BufReader::with_capacity(READ_BUFFER, file);
         reader
             .seek(SeekFrom::Start(start.offset))

@@ -245,8 +245,8 @@ impl Staged {
     pub(crate) fn publish(self, id: &str) -> Result<PathBuf> {
         // rename(2) replaces an *empty* folder; a published run is never empty, so of two
         // creators of one id exactly one wins, and the other gets ENOTEMPTY or EEXIST.
-        if let Err(e) = std::fs::rename(&self.temp, &self.dir) {
-            let _ = std::fs::remove_dir_all(&self.temp);
+        if let Err(e) = crate::fault::rename(&self.temp, &self.dir) {
+            let _ = crate::fault::remove_dir_all(&self.temp);
             return Err(match e.raw_os_error() {
                 Some(libc::ENOTEMPTY | libc::EEXIST | libc::ENOTDIR) => StoreError::AlreadyExists {
                     run_id: id.to_owned(),
@@ -261,7 +261,7 @@ impl Staged {
     /// Removes a folder whose creation failed (best effort: one left behind is an incomplete
     /// folder that listings ignore and `gc` removes).
     pub(crate) fn abandon(self) {
-        let _ = std::fs::remove_dir_all(&self.temp);
+        let _ = crate::fault::remove_dir_all(&self.temp);
     }
 }
 
@@ -271,9 +271,9 @@ impl Staged {
 pub(crate) fn remove(layout: &Layout, dir: &Path, id: &str) -> Result<()> {
     let runs = layout.runs_dir();
     let doomed = runs.join(format!("{DELETING}{id}-{}", unique()));
-    std::fs::rename(dir, &doomed).map_err(|e| StoreError::io("rename", dir, e))?;
+    crate::fault::rename(dir, &doomed).map_err(|e| StoreError::io("rename", dir, e))?;
     files::sync_dir(&runs)?;
-    std::fs::remove_dir_all(&doomed).map_err(|e| StoreError::io("remove", &doomed, e))
+    crate::fault::remove_dir_all(&doomed).map_err(|e| StoreError::io("remove", &doomed, e))
 }
 
 /// A name no other process or call uses at the same time.

@@ -111,6 +111,7 @@ pub(crate) fn scan(
     prev: Mark,
     on_record: &mut dyn FnMut(&Record),
 ) -> Result<ScanOutcome> {
+    crate::fault::before_read(path).map_err(|e| StoreError::io("read", path, e))?;
     let mut reader = BufReader::with_capacity(READ_BUFFER, file);
     reader
         .seek(SeekFrom::Start(start.offset))

@@ -24,7 +24,7 @@
 //! Invariants: the snapshot may lag the log, never lead it. A missing, unreadable or
 //! inconsistent snapshot is not an error: the caller replays the whole log and says why.
 
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crash;
 use crate::error::{Result, StoreError};
+use crate::fault;
 use crate::files::{self, Mode};
 use crate::scan::Mark;
 
@@ -124,15 +125,13 @@ pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8], crash_prefix: &
         Err(e) => return Err(StoreError::io("remove", &temp, e)),
     }
     let mut file = files::open(&temp, Mode::CreateNew, "create")?;
-    file.write_all(bytes)
-        .map_err(|e| StoreError::io("write", &temp, e))?;
+    fault::write_all(&mut file, &temp, bytes).map_err(|e| StoreError::io("write", &temp, e))?;
     // Step 2.
-    file.sync_all()
-        .map_err(|e| StoreError::io("fsync", &temp, e))?;
+    fault::sync_all(&file, &temp).map_err(|e| StoreError::io("fsync", &temp, e))?;
     drop(file);
     crash::crash_point(&format!("{crash_prefix}_before_rename"));
     // Step 3.
-    std::fs::rename(&temp, &target).map_err(|e| StoreError::io("rename", &temp, e))?;
+    fault::rename(&temp, &target).map_err(|e| StoreError::io("rename", &temp, e))?;
     crash::crash_point(&format!("{crash_prefix}_after_rename"));
     // Step 4.
     files::sync_dir(dir)

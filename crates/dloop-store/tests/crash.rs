@@ -15,6 +15,7 @@ const BATCHES: u64 = 5;
 
 /// Helper process: appends `BATCHES` batches of `BATCH` events, saving a snapshot after each.
 #[test]
+#[ignore = "a helper process, not a test: its parent runs it with --ignored"]
 fn child_append() {
     let (Ok(root), Ok("append")) = (
         std::env::var("DLOOP_STORE_ROOT"),
@@ -42,7 +43,12 @@ fn crash_at(spec: &str) -> (u64, Option<u64>, bool) {
     let (tmp, store) = store();
     drop(store.create_run(&meta("r")).expect("create"));
     let status = std::process::Command::new(std::env::current_exe().expect("exe"))
-        .args(["--exact", "crash::child_append", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash::child_append",
+            "--ignored",
+            "--test-threads=1",
+        ])
         .env("DLOOP_STORE_CHILD", "append")
         .env("DLOOP_STORE_ROOT", tmp.path().join(".dloop"))
         .env("DLOOP_CRASH_AT", spec)

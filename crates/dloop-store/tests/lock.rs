@@ -100,6 +100,7 @@ fn liveness_probes_do_not_block_writers() {
 
 /// Helper process for [`lock_held_by_another_process`]: holds the run lock until killed.
 #[test]
+#[ignore = "a helper process, not a test: its parent runs it with --ignored"]
 fn child_hold_lock() {
     let (Ok(root), Ok("hold")) = (
         std::env::var("DLOOP_STORE_ROOT"),
@@ -122,6 +123,7 @@ fn lock_held_by_another_process() {
         .args([
             "--exact",
             "lock::child_hold_lock",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])

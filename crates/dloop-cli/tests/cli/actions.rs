@@ -333,12 +333,15 @@ fn ctrl_z_stops_the_action_with_dloop_and_fg_continues_both() {
     let (_, run_dir) = p.wait_for_log(Duration::from_secs(10), |r| {
         r.iter().any(|r| r["type"] == "action_started")
     });
-    wait_for_file(&run_dir.join("work/pid"));
-    let action: u32 = std::fs::read_to_string(run_dir.join("work/pid"))
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("number");
+    // The file exists before the shell's write lands in it: poll until it holds a number.
+    let action: u32 = poll(Duration::from_secs(10), || {
+        std::fs::read_to_string(run_dir.join("work/pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    })
+    .expect("the action wrote its pid");
     signal(child.id(), "TSTP");
     poll(Duration::from_secs(10), || {
         (proc_state(child.id()) == Some('T') && proc_state(action) == Some('T')).then_some(())

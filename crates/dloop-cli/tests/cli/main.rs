@@ -23,6 +23,7 @@ mod resume;
 mod run;
 mod schema;
 mod show;
+mod soak;
 mod status;
 mod store_door;
 mod validate;

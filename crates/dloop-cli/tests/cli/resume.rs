@@ -159,14 +159,12 @@ fn a_capture_of_the_default_megabyte_still_fits_a_shell_command() {
     assert_eq!(size.trim(), (1024 * 1024).to_string());
 }
 
-/// Milliseconds of an RFC 3339 time as the log writes it (`...T10:27:10.123Z`), within a day.
+/// Milliseconds since the epoch of an RFC 3339 time as the log writes it (`...T10:27:10.123Z`).
 fn millis(ts: &str) -> u64 {
-    let time = &ts[11..23];
-    let h: u64 = time[0..2].parse().expect("hours");
-    let m: u64 = time[3..5].parse().expect("minutes");
-    let s: u64 = time[6..8].parse().expect("seconds");
-    let ms: u64 = time[9..12].parse().expect("millis");
-    ((h * 60 + m) * 60 + s) * 1000 + ms
+    // The whole timestamp, date included: a run crossing midnight must not wrap (issue 13).
+    serde_json::from_value::<dloop_core::Timestamp>(serde_json::Value::from(ts))
+        .expect("an RFC 3339 timestamp")
+        .as_millis()
 }
 
 #[test]
