@@ -313,7 +313,10 @@ impl AgentConfig {
 struct ConfigFile {
     #[serde(default)]
     defaults: Defaults,
+    /// Read profile by profile in `read_runners`; declared so that `runners` is a known key
+    /// (and suggested for a misspelt one).
     #[serde(default)]
+    #[allow(dead_code)]
     runners: IndexMap<String, Profile>,
 }
 
@@ -355,7 +358,10 @@ pub fn parse_config(bytes: &[u8]) -> Result<AgentConfig, Vec<Diagnostic>> {
             Some("runners") => read_runners(&entry.1, &mut config, &mut diagnostics),
             Some("defaults") => match from_entry::<ConfigFile>(entry, root.span) {
                 Ok(file) => {
-                    let span = entry.1.entry("runner").map_or(entry.1.span, |(_, v)| v.span);
+                    let span = entry
+                        .1
+                        .entry("runner")
+                        .map_or(entry.1.span, |(_, v)| v.span);
                     default_runner = file.defaults.runner.map(|r| (r, span));
                 }
                 Err(d) => diagnostics.push(d),
@@ -707,7 +713,9 @@ mod tests {
         );
         assert_eq!(
             errors("runners:\n  gemini: { prompt: arg }\n"),
-            ["2:21 `prompt:` applies to `command` profiles; gemini always reads the prompt on stdin"]
+            [
+                "2:21 `prompt:` applies to `command` profiles; gemini always reads the prompt on stdin"
+            ]
         );
         assert_eq!(
             errors("runners:\n  codex: { permission_mode: yolo }\n"),
