@@ -238,7 +238,14 @@ impl ActionRunner for AgentRunner {
 
         let now = classify::now();
         let process_facts = ProcessFacts::from(&end);
-        let mut verdict = if profile.base == Base::Command {
+        let mut verdict = if let Some(error) = &end.spawn_error {
+            // The program could not be started (not installed, not executable).
+            Verdict {
+                outcome: AgentOutcome::Failure,
+                message: Some(error.clone()),
+                resets_at: None,
+            }
+        } else if profile.base == Base::Command {
             let mut text = stderr.text();
             if let Some(out) = &facts.final_text {
                 let tail = &out[out.len().saturating_sub(STDERR_TAIL)..];
