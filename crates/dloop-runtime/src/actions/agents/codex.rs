@@ -144,10 +144,13 @@ impl CodexParser {
             // A web search first arrives with an empty query: report it when complete.
             let has_detail =
                 item.kind != "web_search" || item.query.as_deref().is_some_and(|q| !q.is_empty());
-            if !completed && has_detail && self.open_items.insert(id.clone()) {
-                self.facts.turns += 1;
-                activity(Self::tool_activity(&item));
-            } else if completed && !self.open_items.remove(&id) {
+            // Reported once: when it starts (with its detail), else when it completes.
+            let first_sight = if completed {
+                !self.open_items.remove(&id)
+            } else {
+                has_detail && self.open_items.insert(id)
+            };
+            if first_sight {
                 self.facts.turns += 1;
                 activity(Self::tool_activity(&item));
             }
