@@ -47,6 +47,9 @@ pub(crate) struct StepOutput {
     /// The whole output, when the log holds it and there is no stream to read (old logs).
     #[serde(skip)]
     pub(crate) in_log: Option<String>,
+    /// The runner profile of an agent step (its output is the CLI's JSON stream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) profile: Option<String>,
 }
 
 impl StepOutput {
@@ -72,6 +75,7 @@ impl Outputs {
                 step,
                 output_path,
                 output_offset,
+                profile,
                 ..
             } => {
                 // An open output before this one was cut off by a dead runner: it ends here.
@@ -90,6 +94,7 @@ impl Outputs {
                     offset: *output_offset,
                     bytes: None,
                     in_log: None,
+                    profile: profile.clone(),
                 });
             }
             Event::ActionFinished {
@@ -142,6 +147,7 @@ impl Outputs {
                     offset: None,
                     bytes: None,
                     in_log: None,
+                    profile: None,
                 });
                 self.steps.last_mut().expect("just pushed")
             }
@@ -292,6 +298,7 @@ mod tests {
             offset: Some(0),
             bytes: Some(1),
             in_log: None,
+            profile: None,
         };
         assert_eq!(file_of(Path::new("/r"), &output), None);
         output.path = "/etc/passwd".into();

@@ -51,6 +51,7 @@
 //! ));
 //! ```
 
+pub mod config;
 pub mod diagnostic;
 pub mod duration;
 pub mod error;

@@ -156,6 +156,37 @@ pub fn parse_loop(bytes: &[u8]) -> Result<ParsedLoop, Vec<Diagnostic>> {
     }
 }
 
+/// Reads another YAML file kind (the config) up to its spanned tree, with the loop files'
+/// guards: the root node (`None` for an empty file), or every problem that stops reading
+/// (duplicate keys included, as errors).
+pub(crate) fn read_tree(bytes: &[u8]) -> Result<Option<Node>, Vec<Diagnostic>> {
+    let source = check_bytes(bytes).map_err(|d| vec![d])?;
+    let (root, diagnostics) = tree::build(source)?;
+    if diagnostics.is_empty() {
+        Ok(root)
+    } else {
+        Err(diagnostics)
+    }
+}
+
+/// Reads `node` into `T` with the loop files' serde machinery (spans, suggestions).
+pub(crate) fn from_node<T: serde::de::DeserializeOwned>(node: &Node) -> Result<T, Diagnostic> {
+    T::deserialize(NodeDe(node)).map_err(|e| e.or_span(node.span).into_diagnostic())
+}
+
+/// Reads one entry of a mapping (at `span`) into `T` as if it were the whole mapping: for
+/// reporting each field's error on its own.
+pub(crate) fn from_entry<T: serde::de::DeserializeOwned>(
+    entry: &(Node, Node),
+    span: Span,
+) -> Result<T, Diagnostic> {
+    T::deserialize(EntriesDe {
+        entries: vec![entry],
+        span,
+    })
+    .map_err(|e| e.or_span(span).into_diagnostic())
+}
+
 /// Size and encoding guards, before any parsing.
 fn check_bytes(bytes: &[u8]) -> Result<&str, Diagnostic> {
     if bytes.len() > MAX_FILE_BYTES {

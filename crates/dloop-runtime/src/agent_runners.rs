@@ -120,3 +120,34 @@ pub fn check_runners(def: &LoopDef, agents: &dyn AgentRunners) -> Result<(), Run
     }
     Ok(())
 }
+
+/// The runner profiles of a project (`.loops/config.yaml` over the built-ins) as the session
+/// sees them.
+impl AgentRunners for crate::actions::agents::Agents {
+    fn runner(&self, profile: &str) -> Option<Arc<dyn ActionRunner>> {
+        crate::actions::agents::Agents::runner(self, profile)
+    }
+
+    fn default_profile(&self) -> Option<String> {
+        Some(self.default_runner().to_owned())
+    }
+
+    fn rate_limit(&self, profile: &str) -> Option<RateLimitPolicy> {
+        self.profile(profile).map(|p| p.rate_limit.clone())
+    }
+
+    fn limits(&self, profile: &str) -> AgentLimits {
+        self.profile(profile)
+            .map_or_else(AgentLimits::default, |p| AgentLimits {
+                timeout: p.timeout.map(|d| d.0),
+                idle_timeout: p.idle_timeout.map(|d| d.0),
+                max_turns: p.max_turns,
+            })
+    }
+
+    fn can_resume(&self, profile: &str) -> bool {
+        // The four agent CLIs continue a session by id; a plain command has no sessions.
+        self.profile(profile)
+            .is_some_and(|p| p.base != dloop_core::config::Base::Command)
+    }
+}

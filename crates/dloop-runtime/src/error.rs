@@ -126,3 +126,28 @@ impl RuntimeError {
         }
     }
 }
+
+/// Why a project's `.loops/config.yaml` cannot be used. Not `non_exhaustive`: the CLI matches
+/// every variant, so a new one cannot ship without someone choosing how it is shown.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid config.
+    #[error("{} is not a valid config ({} problem(s))", path.display(), diagnostics.len())]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Its text, for rendering the diagnostics with their source lines.
+        text: String,
+        /// Every problem, with its span.
+        diagnostics: Vec<dloop_core::diagnostic::Diagnostic>,
+    },
+}

@@ -138,6 +138,31 @@ pub fn run_process(
     stop: &StopFlag,
     on_chunk: &mut dyn FnMut(Stream, &[u8]) -> io::Result<()>,
 ) -> io::Result<ProcessEnd> {
+    run_process_until(spec, stop, &mut |stream, bytes| {
+        on_chunk(stream, bytes).map(|()| Flow::Continue)
+    })
+}
+
+/// What a chunk callback of [`run_process_until`] asks of the running action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep running.
+    Continue,
+    /// End the action now (SIGTERM to its group, SIGKILL after the grace period), as a
+    /// limit the caller enforces itself (an agent's turn cap). The end is not a stop request:
+    /// [`ProcessEnd::stopped`] stays false and the action counts as finished.
+    End,
+}
+
+/// [`run_process`], where `on_chunk` can also end the action ([`Flow::End`]).
+///
+/// # Errors
+/// As [`run_process`].
+pub fn run_process_until(
+    spec: &ProcessSpec,
+    stop: &StopFlag,
+    on_chunk: &mut dyn FnMut(Stream, &[u8]) -> io::Result<Flow>,
+) -> io::Result<ProcessEnd> {
     crate::reaper::become_subreaper();
     let mut started = Instant::now();
     let mut command = Command::new(&spec.argv[0]);
@@ -204,7 +229,9 @@ pub fn run_process(
                 Ok(0) => pipes[index] = None,
                 Ok(n) => {
                     last_output = Instant::now();
-                    on_chunk(stream_of(index), &buf[..n])?;
+                    if on_chunk(stream_of(index), &buf[..n])? == Flow::End {
+                        killer.terminate(last_output);
+                    }
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => pipes[index] = None,
@@ -284,7 +311,7 @@ pub fn run_process(
 fn drain_closed(
     pipes: &mut [Option<Box<dyn ReadFd>>; 2],
     buf: &mut [u8],
-    on_chunk: &mut dyn FnMut(Stream, &[u8]) -> io::Result<()>,
+    on_chunk: &mut dyn FnMut(Stream, &[u8]) -> io::Result<Flow>,
 ) -> io::Result<()> {
     for _ in 0..64 {
         let ready = wait_readable(pipes, None, Duration::ZERO)?;
@@ -297,7 +324,10 @@ fn drain_closed(
             };
             match pipe.read(buf) {
                 Ok(0) | Err(_) => pipes[index] = None,
-                Ok(n) => on_chunk(stream_of(index), &buf[..n])?,
+                // Everything is being killed already: a request to end changes nothing.
+                Ok(n) => {
+                    on_chunk(stream_of(index), &buf[..n])?;
+                }
             }
         }
     }

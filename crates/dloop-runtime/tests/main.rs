@@ -1,5 +1,6 @@
 //! Runtime integration tests: real processes, real files. One test binary; one module per area.
 
+mod agent_runners;
 mod agents;
 mod clock;
 mod common;

@@ -73,7 +73,11 @@ pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
             ctx.ui.status(&format!(
                 "would remove {} incomplete run {}: {}\n",
                 leftovers.len(),
-                if leftovers.len() == 1 { "folder" } else { "folders" },
+                if leftovers.len() == 1 {
+                    "folder"
+                } else {
+                    "folders"
+                },
                 leftovers.join(", ")
             ));
         }

@@ -36,7 +36,8 @@ pub(crate) struct OutputArgs {
     #[arg(short = 'f', long)]
     pub(crate) follow: bool,
     /// Write the bytes exactly as printed, control characters included (by default they are
-    /// made visible when stdout is a terminal)
+    /// made visible when stdout is a terminal); for an agent step, the CLI's stream itself
+    /// instead of the readable transcript
     #[arg(long)]
     pub(crate) raw: bool,
     /// Print where the output is (record and path) as JSON instead of the output
@@ -79,9 +80,15 @@ pub(crate) fn cmd_output(ctx: &Ctx, args: OutputArgs) -> CmdResult {
         }))?;
         return Ok(Exit::Ok);
     }
+    let agent = match (&found.profile, args.raw) {
+        (Some(profile), false) => agent_base(ctx, &project, profile),
+        _ => None,
+    };
     let mut out = Sink {
         out: std::io::stdout().lock(),
         visible: !args.raw && std::io::stdout().is_terminal(),
+        agent: agent.map(dloop_runtime::actions::agents::StreamReader::new),
+        color: ctx.ui.color,
     };
     if let Some(text) = &found.in_log {
         out.write(text.as_bytes())?;
@@ -151,14 +158,45 @@ fn read_outputs(
     Ok((outputs, next))
 }
 
-/// Writes output bytes, made visible for a terminal unless `--raw`.
+/// The CLI kind of an agent step's profile (the project's config, else the built-in names), to
+/// read its stream as a transcript.
+fn agent_base(ctx: &Ctx, project: &Project, profile: &str) -> Option<dloop_core::config::Base> {
+    let from_config = crate::commands::session::agents(ctx, project)
+        .ok()
+        .and_then(|agents| agents.profile(profile).map(|p| p.base));
+    from_config.or_else(|| dloop_core::config::Base::from_name(profile))
+}
+
+/// Writes output bytes, made visible for a terminal unless `--raw`; an agent step's stream is
+/// read as it comes and printed as its transcript (what the agent wrote, each tool call, errors,
+/// the end).
 struct Sink<'o> {
     out: std::io::StdoutLock<'o>,
     visible: bool,
+    agent: Option<dloop_runtime::actions::agents::StreamReader>,
+    color: bool,
 }
 
 impl Sink<'_> {
+    fn activity_lines(
+        &mut self,
+        activities: Vec<dloop_runtime::actions::AgentActivity>,
+    ) -> Result<(), CliError> {
+        for activity in activities {
+            for line in crate::render::agent_view::lines(&activity, true, usize::MAX, self.color) {
+                writeln!(self.out, "{line}")?;
+            }
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+
     fn write(&mut self, bytes: &[u8]) -> Result<(), CliError> {
+        if let Some(reader) = &mut self.agent {
+            let mut activities = Vec::new();
+            reader.feed(bytes, &mut |a| activities.push(a));
+            return self.activity_lines(activities);
+        }
         if self.visible {
             self.out.write_all(&step_output::for_terminal(bytes))?;
         } else {
@@ -169,6 +207,11 @@ impl Sink<'_> {
     }
 
     fn done(mut self) -> CmdResult {
+        if let Some(reader) = self.agent.take() {
+            let mut activities = Vec::new();
+            reader.finish(&mut |a| activities.push(a));
+            self.activity_lines(activities)?;
+        }
         self.out.flush()?;
         Ok(Exit::Ok)
     }

@@ -63,6 +63,7 @@ pub(crate) fn prepare(
     {
         options.capture_limit = bytes;
     }
+    options.agents = Arc::new(agents(ctx, project)?);
     dloop_runtime::signals::install(Arc::clone(&options.stop), Arc::clone(&options.signals))
         .map_err(|e| CliError::io("installing signal handlers", e))?;
     let live = !json && std::io::stderr().is_terminal();
@@ -74,6 +75,34 @@ pub(crate) fn prepare(
         Arc::clone(&options.signals),
     );
     Ok((options, progress))
+}
+
+/// The project's agent runner profiles: `.loops/config.yaml` over the built-ins. An invalid
+/// config is shown like an invalid loop (each problem with its line) and refuses the run.
+pub(crate) fn agents(
+    ctx: &Ctx,
+    project: &Project,
+) -> Result<dloop_runtime::actions::agents::Agents, CliError> {
+    use dloop_runtime::error::ConfigError;
+    dloop_runtime::actions::agents::Agents::load(&project.root).map_err(|err| match err {
+        ConfigError::Invalid {
+            path,
+            text,
+            diagnostics,
+        } => {
+            let file = crate::load::display_path(&path, &ctx.cwd);
+            for diag in &diagnostics {
+                ctx.ui
+                    .warn(&dloop_core::diagnostic::render(diag, &file, &text));
+            }
+            CliError::new(ErrorKind::Invalid, format!("{file} is not a valid config")).with_hint(
+                "fix the problems above; `dloop init` documents every key in a fresh config.yaml",
+            )
+        }
+        ConfigError::Read { path, source } => {
+            CliError::io(format!("reading {}", path.display()), source)
+        }
+    })
 }
 
 /// The exit status of a session that ended with `status`.

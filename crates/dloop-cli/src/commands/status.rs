@@ -50,7 +50,11 @@ pub(crate) fn cmd_status(ctx: &Ctx, args: StatusArgs) -> CmdResult {
             "note: ignored {} incomplete run {} (a creation or deletion cut short): {}; \
              `dloop gc` removes them\n",
             all.incomplete.len(),
-            if all.incomplete.len() == 1 { "folder" } else { "folders" },
+            if all.incomplete.len() == 1 {
+                "folder"
+            } else {
+                "folders"
+            },
             all.incomplete
                 .iter()
                 .map(|i| i.name.as_str())

@@ -44,16 +44,23 @@ fn every_agent_speaks_json_lines_in_every_mode() {
         (
             "opencode",
             &["run", "--format", "json", "--", "fix", "it"],
-            "step_finish",
+            "done",
         ),
     ];
     for (agent, args, last) in agents {
         let (lines, code) = run(agent, args, "ok");
         assert_eq!(code, 0, "{agent}");
         assert_eq!(lines.last().expect("lines")["type"], last, "{agent}");
+        // Gemini streams its answer as deltas: they concatenate to the text.
+        let deltas: String = lines
+            .iter()
+            .filter(|l| l["role"] == "assistant")
+            .filter_map(|l| l["content"].as_str())
+            .collect();
         let text = serde_json::to_string(&lines).expect("json");
         assert!(
-            text.contains(r#"line \"one\"\nline\ttwo \\ ✓"#),
+            text.contains(r#"line \"one\"\nline\ttwo \\ ✓"#)
+                || deltas == "line \"one\"\nline\ttwo \\ ✓",
             "{agent}: {text}"
         );
 
@@ -64,6 +71,21 @@ fn every_agent_speaks_json_lines_in_every_mode() {
                 .expect("json")
                 .contains("CONTEXT_HANDOFF:")
         );
+
+        let (lines, code) = run(agent, args, "mention_limit");
+        assert_eq!(
+            code, 0,
+            "{agent}: a limit mentioned in an answer is no failure"
+        );
+        assert_eq!(lines.last().expect("lines")["type"], last, "{agent}");
+
+        for mode in ["rate_limit_text", "auth"] {
+            let (_, code) = run(agent, args, mode);
+            assert!(
+                code == 1 || (agent == "gemini" && code == 41),
+                "{agent} {mode}: {code}"
+            );
+        }
 
         let (lines, code) = run(agent, args, "rate_limit");
         assert_eq!(code, 1, "{agent}");
@@ -82,4 +104,25 @@ fn every_agent_speaks_json_lines_in_every_mode() {
             "{agent}: crash has no terminal event"
         );
     }
+}
+
+#[test]
+fn a_script_file_sets_the_mode_of_each_call_in_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("script");
+    std::fs::write(&script, "rate_limit\nrate_limit\nok\n").expect("script");
+    let codes: Vec<i32> = (0..4)
+        .map(|_| {
+            Command::new(repo_root().join("tests/fixtures/agents/codex"))
+                .args(["exec", "--json", "-"])
+                .env("FAKE_AGENT_SCRIPT", &script)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run fake agent")
+                .status
+                .code()
+                .unwrap_or(-1)
+        })
+        .collect();
+    assert_eq!(codes, [1, 1, 0, 0], "the last line repeats");
 }

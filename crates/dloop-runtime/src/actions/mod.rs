@@ -8,10 +8,12 @@
 //! how the action ended. The session turns that into the log's records; a runner never writes
 //! the log, so every runner gets the same durability for free.
 //!
-//! Runners: [`shell::ShellRunner`] (`shell:` actions, `bash`); agent runners (`prompt:`) and
-//! sub-loops plug in beside it. A runner that parses a line-oriented stream (an agent's
+//! Runners: [`shell::ShellRunner`] (`shell:` actions, `bash`) and [`agents::AgentRunner`]
+//! (`prompt:` actions, one per runner profile of [`agents::Agents`]); sub-loops plug in beside
+//! them. A runner that parses a line-oriented stream (an agent's
 //! stream-json) wraps its chunks in a [`lines::LineSplitter`].
 
+pub mod agents;
 pub mod lines;
 pub mod output;
 pub mod shell;
@@ -58,8 +60,8 @@ pub struct AgentCall<'a> {
     /// Continue this agent session (an interrupted attempt's) where the profile can; `None`
     /// starts a fresh session.
     pub resume_session: Option<&'a str>,
-    /// Most agent turns (the state's `max_turns`, else the profile's): the runner ends the
-    /// invocation past it, whatever the CLI's own cap does.
+    /// The state's `max_turns`, over the profile's: the runner ends the agent's process when
+    /// its stream shows more turns (the CLIs' own caps overrun).
     pub max_turns: Option<u64>,
 }
 

@@ -1,0 +1,739 @@
+//! `.loops/config.yaml`: the runner profiles of `prompt:` states, from YAML to
+//! [`AgentConfig`], with a `file:line:col` [`Diagnostic`] for every problem (the loop files'
+//! spanned YAML and serde machinery, so unknown keys get the same "did you mean").
+//!
+//! ```yaml
+//! defaults:
+//!   runner: claude            # the profile of prompt states that name none (default: claude)
+//! runners:
+//!   claude:                   # a built-in's name: fields given replace the built-in's
+//!     model: opus
+//!     permission_mode: bypassPermissions
+//!     env: { IS_SANDBOX: "1" }
+//!   fast:                     # a new name needs `base`
+//!     base: claude
+//!     model: haiku
+//!     max_turns: 20
+//!   aider:
+//!     base: command
+//!     command: [aider, --yes, --message-file, "{prompt_file}"]
+//!     prompt: file
+//! ```
+//!
+//! Invariants: every profile of an [`AgentConfig`] has a known base, a non-empty command, a
+//! permission mode its CLI accepts, and rate-limit patterns that compile; the five built-ins
+//! are always present (the config can change them, not remove them); the default runner names
+//! one of the profiles. See [`CONFIG_DOC`] for the user-facing description of each field.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::diagnostic::{Diagnostic, Span, suggest};
+use crate::duration::HumanDuration;
+use crate::model::RateLimitPolicy;
+use crate::parse::{Node, NodeKind, from_entry, from_node, read_tree};
+
+/// Where a project's config is, relative to its root.
+pub const CONFIG_FILE: &str = ".loops/config.yaml";
+
+/// The profile `prompt:` states use when neither they nor the config name one.
+pub const DEFAULT_RUNNER: &str = "claude";
+
+/// The user-facing description of the config file (for the README and `dloop help`).
+pub const CONFIG_DOC: &str = r#"`.loops/config.yaml` sets the runner profiles of `prompt:` states.
+
+  defaults:
+    runner: NAME            profile of prompt states that name none (default: claude)
+  runners:
+    NAME:                   a built-in (claude, codex, gemini, opencode, command) to change it,
+                            or a new name with `base:`
+      base: claude|codex|gemini|opencode|command
+      command: [PROGRAM, ARG...]   the program (built-ins: `claude`, `codex`, `gemini`,
+                            `opencode`); in a `command` profile, `{prompt}` in an argument
+                            inserts the prompt and `{prompt_file}` the path of a 0600 file
+                            holding it
+      prompt: stdin|arg|file   command profiles only: how the prompt is given (default: `arg`
+                            if an argument has `{prompt}`, `file` if one has `{prompt_file}`,
+                            else stdin); `arg`/`file` without the placeholder append it. The
+                            built-in CLIs always read the prompt on stdin (no argv limit).
+      model: ID             the CLI's model flag (a state's `model:` wins)
+      args: [ARG...]        extra arguments (a state's `args:` come after)
+      permission_mode: M    what the agent may do unattended (below)
+      env: {NAME: VALUE}    extra environment
+      timeout: 30m          wall clock per invocation (a state's `timeout:` wins)
+      idle_timeout: 10m     longest silence (a state's `idle_timeout:` wins)
+      max_turns: N          dloop ends the agent after N turns (a state's `max_turns:` wins)
+      rate_limit: {waits: [30s, 2m, 10m, 30m], max_wait: 6h, total: 24h}
+      rate_limit_patterns: [REGEX...]   more texts that mean "rate limited" (case-insensitive),
+                            applied only to a failed invocation's error and stderr
+
+Permission modes and their defaults (safe: the agent edits files in the project but the CLI's
+own guard decides about commands):
+  claude    default | acceptEdits (default) | plan | bypassPermissions | dontAsk | auto
+            (`--permission-mode`). bypassPermissions lets it run any command; as root the CLI
+            refuses it unless the environment has IS_SANDBOX=1 (`env: {IS_SANDBOX: "1"}`).
+  codex     read-only | workspace-write (default) | danger-full-access | bypass
+            (`--sandbox`, or `--dangerously-bypass-approvals-and-sandbox` for bypass); dloop
+            also passes `--skip-git-repo-check`, since the project was chosen by whoever
+            started the loop.
+  gemini    default | auto_edit (default) | yolo | plan (`--approval-mode`); headless
+            `default` denies every tool that would ask, so loops that run commands need yolo.
+  opencode  default (default: every permission that would ask is rejected) | auto (everything
+            not explicitly denied is allowed, through OPENCODE_PERMISSION='{"*":"allow"}', which
+            every version reads).
+"#;
+
+/// The CLI a profile drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Base {
+    /// Claude Code, `claude -p --output-format stream-json --verbose`.
+    Claude,
+    /// Codex CLI, `codex exec --json`.
+    Codex,
+    /// Gemini CLI, `gemini --output-format stream-json`.
+    Gemini,
+    /// OpenCode, `opencode run --format json`.
+    Opencode,
+    /// Any program: plain-text output, outcome from the exit status.
+    Command,
+}
+
+impl Base {
+    /// Every base, in the order built-in profiles are listed.
+    pub const ALL: [Base; 5] = [
+        Base::Claude,
+        Base::Codex,
+        Base::Gemini,
+        Base::Opencode,
+        Base::Command,
+    ];
+
+    /// The base's name, which is also its built-in profile's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Base::Claude => "claude",
+            Base::Codex => "codex",
+            Base::Gemini => "gemini",
+            Base::Opencode => "opencode",
+            Base::Command => "command",
+        }
+    }
+
+    /// The base named `name`, if it is one.
+    pub fn from_name(name: &str) -> Option<Base> {
+        Base::ALL.into_iter().find(|b| b.as_str() == name)
+    }
+
+    /// The permission modes the CLI takes, the default first (none for `command`).
+    pub fn permission_modes(self) -> &'static [&'static str] {
+        match self {
+            Base::Claude => &[
+                "acceptEdits",
+                "default",
+                "plan",
+                "bypassPermissions",
+                "dontAsk",
+                "auto",
+            ],
+            Base::Codex => &[
+                "workspace-write",
+                "read-only",
+                "danger-full-access",
+                "bypass",
+            ],
+            Base::Gemini => &["auto_edit", "default", "yolo", "plan"],
+            Base::Opencode => &["default", "auto"],
+            Base::Command => &[],
+        }
+    }
+}
+
+/// How a `command` profile gives the prompt to its program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptMode {
+    /// On stdin (no size limit).
+    Stdin,
+    /// In the arguments: `{prompt}` replaced, else appended (Linux refuses one argument over
+    /// 128 KiB: such a prompt fails to start).
+    Arg,
+    /// In a 0600 file in the run's scratch folder: `{prompt_file}` replaced by its path, else
+    /// the path appended.
+    File,
+}
+
+/// The `defaults:` section.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// The profile of `prompt:` states that name none.
+    #[serde(default)]
+    pub runner: Option<String>,
+}
+
+/// One entry of `runners:`, as written (every field optional).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// The CLI it drives; required for a name that is not a built-in's.
+    #[serde(default)]
+    pub base: Option<Base>,
+    /// The program and its arguments.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// How a `command` profile gives the prompt.
+    #[serde(default)]
+    pub prompt: Option<PromptMode>,
+    /// The model flag's value.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Extra arguments.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// What the agent may do unattended ([`Base::permission_modes`]).
+    #[serde(default)]
+    pub permission_mode: Option<String>,
+    /// Extra environment, merged over the built-in's.
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+    /// Wall clock per invocation.
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// Longest silence per invocation.
+    #[serde(default)]
+    pub idle_timeout: Option<HumanDuration>,
+    /// Most turns per invocation (dloop enforces it).
+    #[serde(default)]
+    pub max_turns: Option<u64>,
+    /// The rate-limit backoff ladder.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitPolicy>,
+    /// More rate-limit texts (regexes, case-insensitive).
+    #[serde(default)]
+    pub rate_limit_patterns: Option<Vec<String>>,
+}
+
+/// A profile with every default filled in: what a runner runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedProfile {
+    /// The profile's name.
+    pub name: String,
+    /// The CLI it drives.
+    pub base: Base,
+    /// The program and its fixed arguments (never empty).
+    pub command: Vec<String>,
+    /// How the prompt is given (always [`PromptMode::Stdin`] for the four agent CLIs).
+    pub prompt: PromptMode,
+    /// The model, unless a state names one.
+    pub model: Option<String>,
+    /// Extra arguments, before a state's.
+    pub args: Vec<String>,
+    /// The permission mode (`None` only for `command`).
+    pub permission_mode: Option<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Wall clock per invocation, unless the state sets one.
+    pub timeout: Option<HumanDuration>,
+    /// Longest silence per invocation, unless the state sets one.
+    pub idle_timeout: Option<HumanDuration>,
+    /// Most turns per invocation, unless the state sets it.
+    pub max_turns: Option<u64>,
+    /// The rate-limit ladder, unless the state sets one.
+    pub rate_limit: RateLimitPolicy,
+    /// More rate-limit texts (valid regexes), besides the built-in ones.
+    pub rate_limit_patterns: Vec<String>,
+}
+
+impl ResolvedProfile {
+    /// The built-in profile of `base`.
+    pub fn builtin(base: Base) -> Self {
+        let command = match base {
+            Base::Command => Vec::new(),
+            other => vec![other.as_str().to_owned()],
+        };
+        Self {
+            name: base.as_str().to_owned(),
+            base,
+            command,
+            prompt: PromptMode::Stdin,
+            model: None,
+            args: Vec::new(),
+            permission_mode: base.permission_modes().first().map(|m| (*m).to_owned()),
+            env: Vec::new(),
+            timeout: None,
+            idle_timeout: None,
+            max_turns: None,
+            rate_limit: RateLimitPolicy::default(),
+            rate_limit_patterns: Vec::new(),
+        }
+    }
+}
+
+/// The runner profiles of a project: the built-ins, changed and extended by its config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    default_runner: String,
+    profiles: IndexMap<String, ResolvedProfile>,
+}
+
+impl Default for AgentConfig {
+    /// The built-in profiles only (a project without a config file).
+    fn default() -> Self {
+        Self {
+            default_runner: DEFAULT_RUNNER.to_owned(),
+            profiles: Base::ALL
+                .into_iter()
+                .map(|b| (b.as_str().to_owned(), ResolvedProfile::builtin(b)))
+                .collect(),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// The profile of `prompt:` states that name none.
+    pub fn default_runner(&self) -> &str {
+        &self.default_runner
+    }
+
+    /// The profile called `name`.
+    pub fn profile(&self, name: &str) -> Option<&ResolvedProfile> {
+        self.profiles.get(name)
+    }
+
+    /// Every profile: the built-ins first, then the config's new ones in file order.
+    pub fn profiles(&self) -> impl Iterator<Item = &ResolvedProfile> {
+        self.profiles.values()
+    }
+}
+
+/// The raw file, as serde reads it (each field read alone for error reporting).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    defaults: Defaults,
+    /// Read profile by profile in `read_runners`; declared so that `runners` is a known key
+    /// (and suggested for a misspelt one).
+    #[serde(default)]
+    #[allow(dead_code)]
+    runners: IndexMap<String, Profile>,
+}
+
+/// Reads `.loops/config.yaml`.
+///
+/// An empty file (or one with only comments) is the built-ins.
+///
+/// # Errors
+/// Every problem found, each with its span: a file over 1 MiB or not UTF-8, not YAML,
+/// duplicate keys, unknown fields (with a suggestion), wrong types, a new profile without
+/// `base`, a built-in's profile with another base, a `command` profile without `command`, a
+/// `prompt:` on an agent CLI, a permission mode its CLI does not take, a rate-limit pattern
+/// that is not a regex, a default runner that names no profile.
+pub fn parse_config(bytes: &[u8]) -> Result<AgentConfig, Vec<Diagnostic>> {
+    let Some(root) = read_tree(bytes)? else {
+        return Ok(AgentConfig::default());
+    };
+    let entries = match &root.kind {
+        NodeKind::Map(entries) => entries,
+        _ if root.is_null() => return Ok(AgentConfig::default()),
+        _ => {
+            return Err(vec![
+                Diagnostic::new(
+                    Some(root.span),
+                    format!(
+                        "a config file must be a mapping of fields, found {}",
+                        root.describe()
+                    ),
+                )
+                .with_help("write `runners:` and `defaults:` mappings"),
+            ]);
+        }
+    };
+    let mut diagnostics = Vec::new();
+    let mut config = AgentConfig::default();
+    let mut default_runner: Option<(String, Span)> = None;
+    for entry in entries {
+        match entry.0.as_str() {
+            Some("runners") => read_runners(&entry.1, &mut config, &mut diagnostics),
+            Some("defaults") => match from_entry::<ConfigFile>(entry, root.span) {
+                Ok(file) => {
+                    let span = entry
+                        .1
+                        .entry("runner")
+                        .map_or(entry.1.span, |(_, v)| v.span);
+                    default_runner = file.defaults.runner.map(|r| (r, span));
+                }
+                Err(d) => diagnostics.push(d),
+            },
+            _ => {
+                if let Err(d) = from_entry::<ConfigFile>(entry, root.span) {
+                    diagnostics.push(d);
+                }
+            }
+        }
+    }
+    if let Some((name, span)) = default_runner {
+        if config.profiles.contains_key(&name) {
+            config.default_runner = name;
+        } else {
+            diagnostics.push(
+                Diagnostic::new(Some(span), format!("unknown runner profile `{name}`"))
+                    .with_suggestion(suggest(&name, config.profiles.keys().map(String::as_str))),
+            );
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(config)
+    } else {
+        diagnostics.sort_by_key(|d| d.span.map(|s| s.offset));
+        Err(diagnostics)
+    }
+}
+
+/// Reads each profile on its own, so each profile's errors are reported.
+fn read_runners(node: &Node, config: &mut AgentConfig, diagnostics: &mut Vec<Diagnostic>) {
+    let entries = match &node.kind {
+        NodeKind::Map(entries) => entries,
+        _ if node.is_null() => return,
+        _ => {
+            diagnostics.push(Diagnostic::new(
+                Some(node.span),
+                format!(
+                    "`runners` must be a mapping of profile names to profiles, found {}",
+                    node.describe()
+                ),
+            ));
+            return;
+        }
+    };
+    for (key, value) in entries {
+        let Some(name) = key.as_str() else {
+            diagnostics.push(Diagnostic::new(
+                Some(key.span),
+                format!("a profile name must be a string, found {}", key.describe()),
+            ));
+            continue;
+        };
+        let profile = if value.is_null() {
+            Profile::default()
+        } else {
+            match read_profile(value) {
+                Ok(profile) => profile,
+                Err(errors) => {
+                    diagnostics.extend(errors);
+                    continue;
+                }
+            }
+        };
+        match resolve(name, key.span, &profile, value) {
+            Ok(resolved) => {
+                config.profiles.insert(name.to_owned(), resolved);
+            }
+            Err(errors) => diagnostics.extend(errors),
+        }
+    }
+}
+
+/// Reads one profile; on error, reads each of its fields alone to report them all.
+fn read_profile(node: &Node) -> Result<Profile, Vec<Diagnostic>> {
+    let whole = match from_node::<Profile>(node) {
+        Ok(profile) => return Ok(profile),
+        Err(e) => e,
+    };
+    let NodeKind::Map(entries) = &node.kind else {
+        return Err(vec![whole]);
+    };
+    let errors: Vec<Diagnostic> = entries
+        .iter()
+        .filter_map(|entry| from_entry::<Profile>(entry, node.span).err())
+        .collect();
+    Err(if errors.is_empty() {
+        vec![whole]
+    } else {
+        errors
+    })
+}
+
+/// Fills a profile's defaults from its base's built-in, checking what only makes sense
+/// together (base and name, prompt mode and base, permission mode and base, patterns).
+fn resolve(
+    name: &str,
+    name_span: Span,
+    profile: &Profile,
+    node: &Node,
+) -> Result<ResolvedProfile, Vec<Diagnostic>> {
+    let at = |field: &str| node.entry(field).map_or(name_span, |(_, v)| v.span);
+    let mut errors = Vec::new();
+    let builtin = Base::from_name(name);
+    let base = match (builtin, profile.base) {
+        (Some(b), None) => b,
+        (Some(b), Some(given)) if b == given => b,
+        (Some(b), Some(given)) => {
+            errors.push(
+                Diagnostic::new(
+                    Some(at("base")),
+                    format!(
+                        "profile `{name}` is the built-in `{}` profile: its base cannot be `{}`",
+                        b.as_str(),
+                        given.as_str()
+                    ),
+                )
+                .with_help("give the profile another name to base it on another CLI"),
+            );
+            return Err(errors);
+        }
+        (None, Some(given)) => given,
+        (None, None) => {
+            return Err(vec![
+                Diagnostic::new(
+                    Some(name_span),
+                    format!("profile `{name}` needs `base:` (it is not a built-in profile)"),
+                )
+                .with_help("add `base: claude`, `codex`, `gemini`, `opencode` or `command`"),
+            ]);
+        }
+    };
+    let mut resolved = ResolvedProfile::builtin(base);
+    resolved.name = name.to_owned();
+    if let Some(command) = &profile.command {
+        if command.is_empty() || command[0].is_empty() {
+            errors.push(Diagnostic::new(
+                Some(at("command")),
+                "`command` needs at least the program",
+            ));
+        }
+        resolved.command.clone_from(command);
+    } else if base == Base::Command {
+        errors.push(
+            Diagnostic::new(
+                Some(name_span),
+                format!("profile `{name}` runs any command: it needs `command:`"),
+            )
+            .with_help("for example `command: [my-agent, --prompt, \"{prompt}\"]`"),
+        );
+    }
+    match (base, profile.prompt) {
+        (Base::Command, Some(mode)) => resolved.prompt = mode,
+        (Base::Command, None) => {
+            let has = |p: &str| resolved.command.iter().any(|a| a.contains(p));
+            resolved.prompt = if has("{prompt}") {
+                PromptMode::Arg
+            } else if has("{prompt_file}") {
+                PromptMode::File
+            } else {
+                PromptMode::Stdin
+            };
+        }
+        (_, Some(_)) => errors.push(
+            Diagnostic::new(
+                Some(at("prompt")),
+                format!(
+                    "`prompt:` applies to `command` profiles; {} always reads the prompt on stdin",
+                    base.as_str()
+                ),
+            )
+            .with_help("remove `prompt:`"),
+        ),
+        (_, None) => {}
+    }
+    if let Some(mode) = &profile.permission_mode {
+        let modes = base.permission_modes();
+        if modes.contains(&mode.as_str()) {
+            resolved.permission_mode = Some(mode.clone());
+        } else if modes.is_empty() {
+            errors.push(
+                Diagnostic::new(
+                    Some(at("permission_mode")),
+                    "`permission_mode` applies to the agent CLIs, not to `command` profiles",
+                )
+                .with_help("pass the program's own flags in `command:` or `args:`"),
+            );
+        } else {
+            let help = suggest(mode, modes.iter().copied()).map_or_else(
+                || format!("{} takes: {}", base.as_str(), modes.join(", ")),
+                |s| format!("did you mean `{s}`?"),
+            );
+            errors.push(
+                Diagnostic::new(
+                    Some(at("permission_mode")),
+                    format!("unknown permission mode `{mode}` for {}", base.as_str()),
+                )
+                .with_help(help),
+            );
+        }
+    }
+    if let Some(patterns) = &profile.rate_limit_patterns {
+        for (i, pattern) in patterns.iter().enumerate() {
+            if let Err(e) = regex::RegexBuilder::new(pattern)
+                .case_insensitive(true)
+                .build()
+            {
+                let span = node
+                    .entry("rate_limit_patterns")
+                    .and_then(|(_, v)| v.item(i))
+                    .map_or(at("rate_limit_patterns"), |n| n.span);
+                errors.push(Diagnostic::new(
+                    Some(span),
+                    format!(
+                        "not a regular expression: {}",
+                        e.to_string().lines().last().unwrap_or("invalid")
+                    ),
+                ));
+            }
+        }
+        resolved.rate_limit_patterns.clone_from(patterns);
+    }
+    if let Some(model) = &profile.model {
+        resolved.model = Some(model.clone());
+    }
+    if let Some(args) = &profile.args {
+        resolved.args.clone_from(args);
+    }
+    for (k, v) in &profile.env {
+        resolved.env.retain(|(old, _)| old != k);
+        resolved.env.push((k.clone(), v.clone()));
+    }
+    resolved.timeout = profile.timeout.or(resolved.timeout);
+    resolved.idle_timeout = profile.idle_timeout.or(resolved.idle_timeout);
+    resolved.max_turns = profile.max_turns.or(resolved.max_turns);
+    if let Some(policy) = &profile.rate_limit {
+        resolved.rate_limit = policy.clone();
+    }
+    if errors.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(src: &str) -> Vec<String> {
+        match parse_config(src.as_bytes()) {
+            Ok(_) => Vec::new(),
+            Err(diags) => diags
+                .iter()
+                .map(|d| {
+                    let at = d
+                        .span
+                        .map(|s| format!("{}:{} ", s.line, s.column))
+                        .unwrap_or_default();
+                    format!("{at}{}", d.message)
+                })
+                .collect(),
+        }
+    }
+
+    fn parse(src: &str) -> AgentConfig {
+        parse_config(src.as_bytes()).unwrap_or_else(|d| panic!("{d:?}"))
+    }
+
+    #[test]
+    fn an_empty_file_is_the_builtins_with_safe_permission_defaults() {
+        for src in ["", "# nothing\n", "~\n"] {
+            let config = parse(src);
+            assert_eq!(config.default_runner(), "claude");
+            let names: Vec<_> = config.profiles().map(|p| p.name.as_str()).collect();
+            assert_eq!(names, ["claude", "codex", "gemini", "opencode", "command"]);
+        }
+        let config = AgentConfig::default();
+        let mode = |n: &str| config.profile(n).and_then(|p| p.permission_mode.clone());
+        assert_eq!(mode("claude").as_deref(), Some("acceptEdits"));
+        assert_eq!(mode("codex").as_deref(), Some("workspace-write"));
+        assert_eq!(mode("gemini").as_deref(), Some("auto_edit"));
+        assert_eq!(mode("opencode").as_deref(), Some("default"));
+        assert_eq!(mode("command"), None);
+        assert_eq!(config.profile("codex").expect("codex").command, ["codex"]);
+    }
+
+    #[test]
+    fn a_builtin_is_changed_and_a_new_profile_starts_from_its_base() {
+        let config = parse(
+            "defaults:\n  runner: fast\nrunners:\n  claude:\n    model: opus\n    env: { IS_SANDBOX: 1 }\n    permission_mode: bypassPermissions\n  fast:\n    base: claude\n    model: haiku\n    max_turns: 20\n    timeout: 30m\n    rate_limit: { waits: [1m] }\n    rate_limit_patterns: ['overloaded_error']\n",
+        );
+        assert_eq!(config.default_runner(), "fast");
+        let claude = config.profile("claude").expect("claude");
+        assert_eq!(claude.model.as_deref(), Some("opus"));
+        assert_eq!(claude.env, [("IS_SANDBOX".to_owned(), "1".to_owned())]);
+        assert_eq!(claude.permission_mode.as_deref(), Some("bypassPermissions"));
+        let fast = config.profile("fast").expect("fast");
+        assert_eq!(fast.base, Base::Claude);
+        assert_eq!(fast.command, ["claude"]);
+        assert_eq!(fast.permission_mode.as_deref(), Some("acceptEdits"));
+        assert_eq!(fast.max_turns, Some(20));
+        assert_eq!(fast.timeout.map(HumanDuration::as_millis), Some(1_800_000));
+        assert_eq!(fast.rate_limit.waits.len(), 1);
+        assert_eq!(fast.rate_limit_patterns, ["overloaded_error"]);
+    }
+
+    #[test]
+    fn command_profiles_pick_the_prompt_mode_from_their_placeholders() {
+        let config = parse(
+            "runners:\n  a: { base: command, command: [x, '{prompt}'] }\n  b: { base: command, command: [x, --file, '{prompt_file}'] }\n  c: { base: command, command: [x] }\n  d: { base: command, command: [x], prompt: arg }\n",
+        );
+        let mode = |n: &str| config.profile(n).expect(n).prompt;
+        assert_eq!(mode("a"), PromptMode::Arg);
+        assert_eq!(mode("b"), PromptMode::File);
+        assert_eq!(mode("c"), PromptMode::Stdin);
+        assert_eq!(mode("d"), PromptMode::Arg);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_point_at_their_place() {
+        assert_eq!(
+            errors("runners:\n  claude:\n    modle: opus\n    max_turns: many\n"),
+            [
+                "3:5 unknown field `modle`",
+                "4:16 expected a whole number from 0, found the string `many`"
+            ]
+        );
+        assert_eq!(errors("runner:\n"), ["1:1 unknown field `runner`"]);
+        assert_eq!(
+            errors("runners:\n  x: { base: claud }\n"),
+            ["2:14 unknown value `claud`"]
+        );
+    }
+
+    #[test]
+    fn profiles_that_do_not_make_sense_are_refused() {
+        assert_eq!(
+            errors("runners:\n  mine:\n    model: x\n"),
+            ["2:3 profile `mine` needs `base:` (it is not a built-in profile)"]
+        );
+        assert_eq!(
+            errors("runners:\n  claude: { base: codex }\n"),
+            ["2:19 profile `claude` is the built-in `claude` profile: its base cannot be `codex`"]
+        );
+        assert_eq!(
+            errors("runners:\n  run: { base: command }\n"),
+            ["2:3 profile `run` runs any command: it needs `command:`"]
+        );
+        assert_eq!(
+            errors("runners:\n  gemini: { prompt: arg }\n"),
+            [
+                "2:21 `prompt:` applies to `command` profiles; gemini always reads the prompt on stdin"
+            ]
+        );
+        assert_eq!(
+            errors("runners:\n  codex: { permission_mode: yolo }\n"),
+            ["2:29 unknown permission mode `yolo` for codex"]
+        );
+        assert_eq!(
+            errors("runners:\n  claude: { rate_limit_patterns: [ok, 'a(b'] }\n"),
+            ["2:39 not a regular expression: error: unclosed group"]
+        );
+        assert_eq!(
+            errors("defaults: { runner: cluade }\n"),
+            ["1:21 unknown runner profile `cluade`"]
+        );
+    }
+
+    #[test]
+    fn the_default_runner_may_name_a_new_profile_defined_after_it() {
+        let config = parse("defaults: { runner: mine }\nrunners:\n  mine: { base: gemini }\n");
+        assert_eq!(config.default_runner(), "mine");
+    }
+}
