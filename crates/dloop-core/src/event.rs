@@ -41,6 +41,8 @@ pub enum PauseReason {
     NeedsDecision,
     /// The agent stayed rate limited past the backoff ladder.
     RateLimited,
+    /// `--queue-timeout` ran out while the run waited for its scope; resume waits again.
+    QueueTimeout,
 }
 
 impl PauseReason {
@@ -53,6 +55,7 @@ impl PauseReason {
             Self::Handoff => "handoff",
             Self::NeedsDecision => "needs_decision",
             Self::RateLimited => "rate_limited",
+            Self::QueueTimeout => "queue_timeout",
         }
     }
 }
