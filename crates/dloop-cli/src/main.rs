@@ -3,9 +3,11 @@
 
 mod cli;
 mod commands;
+mod detach;
 mod error;
 mod exit;
 mod load;
+mod notify;
 mod project;
 mod render;
 mod runs;

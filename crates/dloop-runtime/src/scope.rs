@@ -7,7 +7,7 @@
 //! # The registry
 //! One JSON file, `registry.json`, in a local folder the composition root gives
 //! (`.loops/.dloop/scopes/`), read and rewritten only while holding an exclusive `flock` on
-//! `lock` beside it, so every check-and-acquire is atomic (no TOCTOU between two runs):
+//! `registry.lock` beside it, so every check-and-acquire is atomic (no TOCTOU between two runs):
 //!
 //! ```json
 //! {"schema_version": 1, "next_ticket": 7, "entries": [
@@ -52,7 +52,7 @@ use crate::process::StopLevel;
 /// The registry's file name in the scopes folder.
 pub const REGISTRY_FILE: &str = "registry.json";
 /// The lock file whose `flock` guards the registry.
-const LOCK_FILE: &str = "lock";
+const LOCK_FILE: &str = "registry.lock";
 /// The format this version reads and writes.
 const SCHEMA_VERSION: u32 = 1;
 /// How often a waiter looks at the registry again.
