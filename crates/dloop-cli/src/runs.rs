@@ -32,6 +32,20 @@ impl RunInfo {
         self.state.status.observed(self.live)
     }
 
+    /// The scope wait of a live run in the queue (a dead waiter is `crashed`, not waiting).
+    pub(crate) fn waiting(&self) -> Option<&dloop_core::state::ScopeWait> {
+        self.state.scope_wait.as_ref().filter(|_| self.live)
+    }
+
+    /// The status as the human listings show it: [`RunInfo::status`], except that a live run
+    /// waiting in the scope queue is `waiting (scope PATHS)`.
+    pub(crate) fn status_label(&self) -> String {
+        match self.waiting() {
+            Some(wait) => format!("waiting (scope {})", wait.scope.join(", ")),
+            None => self.status().to_owned(),
+        }
+    }
+
     /// Whether `dloop resume` can continue it now.
     pub(crate) fn is_resumable(&self) -> bool {
         self.state.status.is_resumable_now(self.live)

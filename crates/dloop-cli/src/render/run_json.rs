@@ -46,6 +46,23 @@ pub(crate) struct RunJson {
     pub(crate) live: bool,
     /// The message of a pause (what to do next).
     pub(crate) message: Option<String>,
+    /// A live run waiting in the scope queue (`status` is `running`): what it waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) waiting: Option<WaitingJson>,
+}
+
+/// What a waiting run waits for.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WaitingJson {
+    /// `scope` (a rate limit will say `rate_limit`).
+    #[serde(rename = "for")]
+    pub(crate) waits_for: &'static str,
+    /// The run's scope.
+    pub(crate) scope: Vec<String>,
+    /// The run it first waited behind.
+    pub(crate) holder: String,
+    /// When it started waiting (RFC 3339, UTC).
+    pub(crate) since: String,
 }
 
 /// A captured result.
@@ -181,6 +198,12 @@ impl RunJson {
             sessions: state.sessions,
             live: info.live,
             message: state.message.clone(),
+            waiting: info.waiting().map(|wait| WaitingJson {
+                waits_for: "scope",
+                scope: wait.scope.clone(),
+                holder: wait.holder.clone(),
+                since: wait.since.to_string(),
+            }),
         }
     }
 }
