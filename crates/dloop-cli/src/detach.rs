@@ -78,7 +78,12 @@ pub(crate) fn spawn(ctx: &Ctx, storage: &Storage, subcommand: &str) -> Result<Ex
     let ready_fd: RawFd = writer.as_raw_fd();
     let mut command = Command::new(exe);
     command
-        .args(child_args(std::env::args_os().skip(1), subcommand, ready_fd, &console_path))
+        .args(child_args(
+            std::env::args_os().skip(1),
+            subcommand,
+            ready_fd,
+            &console_path,
+        ))
         .current_dir(&ctx.cwd)
         .stdin(Stdio::null())
         .stdout(
@@ -281,10 +286,23 @@ mod tests {
     fn hidden_flags_go_right_after_the_subcommand() {
         let args = ["run", "fix", "-b", "--", "run"].map(OsString::from);
         let out = child_args(args.into_iter(), "run", 7, Path::new("/c.log"));
-        let out: Vec<_> = out.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let out: Vec<_> = out
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(
             out,
-            ["run", "--ready-fd", "7", "--console", "/c.log", "fix", "-b", "--", "run"]
+            [
+                "run",
+                "--ready-fd",
+                "7",
+                "--console",
+                "/c.log",
+                "fix",
+                "-b",
+                "--",
+                "run"
+            ]
         );
     }
 }

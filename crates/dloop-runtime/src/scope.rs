@@ -95,8 +95,7 @@ impl Entry {
         if self.run == other.run {
             return false;
         }
-        let singleton =
-            (self.singleton || other.singleton) && self.loop_name == other.loop_name;
+        let singleton = (self.singleton || other.singleton) && self.loop_name == other.loop_name;
         singleton
             || self
                 .paths

@@ -3,6 +3,7 @@
 mod actions;
 mod common;
 
+mod background;
 mod completions;
 mod crash;
 mod fake_agents;
@@ -20,6 +21,7 @@ mod refusals;
 mod resume;
 mod run;
 mod schema;
+mod scopes;
 mod show;
 mod status;
 mod store_door;
