@@ -454,7 +454,7 @@ fn lock_registry(dir: &Path) -> Result<File, RuntimeError> {
         .truncate(false)
         .open(&path)
         .map_err(|e| registry_error(&path, "open", e))?;
-    file.lock().map_err(|e| registry_error(&path, "lock", e))?;
+    file.lock().map_err(|e| registry_error(&path, "flock", e))?;
     Ok(file)
 }
 
