@@ -20,7 +20,7 @@ pub(crate) struct RunJson {
     /// `running`, `paused`, `crashed`, `completed`, `failed`, `cancelled` or `timed_out`.
     pub(crate) status: &'static str,
     /// Why it is paused (`stopped`, `interrupted`, `max_steps`, `handoff`, `needs_decision`,
-    /// `rate_limited`) or why it failed; `null` otherwise.
+    /// `rate_limited`, `queue_timeout`) or why it failed; `null` otherwise.
     pub(crate) reason: Option<String>,
     /// The state it is in (or ended in).
     pub(crate) state: Option<String>,
