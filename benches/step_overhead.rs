@@ -40,6 +40,7 @@ fn step_overhead(c: &mut Criterion) {
         max_steps: STEPS,
         timeout_ms: None,
         delay_ms: None,
+        scope: None,
     };
     let mut group = c.benchmark_group("step_overhead");
     group

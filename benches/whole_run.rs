@@ -56,6 +56,7 @@ fn whole_run(c: &mut Criterion) {
         max_steps: STEPS,
         timeout_ms: None,
         delay_ms: None,
+        scope: None,
     };
 
     let mut group = c.benchmark_group("whole_run");

@@ -4,9 +4,11 @@
 mod cli;
 mod commands;
 mod complete;
+mod detach;
 mod error;
 mod exit;
 mod load;
+mod notify;
 mod project;
 mod render;
 mod runs;

@@ -32,15 +32,35 @@ impl RunInfo {
         self.state.status.observed(self.live)
     }
 
-    /// What a live run is waiting for, in `status` words: `waiting (rate limit, resumes
-    /// HH:MM)` (UTC) while its agent waits out a rate limit; `None` otherwise.
-    pub(crate) fn waiting(&self) -> Option<String> {
+    /// While its agent waits out a rate limit (live or not: the wait resumes from the log):
+    /// `waiting (rate limit, resumes HH:MM UTC)`.
+    pub(crate) fn rate_limit_wait(&self) -> Option<String> {
         let until = self.state.rate_limit_until?;
         let waiting = self.state.status == dloop_core::state::RunStatus::Running
             && matches!(self.state.phase, dloop_core::state::Phase::Entered);
         let text = until.to_string();
         let clock = text.get(11..16)?;
         waiting.then(|| format!("waiting (rate limit, resumes {clock} UTC)"))
+    }
+
+    /// The scope wait of a live run in the queue (a dead waiter is `crashed`, not waiting).
+    pub(crate) fn scope_wait(&self) -> Option<&dloop_core::state::ScopeWait> {
+        self.state.scope_wait.as_ref().filter(|_| self.live)
+    }
+
+    /// The status as the human listings show it: [`RunInfo::status`], except that a live run
+    /// waiting in the scope queue is `waiting (scope PATHS)`, and one waiting out a rate limit
+    /// `waiting (rate limit, resumes HH:MM UTC)`.
+    pub(crate) fn status_label(&self) -> String {
+        if let Some(wait) = self.scope_wait() {
+            return format!("waiting (scope {})", wait.scope.join(", "));
+        }
+        if self.live
+            && let Some(text) = self.rate_limit_wait()
+        {
+            return text;
+        }
+        self.status().to_owned()
     }
 
     /// Whether `dloop resume` can continue it now.

@@ -14,13 +14,17 @@ pub(crate) struct Storage {
     /// The file store of `.loops/.dloop/`, the embedded default. A `--store` flag would pick
     /// another `dyn Store` here; the local folders stay on this machine.
     files: FileStore,
+    /// `.loops/.dloop/`: local folders of this machine beside the runs.
+    runtime: PathBuf,
 }
 
 impl Storage {
     /// The storage of `project`: `.loops/.dloop/`.
     pub(crate) fn for_project(project: &Project) -> Storage {
+        let runtime = project.root.join(LOOPS_DIR).join(RUNTIME_DIR);
         Storage {
-            files: FileStore::new(project.root.join(LOOPS_DIR).join(RUNTIME_DIR)),
+            files: FileStore::new(runtime.clone()),
+            runtime,
         }
     }
 
@@ -33,5 +37,17 @@ impl Storage {
     /// cannot name a folder.
     pub(crate) fn local_dir(&self, id: &str) -> dloop_store::Result<PathBuf> {
         self.files.local_run_dir(id)
+    }
+
+    /// The scope registry's folder (`.loops/.dloop/scopes/`): scope locks are between the
+    /// processes of this machine, so it stays local whatever the store.
+    pub(crate) fn scopes_dir(&self) -> PathBuf {
+        self.runtime.join("scopes")
+    }
+
+    /// Where a background run's console goes until it knows its run id
+    /// (`.loops/.dloop/background/`).
+    pub(crate) fn background_dir(&self) -> PathBuf {
+        self.runtime.join("background")
     }
 }

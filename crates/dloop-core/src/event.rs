@@ -44,6 +44,8 @@ pub enum PauseReason {
     /// The agent could not work at all (not logged in, no credits, the service unreachable):
     /// a person must act; resume runs the step's action again.
     AgentError,
+    /// `--queue-timeout` ran out while the run waited for its scope; resume waits again.
+    QueueTimeout,
 }
 
 impl PauseReason {
@@ -57,6 +59,7 @@ impl PauseReason {
             Self::NeedsDecision => "needs_decision",
             Self::RateLimited => "rate_limited",
             Self::AgentError => "agent_error",
+            Self::QueueTimeout => "queue_timeout",
         }
     }
 }

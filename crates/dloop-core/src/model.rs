@@ -47,6 +47,9 @@ pub struct LoopDef {
     /// Paths this loop may change; runs with overlapping scopes do not run at once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scope: Vec<String>,
+    /// Two runs of this loop never run at once, whatever their scopes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub singleton: bool,
     /// Limits for the whole run.
     #[serde(default, skip_serializing_if = "Limits::is_empty")]
     pub limits: Limits,

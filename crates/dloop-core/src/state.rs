@@ -151,6 +151,17 @@ pub struct StepResult {
     pub result: ActionResult,
 }
 
+/// A run waiting in the scope queue (`dloop run --queue`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeWait {
+    /// The run's scope (paths relative to the project root).
+    pub scope: Vec<String>,
+    /// The run it first waited for.
+    pub holder: String,
+    /// When it started waiting.
+    pub since: Timestamp,
+}
+
 /// Counters per state, for `inspect`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateStats {
@@ -334,6 +345,10 @@ pub struct RunState {
     pub session_started: Option<Timestamp>,
     /// Sessions so far (1 + resumes).
     pub sessions: u32,
+    /// The scope wait in progress: set by `scope_waiting`, cleared when the scope is taken or
+    /// the session ends. A live run with one is `waiting (scope ...)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_wait: Option<ScopeWait>,
     /// The seq of the last record applied.
     pub last_seq: u64,
 }
@@ -585,9 +600,22 @@ impl RunState {
                 self.handoff = Some(message.clone());
                 self.move_to(state);
             }
-            Event::ScopeWaiting { .. } => {}
-            Event::ScopeAcquired { .. } => {}
+            Event::ScopeWaiting { scope, holder } => {
+                // Time in the queue is not run time: `limits.timeout` counts working time.
+                self.close_session();
+                self.scope_wait = Some(ScopeWait {
+                    scope: scope.clone(),
+                    holder: holder.clone(),
+                    since: record.ts,
+                });
+            }
+            Event::ScopeAcquired { .. } => {
+                if self.scope_wait.take().is_some() {
+                    self.session_started = Some(record.ts);
+                }
+            }
             Event::RunPaused { reason, message } => {
+                self.scope_wait = None;
                 self.status = RunStatus::Paused;
                 self.pause_reason = Some(*reason);
                 self.message.clone_from(message);
@@ -608,6 +636,7 @@ impl RunState {
                 self.status = RunStatus::Running;
                 self.pause_reason = None;
                 self.message = None;
+                self.scope_wait = None;
                 self.sessions += 1;
                 self.session_started = Some(record.ts);
                 if let Some(max_steps) = overrides.max_steps {
@@ -653,6 +682,7 @@ impl RunState {
         self.pause_reason = None;
         self.message = message;
         self.phase = Phase::Ended;
+        self.scope_wait = None;
         self.close_session();
     }
 

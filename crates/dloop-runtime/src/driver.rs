@@ -143,6 +143,11 @@ impl<'a, R: RunHandle> Session<'a, R> {
         &self.state
     }
 
+    /// How this session runs (its clock and stop flag, for waits outside the step loop).
+    pub fn options(&self) -> &SessionOptions {
+        &self.options
+    }
+
     /// Adds `event` to the batch and folds it into the state.
     ///
     /// Every record of a batch carries the batch's first timestamp: the store writes them with

@@ -106,6 +106,46 @@ pub enum RuntimeError {
     /// The run id is not valid for this loop name.
     #[error(transparent)]
     Name(#[from] dloop_core::run_id::NameError),
+    /// The scope overlaps one a live run holds (or waits for), and `--queue` was not given.
+    #[error(
+        "scope {scope} overlaps run {holder} (loop `{holder_loop}`, scope {holder_scope}), \
+         which {}; add --queue to wait for it, or `dloop stop {holder}` to pause it",
+        if *holder_waiting { "is waiting for it" } else { "holds it" }
+    )]
+    ScopeConflict {
+        /// The run in the way.
+        holder: String,
+        /// Its loop.
+        holder_loop: String,
+        /// Its scope.
+        holder_scope: String,
+        /// It waits in the queue (it does not hold the scope yet).
+        holder_waiting: bool,
+        /// The scope asked for.
+        scope: String,
+    },
+    /// A `scope:` path leaves the project.
+    #[error(
+        "scope `{scope}` is outside the project root {}; scope paths are relative to it",
+        root.display()
+    )]
+    ScopeOutside {
+        /// The path as the loop file says it.
+        scope: String,
+        /// The project root.
+        root: PathBuf,
+    },
+    /// The scope registry is unreadable.
+    #[error(
+        "the scope registry {} is damaged ({message}); delete it when no dloop run is live",
+        path.display()
+    )]
+    ScopeRegistry {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
 }
 
 impl RuntimeError {
@@ -117,8 +157,10 @@ impl RuntimeError {
             Self::Resume(_)
             | Self::DefinitionChanged { .. }
             | Self::ReloadMissingState { .. }
-            | Self::Unsupported(_) => RuntimeErrorKind::Refused,
-            Self::InvalidReload { .. } => RuntimeErrorKind::Invalid,
+            | Self::Unsupported(_)
+            | Self::ScopeConflict { .. } => RuntimeErrorKind::Refused,
+            Self::InvalidReload { .. } | Self::ScopeOutside { .. } => RuntimeErrorKind::Invalid,
+            Self::ScopeRegistry { .. } => RuntimeErrorKind::Corrupt,
             Self::Name(_) => RuntimeErrorKind::Usage,
             Self::StoredDefinition { .. } => RuntimeErrorKind::Corrupt,
             Self::Output { .. } | Self::Io { .. } => RuntimeErrorKind::Io,

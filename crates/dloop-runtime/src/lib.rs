@@ -13,6 +13,7 @@
 //!   [`actions::shell::ShellRunner`] runs `shell:` actions.
 //! - [`process::run_process`]: one action process, with timeouts, stop handling and job
 //!   control; [`reaper`] makes sure nothing of it outlives its step.
+//! - [`scope`]: scope locks and the wait queue between runs of one project.
 //! - [`clock::Clock`]: time, injected ([`clock::ManualClock`] in tests).
 
 pub mod actions;
@@ -25,6 +26,7 @@ pub mod observer;
 pub mod process;
 pub mod reaper;
 pub mod runs;
+pub mod scope;
 pub mod signals;
 
 pub use error::{RuntimeError, RuntimeErrorKind};

@@ -28,6 +28,7 @@ use crate::agent_runners::check_runners;
 use crate::driver::{Session, SessionOptions, now};
 use crate::error::RuntimeError;
 use crate::observer::RunObserver;
+use crate::scope::{Claim, ScopeRequest};
 
 /// What `dloop run` starts.
 #[derive(Debug, Clone)]
@@ -50,6 +51,8 @@ pub struct StartRequest<'a> {
     pub timeout_ms: Option<u64>,
     /// `--delay`, else the loop's.
     pub delay_ms: Option<u64>,
+    /// How to take the loop's scope (`None`: `--no-lock`).
+    pub scope: Option<ScopeRequest>,
 }
 
 /// How a session ended.
@@ -123,6 +126,16 @@ pub fn start_run(
 ) -> Result<RunEnd, RuntimeError> {
     check_supported(request.def)?;
     check_runners(request.def, &*options.agents)?;
+    // The registry stays locked from the check until the new run is registered: a refused run
+    // leaves no folder behind, and no other run can slip in between.
+    let gate = Claim::for_loop(
+        request.def,
+        request.loop_name,
+        &options.project_root,
+        request.scope.as_ref(),
+    )?
+    .map(|claim| claim.enter(store))
+    .transpose()?;
     let created_at = options.clock.now();
     let mut created = None;
     for attempt in 0..64 {
@@ -162,6 +175,7 @@ pub fn start_run(
     let Some((run, meta)) = created else {
         return Err(RuntimeError::NoFreeId(request.loop_name.to_owned()));
     };
+    let mut ticket = gate.map(|gate| gate.register(&meta.id)).transpose()?;
     let run_dir = local_dir(&meta.id)?;
     let mut session = Session::new(
         request.def,
@@ -174,6 +188,7 @@ pub fn start_run(
     if let Some(started) = meta.started.clone() {
         session.record(started);
     }
+    crate::scope::take(&mut session, store, ticket.as_mut())?;
     let status = session.drive()?;
     Ok(RunEnd {
         run_id: meta.id,
@@ -193,6 +208,8 @@ pub struct ResumeInput {
     pub reload: bool,
     /// Overrides and decisions.
     pub request: ResumeRequest,
+    /// How to take the run's scope again (`None`: `--no-lock`).
+    pub scope: Option<ScopeRequest>,
 }
 
 /// The blob name of a definition accepted by `--reload`.
@@ -278,6 +295,7 @@ pub fn resume_run(
         let def = parse_definition(&input.run_id, &meta.definition)?;
         check_supported(&def)?;
         check_runners(&def, &*options.agents)?;
+        let mut ticket = admit_scope(store, &def, &meta, &options, input)?;
         let mut session = Session::new(&def, run, run_dir, state, options, observer);
         session.record(started);
         if let Some(repair) = &info.repair {
@@ -286,6 +304,7 @@ pub fn resume_run(
                 reason: repair.reason.to_string(),
             });
         }
+        crate::scope::take(&mut session, store, ticket.as_mut())?;
         let status = session.drive()?;
         return Ok(RunEnd {
             run_id: input.run_id.clone(),
@@ -352,16 +371,37 @@ pub fn resume_run(
         });
     }
     events.splice(1..1, extra);
+    let mut ticket = admit_scope(store, &def, &meta, &options, input)?;
     let mut session = Session::new(&def, run, run_dir, state, options, observer);
     for event in events {
         session.record(event);
     }
+    crate::scope::take(&mut session, store, ticket.as_mut())?;
     let status = session.drive()?;
     Ok(RunEnd {
         run_id: input.run_id.clone(),
         status,
         state: session.into_state(),
     })
+}
+
+/// Resume takes the scope again, checked before anything is recorded (a refusal leaves the
+/// run as it was).
+fn admit_scope(
+    store: &dyn Store,
+    def: &LoopDef,
+    meta: &RunMeta,
+    options: &SessionOptions,
+    input: &ResumeInput,
+) -> Result<Option<crate::scope::Ticket>, RuntimeError> {
+    crate::scope::admit(
+        store,
+        def,
+        &meta.loop_name,
+        &options.project_root,
+        input.scope.as_ref(),
+        &input.run_id,
+    )
 }
 
 /// Ends a paused, crashed or timed-out run for good.

@@ -485,6 +485,7 @@ fn a_prompt_state_without_a_configured_profile_is_refused_before_anything_runs()
         max_steps: 10,
         timeout_ms: None,
         delay_ms: None,
+        scope: None,
     };
     let store = project.store();
     let local_dir = |id: &str| store.local_run_dir(id);

@@ -65,6 +65,7 @@ impl Project {
             max_steps: def.limits.max_steps(),
             timeout_ms: def.limits.timeout.map(|d| d.as_millis()),
             delay_ms: def.delay.map(|d| d.as_millis()),
+            scope: None,
         };
         let store = self.store();
         let local_dir = |id: &str| store.local_run_dir(id);

@@ -51,12 +51,17 @@ pub(crate) struct ResumeArgs {
     /// Show every line each action prints as it arrives (indented under the step lines)
     #[arg(short = 'v', long)]
     pub(crate) verbose: bool,
+    #[command(flatten)]
+    pub(crate) session: session::SessionFlags,
 }
 
 /// Resumes a run.
 pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
     let storage = Storage::for_project(&project);
+    if args.session.detaches() {
+        return crate::detach::spawn(ctx, &storage, "resume");
+    }
     let store = storage.store();
     let resumable = |info: &RunInfo| info.is_resumable();
     let run_id = match &args.run {
@@ -123,11 +128,16 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
             rerun: args.rerun,
             skip_to: args.skip_to.clone(),
         },
+        scope: args.session.scope_request(&storage),
     };
     let (options, mut progress) = session::prepare(ctx, &project, args.json, args.verbose)?;
+    let ready = crate::detach::Ready::from_flags(&args.session.child);
+    let mut observer = crate::detach::Announce::new(&mut progress, ready, &storage);
     let local_dir = |id: &str| storage.local_dir(id);
-    let end = resume_run(store, &local_dir, &input, options, &mut progress)
+    let end = resume_run(store, &local_dir, &input, options, &mut observer)
         .map_err(|e| session::runtime_error(e, Some(&run_id)))?;
+    drop(observer);
     drop(progress);
+    crate::notify::after_session(ctx, args.session.notify.as_deref(), &project.root, &end);
     session::finish(ctx, store, &end, args.json)
 }

@@ -41,7 +41,7 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "DUR")]
     pub(crate) delay: Option<HumanDuration>,
     /// Print the plan and the resolved context, and run nothing
-    #[arg(long)]
+    #[arg(long, conflicts_with = "background")]
     pub(crate) dry_run: bool,
     /// Print the run as JSON (the `inspect --json` shape) on stdout when the session ends
     #[arg(long)]
@@ -49,11 +49,20 @@ pub(crate) struct RunArgs {
     /// Show every line each action prints as it arrives (indented under the step lines)
     #[arg(short = 'v', long)]
     pub(crate) verbose: bool,
+    #[command(flatten)]
+    pub(crate) session: session::SessionFlags,
 }
 
 /// Starts a run.
 pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
     let project = Project::discover(&ctx.cwd);
+    if args.session.detaches() {
+        // The child checks everything and says what is wrong; we relay it.
+        let project = project.unwrap_or(Project {
+            root: ctx.cwd.clone(),
+        });
+        return crate::detach::spawn(ctx, &Storage::for_project(&project), "run");
+    }
     let file = resolve_loop(&args.loop_arg, &ctx.cwd, project.as_ref())?;
     let loaded = load::load_checked(file, &ctx.cwd, project.as_ref());
     let Some(parsed) = loaded.parsed.as_ref().filter(|_| loaded.is_valid()) else {
@@ -128,6 +137,7 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
             .or(def.limits.timeout)
             .map(HumanDuration::as_millis),
         delay_ms: args.delay.or(def.delay).map(HumanDuration::as_millis),
+        scope: None,
     };
     if args.dry_run {
         let plan = crate::commands::plan::Plan::new(&loaded.file.name, def, &request);
@@ -146,11 +156,19 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
     });
     let storage = Storage::for_project(&project);
     let store = storage.store();
+    let request = StartRequest {
+        scope: args.session.scope_request(&storage),
+        ..request
+    };
     let (options, mut progress) = session::prepare(ctx, &project, args.json, args.verbose)?;
+    let ready = crate::detach::Ready::from_flags(&args.session.child);
+    let mut observer = crate::detach::Announce::new(&mut progress, ready, &storage);
     let local_dir = |id: &str| storage.local_dir(id);
-    let end = start_run(store, &local_dir, &request, options, &mut progress)
+    let end = start_run(store, &local_dir, &request, options, &mut observer)
         .map_err(|e| session::runtime_error(e, None))?;
+    drop(observer);
     drop(progress);
+    crate::notify::after_session(ctx, args.session.notify.as_deref(), &project.root, &end);
     session::finish(ctx, store, &end, args.json)
 }
 

@@ -12,6 +12,7 @@ use dloop_runtime::{RuntimeError, RuntimeErrorKind};
 use dloop_store::Store;
 
 use crate::commands::Ctx;
+use crate::detach::ChildFlags;
 use crate::error::{CliError, ErrorKind};
 use crate::exit::Exit;
 use crate::project::Project;
@@ -19,6 +20,50 @@ use crate::render::json::to_pretty;
 use crate::render::progress::Progress;
 use crate::render::run_json::RunJson;
 use crate::runs::{load_info, store_kind};
+
+/// Flags `run` and `resume` share: scope locks, the wait queue, background runs, notify.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SessionFlags {
+    /// Wait for a scope another run holds (first come, first served) instead of refusing
+    #[arg(long)]
+    pub(crate) queue: bool,
+    /// With --queue: give up waiting after DUR (the run pauses with reason `queue_timeout`;
+    /// resume waits again)
+    #[arg(long, value_name = "DUR", requires = "queue")]
+    pub(crate) queue_timeout: Option<dloop_core::HumanDuration>,
+    /// Take no scope lock: run even while other runs work on the same paths
+    #[arg(long, conflicts_with = "queue")]
+    pub(crate) no_lock: bool,
+    /// Run detached in the background: print the run id once the run has started and return;
+    /// its console goes to the run folder's console.log
+    #[arg(short = 'b', long)]
+    pub(crate) background: bool,
+    /// Run CMD with bash when this session ends or pauses, with DLOOP_RUN_ID, DLOOP_STATUS,
+    /// DLOOP_REASON and DLOOP_LOOP in its environment (a failure is only a warning)
+    #[arg(long, value_name = "CMD")]
+    pub(crate) notify: Option<String>,
+    #[command(flatten)]
+    pub(crate) child: ChildFlags,
+}
+
+impl SessionFlags {
+    /// Whether this process should detach a child and return (`-b`, not the child itself).
+    pub(crate) fn detaches(&self) -> bool {
+        self.background && self.child.ready_fd.is_none()
+    }
+
+    /// How the run takes its scope; `None` with `--no-lock`.
+    pub(crate) fn scope_request(
+        &self,
+        storage: &crate::storage::Storage,
+    ) -> Option<dloop_runtime::scope::ScopeRequest> {
+        (!self.no_lock).then(|| dloop_runtime::scope::ScopeRequest {
+            registry_dir: storage.scopes_dir(),
+            queue: self.queue,
+            queue_timeout: self.queue_timeout.map(|d| d.0),
+        })
+    }
+}
 
 /// Parses `-c KEY=VALUE` flags.
 pub(crate) fn context_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>, CliError> {

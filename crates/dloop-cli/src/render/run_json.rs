@@ -20,7 +20,7 @@ pub(crate) struct RunJson {
     /// `running`, `paused`, `crashed`, `completed`, `failed`, `cancelled` or `timed_out`.
     pub(crate) status: &'static str,
     /// Why it is paused (`stopped`, `interrupted`, `max_steps`, `handoff`, `needs_decision`,
-    /// `rate_limited`, `agent_error`) or why it failed; `null` otherwise.
+    /// `rate_limited`, `agent_error`, `queue_timeout`) or why it failed; `null` otherwise.
     pub(crate) reason: Option<String>,
     /// The state it is in (or ended in).
     pub(crate) state: Option<String>,
@@ -46,8 +46,9 @@ pub(crate) struct RunJson {
     pub(crate) live: bool,
     /// The message of a pause (what to do next).
     pub(crate) message: Option<String>,
-    /// While its agent waits out a rate limit: `waiting (rate limit, resumes HH:MM UTC)`.
-    pub(crate) waiting: Option<String>,
+    /// A live run that waits (`status` is `running`): for its scope, or out a rate limit;
+    /// `null` otherwise.
+    pub(crate) waiting: Option<WaitingJson>,
     /// While its agent waits out a rate limit: when the step is tried again (RFC 3339, UTC).
     pub(crate) rate_limit_until: Option<String>,
     /// Rate-limit waits of the current step so far.
@@ -96,6 +97,26 @@ impl AgentJson {
             session_id: totals.session_id.clone(),
         })
     }
+}
+
+/// What a waiting run waits for.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WaitingJson {
+    /// `scope` (in the scope queue) or `rate_limit` (its agent waits out a limit).
+    #[serde(rename = "for")]
+    pub(crate) waits_for: &'static str,
+    /// The run's scope (scope waits).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) scope: Vec<String>,
+    /// The run it first waited behind (scope waits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) holder: Option<String>,
+    /// When it started waiting (RFC 3339, UTC; scope waits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) since: Option<String>,
+    /// When the step is tried again (RFC 3339, UTC; rate-limit waits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) until: Option<String>,
 }
 
 /// A captured result.
@@ -234,7 +255,23 @@ impl RunJson {
             sessions: state.sessions,
             live: info.live,
             message: state.message.clone(),
-            waiting: info.waiting(),
+            waiting: match (info.scope_wait(), info.rate_limit_wait()) {
+                (Some(wait), _) => Some(WaitingJson {
+                    waits_for: "scope",
+                    scope: wait.scope.clone(),
+                    holder: Some(wait.holder.clone()),
+                    since: Some(wait.since.to_string()),
+                    until: None,
+                }),
+                (None, Some(_)) if info.live => Some(WaitingJson {
+                    waits_for: "rate_limit",
+                    scope: Vec::new(),
+                    holder: None,
+                    since: None,
+                    until: state.rate_limit_until.map(|t| t.to_string()),
+                }),
+                _ => None,
+            },
             rate_limit_until: state.rate_limit_until.map(|t| t.to_string()),
             rate_limit_waits: state.rate_limit_waits,
             agent: AgentJson::from_totals(&state.agent),

@@ -91,12 +91,12 @@ fn status_paint(status: &str) -> Option<Paint> {
 
 /// Reason and message of a run, for the last column: `max_steps: message`.
 fn reason_text(info: &RunInfo) -> String {
-    if let Some(waiting) = info.waiting() {
-        return waiting;
-    }
     let state = &info.state;
     let reason = state.pause_reason.map(PauseReason::as_str);
     let message = state.message.as_deref().map(|m| first_line(m, 60));
+    if let Some(wait) = info.scope_wait() {
+        return format!("in the queue behind run {}", wait.holder);
+    }
     match (info.status(), reason, message) {
         ("crashed", _, _) => "no process drives it: `dloop resume` continues".to_owned(),
         ("timed_out", _, _) => "timeout reached".to_owned(),
@@ -142,7 +142,7 @@ pub(crate) fn status(runs: &[RunInfo], all: bool, now: Timestamp, color: bool) -
             let mut row = vec![
                 info.id.clone(),
                 loop_name(info),
-                info.status().to_owned(),
+                info.status_label(),
                 info.state.current.clone().unwrap_or_else(|| "-".to_owned()),
                 info.state.step.to_string(),
                 duration(elapsed_ms(info, now)),
@@ -231,7 +231,7 @@ pub(crate) fn history(runs: &[RunInfo], color: bool) -> String {
             let mut row = vec![
                 info.id.clone(),
                 loop_name(info),
-                info.status().to_owned(),
+                info.status_label(),
                 info.state.step.to_string(),
                 duration(info.state.elapsed_ms()),
                 date_time(info.state.last_ts),
@@ -254,6 +254,12 @@ pub(crate) fn history(runs: &[RunInfo], color: bool) -> String {
 /// What the user can do next with a run, or `None` for a finished one.
 pub(crate) fn next_step(info: &RunInfo) -> Option<String> {
     let id = &info.id;
+    if info.scope_wait().is_some() {
+        return Some(format!(
+            "it starts when its scope is free; `dloop stop {id}` leaves the queue (paused: \
+             `dloop resume {id} --queue` waits again)"
+        ));
+    }
     let text = match info.status() {
         "running" => format!("`dloop logs -f {id}` follows it; `dloop stop {id}` pauses it"),
         "crashed" => format!(
@@ -270,6 +276,10 @@ pub(crate) fn next_step(info: &RunInfo) -> Option<String> {
             Some(PauseReason::Handoff) => {
                 format!("answer the handoff, then `dloop resume {id}` continues")
             }
+            Some(PauseReason::QueueTimeout) => format!(
+                "`dloop resume {id} --queue` waits for the scope again (`--queue-timeout DUR` \
+                 to wait longer)"
+            ),
             _ => format!("`dloop resume {id}` continues; `dloop cancel {id}` ends it"),
         },
         _ => return None,
@@ -283,19 +293,16 @@ pub(crate) fn inspect(info: &RunInfo, now: Timestamp, color: bool) -> String {
     let state = &info.state;
     let mut out = String::new();
     let bold = |t: &str| Paint::Bold.apply(color, t);
-    let status = info.status();
+    let status = info.status_label();
     let status_shown =
-        status_paint(status).map_or_else(|| status.to_owned(), |p| p.apply(color, status));
+        status_paint(&status).map_or_else(|| status.clone(), |p| p.apply(color, &status));
     let _ = writeln!(out, "run       {}", bold(&info.id));
     let _ = writeln!(out, "loop      {}", loop_name(info));
-    match (state.pause_reason, info.waiting()) {
-        (_, Some(waiting)) => {
-            let _ = writeln!(out, "status    {status_shown}, {waiting}");
-        }
-        (Some(reason), None) => {
+    match state.pause_reason {
+        Some(reason) => {
             let _ = writeln!(out, "status    {status_shown} ({})", reason.as_str());
         }
-        (None, None) => {
+        None => {
             let _ = writeln!(out, "status    {status_shown}");
         }
     }

@@ -31,12 +31,12 @@ fn a_prompt_state_may_route_rate_limited_and_a_shell_state_may_not() {
 #[test]
 fn a_prompt_state_without_a_configured_runner_is_refused_before_anything_runs() {
     let p = TestProject::new();
-    p.write_loop("fix", ROUTED);
+    p.write_loop("fix", &ROUTED.replace("runner: claude", "runner: nosuch"));
     let out = p.dloop(&["run", "fix"]);
     assert_eq!(out.code, 2, "{}", out.render());
     assert!(
         out.stderr
-            .contains("state `fix` uses runner profile `claude`, which is not configured"),
+            .contains("state `fix` uses runner profile `nosuch`, which is not configured"),
         "{}",
         out.stderr
     );

@@ -4,6 +4,7 @@ mod actions;
 mod agents;
 mod common;
 
+mod background;
 mod completions;
 mod crash;
 mod fake_agents;
@@ -22,6 +23,7 @@ mod refusals;
 mod resume;
 mod run;
 mod schema;
+mod scopes;
 mod show;
 mod soak;
 mod status;

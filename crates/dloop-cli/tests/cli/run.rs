@@ -88,11 +88,11 @@ fn positional_input_sets_the_input_key() {
 }
 
 #[test]
-fn prompt_loops_are_refused_before_a_run_is_created() {
+fn prompt_loops_on_an_unknown_runner_are_refused_before_a_run_is_created() {
     let p = TestProject::new();
     p.write_loop(
         "agent",
-        "initial: fix\nstates:\n  fix:\n    prompt: fix it\n    runner: claude\n    next: done\n  done:\n    terminal: success\n",
+        "initial: fix\nstates:\n  fix:\n    prompt: fix it\n    runner: nosuch\n    next: done\n  done:\n    terminal: success\n",
     );
     let out = p.dloop(&["run", "agent"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
