@@ -6,6 +6,7 @@ mod clock;
 mod common;
 mod drive;
 mod process;
+mod stream_props;
 
 /// Every file in tests/ is compiled: a file without a `mod` line here would be silently skipped.
 #[test]

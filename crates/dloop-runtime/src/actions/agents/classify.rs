@@ -81,7 +81,7 @@ pub const CONTEXT: &[&str] = &[
 ];
 
 /// The compiled text patterns of one profile.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Patterns {
     context: Regex,
     auth: Regex,
@@ -93,6 +93,16 @@ impl Patterns {
     /// The built-in patterns plus a profile's extra rate-limit patterns (those that do not
     /// compile are left out: the config parser already refused them).
     pub fn new(extra_rate_limit: &[String]) -> Self {
+        // Compiling the patterns costs far more than matching them: the built-in set is
+        // compiled once per process and shared (a `Regex` clone is a reference count).
+        static BUILT_IN: std::sync::OnceLock<Patterns> = std::sync::OnceLock::new();
+        if extra_rate_limit.is_empty() {
+            return BUILT_IN.get_or_init(|| Self::compile(&[])).clone();
+        }
+        Self::compile(extra_rate_limit)
+    }
+
+    fn compile(extra_rate_limit: &[String]) -> Self {
         let valid_extra = extra_rate_limit
             .iter()
             .filter(|p| one(&[p.as_str()]).is_some())

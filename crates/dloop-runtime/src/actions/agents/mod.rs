@@ -454,6 +454,36 @@ pub fn transcript(base: &str, stream: &[u8]) -> Vec<AgentActivity> {
 /// then replaced by this total. A fresh thread starts from zero. Without a `turn.completed`
 /// (a failed or killed turn) Codex reports nothing, and the step records nothing; the next
 /// completed turn of the thread then carries that turn's use.
+/// The property the fuzz target `agent_streams` and the stream proptest check: reading a stream
+/// fed in any chunks (cut at `cuts`, offsets into `bytes`) gives the same activities and the same
+/// summary as reading it whole, and never panics, whatever the bytes.
+///
+/// # Panics
+/// When the property does not hold (that is the finding).
+pub fn assert_chunking_invariant(base: Base, bytes: &[u8], cuts: &[usize]) {
+    let read = |chunks: &[&[u8]]| {
+        let mut activities = Vec::new();
+        let mut reader = StreamReader::new(base);
+        for chunk in chunks {
+            reader.feed(chunk, &mut |a| activities.push(a));
+        }
+        let summary = reader.finish(&mut |a| activities.push(a));
+        (activities, summary)
+    };
+    let whole = read(&[bytes]);
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    points.sort_unstable();
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    for point in points {
+        chunks.push(&bytes[start..point]);
+        start = point;
+    }
+    chunks.push(&bytes[start..]);
+    let chunked = read(&chunks);
+    assert_eq!(whole, chunked, "{base:?}: the chunks changed what was read");
+}
+
 fn codex_delta(scratch: &Path, facts: &StreamFacts, resumed: bool) -> io::Result<TokenUsage> {
     let (Some(thread), Some(_)) = (&facts.session_id, facts.reported_turns) else {
         return Ok(TokenUsage::default());
