@@ -1,6 +1,6 @@
 //! `status_scan`: what `dloop status` does over many runs.
 //!
-//! Setup creates, once, 1,000 run folders through the file store, each a small completed run
+//! Setup creates, once per size, 1,000 and then 10,000 run folders through the file store, each a small completed run
 //! (about 20 records and a snapshot). Each iteration lists the runs (`list_runs`) and, for
 //! each, loads its state read-only (`Store::load_state::<RunState>`: snapshot plus the log after
 //! it, no lock) and asks `is_live` (a non-blocking `flock` probe).
@@ -18,42 +18,43 @@ use dloop_benches::{BASE_TS_MS, build_completed_run, run_id, store_root, temp_di
 use dloop_core::state::RunStatus;
 use dloop_store::{FileStore, Store};
 
-/// Run folders scanned.
-const RUNS: u16 = 1000;
+/// The project sizes scanned: run folders.
+const SIZES: [u16; 2] = [1_000, 10_000];
 
 fn status_scan(c: &mut Criterion) {
-    let dir = temp_dir();
-    let store = FileStore::new(store_root(dir.path()));
-    let started = Instant::now();
-    for i in 0..RUNS {
-        // A run a second apart, like a busy project's history.
-        build_completed_run(&store, &run_id(BASE_TS_MS + u64::from(i) * 1000, i));
-    }
-    eprintln!("setup: {RUNS} runs built in {:.1?}", started.elapsed());
-
     let mut group = c.benchmark_group("status_scan");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    group.bench_function("1000_runs", |b| {
-        b.iter(|| {
-            // What `dloop status` does: every run's summary (state, liveness of unfinished ones).
-            let list = store.list_runs().expect("list");
-            assert_eq!(list.runs.len(), usize::from(RUNS));
-            let mut completed = 0;
-            for run in &list.runs {
-                if run.state.status == RunStatus::Completed && !run.live {
-                    completed += 1;
-                }
-            }
-            assert_eq!(completed, usize::from(RUNS));
-            black_box(completed)
-        })
-    });
-    group.bench_function("1000_runs_list_only", |b| {
-        b.iter(|| black_box(store.run_ids().expect("ids").len()))
-    });
+    for runs in SIZES {
+        let dir = temp_dir();
+        let store = FileStore::new(store_root(dir.path()));
+        let started = Instant::now();
+        for i in 0..runs {
+            // A run a second apart, like a busy project's history.
+            build_completed_run(&store, &run_id(BASE_TS_MS + u64::from(i) * 1000, i));
+        }
+        eprintln!("setup: {runs} runs built in {:.1?}", started.elapsed());
+        group.bench_function(format!("{runs}_runs"), |b| {
+            b.iter(|| {
+                // What `dloop status` does: every run's summary (state, liveness of unfinished
+                // ones).
+                let list = store.list_runs().expect("list");
+                assert_eq!(list.runs.len(), usize::from(runs));
+                let completed = list
+                    .runs
+                    .iter()
+                    .filter(|run| run.state.status == RunStatus::Completed && !run.live)
+                    .count();
+                assert_eq!(completed, usize::from(runs));
+                black_box(completed)
+            })
+        });
+        group.bench_function(format!("{runs}_runs_list_only"), |b| {
+            b.iter(|| black_box(store.run_ids().expect("ids").len()))
+        });
+    }
     group.finish();
 }
 
