@@ -1,14 +1,14 @@
 //! `status_scan`: what `dloop status` does over many runs.
 //!
-//! Setup creates, once per size, 1,000 and then 10,000 run folders through the file store, each a small completed run
-//! (about 20 records and a snapshot). Each iteration lists the runs (`list_runs`) and, for
-//! each, loads its state read-only (`Store::load_state::<RunState>`: snapshot plus the log after
-//! it, no lock) and asks `is_live` (a non-blocking `flock` probe).
+//! Setup creates, once per size, 1,000 and then 10,000 run folders through the file store, each
+//! a small completed run (about 20 records and a snapshot, written by the real step loop). Each
+//! iteration lists the runs (`list_runs`: every run's state read-only, snapshot plus the log
+//! after it, no lock; liveness probed only for unfinished runs).
 //!
 //! Budget (DESIGN.md section 11): `status` over 1,000 run folders under 100 ms.
 //!
-//! Run: `cargo bench -p dloop-benches --bench status_scan` (setup takes a few seconds: each run
-//! costs the fsyncs of its creation).
+//! Run: `cargo bench -p dloop-benches --bench status_scan` (setup takes about half a minute:
+//! each run costs the fsyncs of its creation).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
