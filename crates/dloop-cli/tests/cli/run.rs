@@ -115,3 +115,32 @@ fn invalid_loop_is_refused_with_its_diagnostics() {
         out.stderr
     );
 }
+
+#[test]
+fn every_example_runs_to_completion_with_no_agent_installed() {
+    // A copy of the repository's examples and its `.loops/config.yaml` (the `fake` profile of
+    // agent-fix): the README promises each runs as it is.
+    let p = TestProject::new();
+    let repo = crate::common::repo_root();
+    p.write(
+        ".loops/config.yaml",
+        &std::fs::read_to_string(repo.join(".loops/config.yaml")).expect("config"),
+    );
+    let agent = p.write(
+        "examples/agents/fake-agent",
+        &std::fs::read_to_string(repo.join("examples/agents/fake-agent")).expect("agent"),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for example in crate::common::example_files() {
+        let name = example
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let copy = format!("examples/{name}");
+        p.write(&copy, &std::fs::read_to_string(&example).expect("example"));
+        let out = p.dloop(&["run", &copy]);
+        assert_eq!(out.code, 0, "{name}: {}", out.render());
+    }
+}
