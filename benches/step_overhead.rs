@@ -41,6 +41,7 @@ fn step_overhead(c: &mut Criterion) {
         timeout_ms: None,
         delay_ms: None,
         scope: None,
+        options: Default::default(),
     };
     let mut group = c.benchmark_group("step_overhead");
     group

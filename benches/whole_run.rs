@@ -57,6 +57,7 @@ fn whole_run(c: &mut Criterion) {
         timeout_ms: None,
         delay_ms: None,
         scope: None,
+        options: Default::default(),
     };
 
     let mut group = c.benchmark_group("whole_run");

@@ -46,6 +46,9 @@ pub enum PauseReason {
     AgentError,
     /// `--queue-timeout` ran out while the run waited for its scope; resume waits again.
     QueueTimeout,
+    /// A spend budget (`max_cost_usd`, `max_tokens`, `max_agent_time`) is exceeded and the
+    /// state routes no `budget_exceeded`; resume with a larger budget.
+    Budget,
 }
 
 impl PauseReason {
@@ -60,6 +63,7 @@ impl PauseReason {
             Self::RateLimited => "rate_limited",
             Self::AgentError => "agent_error",
             Self::QueueTimeout => "queue_timeout",
+            Self::Budget => "budget",
         }
     }
 }
@@ -248,6 +252,9 @@ pub struct ResumeOverrides {
     /// Context values set or replaced.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub context: BTreeMap<String, String>,
+    /// Run budget limits set or raised (`--max-cost-usd`, `--max-tokens`, `--max-agent-time`).
+    #[serde(default, skip_serializing_if = "crate::budget::Budget::is_empty")]
+    pub budget: crate::budget::Budget,
 }
 
 /// Something that happened in a run. The variant name in snake_case is the record's `type`.
@@ -506,6 +513,42 @@ pub enum Event {
         /// SHA-256 (hex) of the new definition.
         definition_sha256: String,
     },
+    /// Options of the run given at `dloop run` (recorded right after `run_started` when any is
+    /// set), so every session of the run keeps them.
+    RunOptions {
+        /// `--no-llm`: prompt states without an explicit evaluator are judged by their agent's
+        /// outcome (its exit status) instead of the `llm` judge.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        no_llm: bool,
+        /// Run budget limits over the loop's (`--max-cost-usd` ...).
+        #[serde(default, skip_serializing_if = "crate::budget::Budget::is_empty")]
+        budget: crate::budget::Budget,
+    },
+    /// The `llm` judge answered about the step's result; its `evaluated` follows in the same
+    /// batch. The judge's tokens and cost count in the run's and the state's agent figures.
+    Judged {
+        /// The state judged.
+        state: String,
+        /// Its step.
+        step: u64,
+        /// The judge's runner profile.
+        profile: String,
+        /// The blob holding the judge's prompt as sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt: Option<String>,
+        /// The answer, when it parsed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer: Option<crate::judge::JudgeAnswer>,
+        /// The raw answer, kept when it did not parse.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raw_answer: Option<String>,
+        /// What the judge's runner read from its CLI (figures, outcome).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<Box<AgentReport>>,
+        /// How long the judge took.
+        #[serde(default)]
+        duration_ms: u64,
+    },
     /// Opening the log cut off a torn or bad last line.
     LogRepaired {
         /// Bytes removed.
@@ -541,6 +584,8 @@ impl Event {
             Self::ScopeAcquired { .. } => "scope_acquired",
             Self::DefinitionReloaded { .. } => "definition_reloaded",
             Self::LogRepaired { .. } => "log_repaired",
+            Self::Judged { .. } => "judged",
+            Self::RunOptions { .. } => "run_options",
         }
     }
 }

@@ -51,6 +51,7 @@
 //! ));
 //! ```
 
+pub mod budget;
 pub mod config;
 pub mod diagnostic;
 pub mod duration;
@@ -58,6 +59,7 @@ pub mod error;
 pub mod evaluate;
 pub mod event;
 pub mod interpolate;
+pub mod judge;
 pub mod model;
 pub mod parse;
 pub mod ratelimit;

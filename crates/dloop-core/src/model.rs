@@ -120,6 +120,43 @@ pub struct Limits {
     /// A transition A->B taken more often than this fails the run (default: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_edge_visits: Option<PositiveInt>,
+    /// Spend budget: US dollars of agent and judge calls (see `budget`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub max_cost_usd: Option<f64>,
+    /// Spend budget: input + output tokens of agent and judge calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<PositiveInt>,
+    /// Spend budget: time spent in agent and judge calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_agent_time: Option<HumanDuration>,
+}
+
+/// A state's spend budget (`limits:` of a state): counts only that state's figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateLimits {
+    /// US dollars of this state's agent and judge calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub max_cost_usd: Option<f64>,
+    /// Input + output tokens of this state's agent and judge calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<PositiveInt>,
+    /// Time spent in this state's agent and judge calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_agent_time: Option<HumanDuration>,
+}
+
+impl StateLimits {
+    /// The state's budget.
+    pub fn budget(&self) -> crate::budget::Budget {
+        crate::budget::Budget {
+            max_cost_usd: self.max_cost_usd,
+            max_tokens: self.max_tokens.map(|n| n.0),
+            max_agent_time_ms: self.max_agent_time.map(|d| d.as_millis()),
+        }
+    }
 }
 
 impl Limits {
@@ -130,6 +167,15 @@ impl Limits {
     /// `max_steps`, or [`DEFAULT_MAX_STEPS`].
     pub fn max_steps(&self) -> u64 {
         self.max_steps.map_or(DEFAULT_MAX_STEPS, |n| n.0)
+    }
+
+    /// The run's spend budget as the loop sets it.
+    pub fn budget(&self) -> crate::budget::Budget {
+        crate::budget::Budget {
+            max_cost_usd: self.max_cost_usd,
+            max_tokens: self.max_tokens.map(|n| n.0),
+            max_agent_time_ms: self.max_agent_time.map(|d| d.as_millis()),
+        }
     }
 }
 
@@ -323,6 +369,9 @@ pub struct StateDef {
     /// Makes this state the end of the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminal: Option<Terminal>,
+    /// This state's spend budget (`max_cost_usd`, `max_tokens`, `max_agent_time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<StateLimits>,
 }
 
 /// The action of a state, borrowed from its definition.

@@ -349,6 +349,16 @@ pub struct RunState {
     /// the session ends. A live run with one is `waiting (scope ...)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_wait: Option<ScopeWait>,
+    /// `run --no-llm`: prompt states without an explicit evaluator skip the judge.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub judge_off: bool,
+    /// Run budget limits given on the command line, over the loop's.
+    #[serde(default, skip_serializing_if = "crate::budget::Budget::is_empty")]
+    pub budget: crate::budget::Budget,
+    /// Whether the current step spent (an agent or judge call counted figures): only such a
+    /// step is checked against the budgets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub step_spent: bool,
     /// The seq of the last record applied.
     pub last_seq: u64,
 }
@@ -447,6 +457,7 @@ impl RunState {
                 self.rate_limit_waits = 0;
                 self.rate_limit_waited_ms = 0;
                 self.rate_limit_until = None;
+                self.step_spent = false;
                 self.phase = Phase::Entered;
             }
             Event::ActionStarted {
@@ -505,6 +516,7 @@ impl RunState {
                 let stats = self.states.entry(state.clone()).or_default();
                 stats.time_ms += result.duration_ms;
                 if let Some(report) = &result.agent {
+                    self.step_spent = true;
                     let session = result.session_id.as_deref();
                     stats.agent.add(report, result.duration_ms, session);
                     self.agent.add(report, result.duration_ms, session);
@@ -648,6 +660,7 @@ impl RunState {
                 for (key, value) in &overrides.context {
                     self.context.insert(key.clone(), value.clone());
                 }
+                self.budget = self.budget.overridden_by(&overrides.budget);
                 self.rerun_allowed = *rerun;
                 if let Some(target) = skip_to {
                     self.move_to(target);
@@ -674,6 +687,24 @@ impl RunState {
                 self.definition_sha256.clone_from(definition_sha256);
             }
             Event::LogRepaired { .. } => {}
+            Event::RunOptions { no_llm, budget } => {
+                self.judge_off = *no_llm;
+                self.budget = *budget;
+            }
+            Event::Judged {
+                state,
+                agent,
+                duration_ms,
+                ..
+            } => {
+                // The judge is an agent call like any: its figures count toward the budgets.
+                if let Some(report) = agent {
+                    self.step_spent = true;
+                    let stats = self.states.entry(state.clone()).or_default();
+                    stats.agent.add(report, *duration_ms, None);
+                    self.agent.add(report, *duration_ms, None);
+                }
+            }
         }
     }
 

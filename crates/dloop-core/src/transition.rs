@@ -227,6 +227,19 @@ fn route(
     verdict: &str,
     detail: Option<&str>,
 ) -> Decision {
+    if let Some(message) = crate::budget::exceeded(def, state, current, state_def) {
+        if let Some(target) = state_def
+            .on
+            .as_ref()
+            .and_then(|on| on.get(crate::budget::BUDGET_EXCEEDED))
+        {
+            return transition(def, state, current, target, crate::budget::BUDGET_EXCEEDED);
+        }
+        return Decision::Record(Event::RunPaused {
+            reason: PauseReason::Budget,
+            message: Some(message),
+        });
+    }
     if let Some(retries) = state_def.retries.as_ref().filter(|r| r.applies_to(verdict)) {
         let used = state.retries.get(current).copied().unwrap_or(0);
         if used < retries.max {
@@ -291,6 +304,8 @@ pub struct ResumeRequest {
     pub rerun: bool,
     /// `--skip-to STATE`.
     pub skip_to: Option<String>,
+    /// `--max-cost-usd`, `--max-tokens`, `--max-agent-time`.
+    pub budget: crate::budget::Budget,
 }
 
 /// Why a run cannot be resumed.
@@ -376,6 +391,7 @@ pub fn resume_events(
             max_steps,
             timeout_ms: request.timeout_ms,
             context: request.context.clone(),
+            budget: request.budget,
         },
         rerun: request.rerun,
         skip_to: request.skip_to.clone(),

@@ -271,6 +271,10 @@ impl<'a> Validator<'a> {
             if state.prompt.is_some() && verdict == crate::transition::agent::RATE_LIMITED_VERDICT {
                 continue;
             }
+            // Any state may route a spent budget (crate::budget); never required.
+            if verdict == crate::budget::BUDGET_EXCEEDED {
+                continue;
+            }
             let help = match suggest(verdict, verdicts.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!(

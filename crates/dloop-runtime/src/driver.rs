@@ -17,6 +17,7 @@
 //!   and what a runner learns mid-action (the agent's session id) is appended and synced at
 //!   once, in its own batch ([`prompt`]).
 
+mod judge;
 mod prompt;
 
 use std::path::{Path, PathBuf};
@@ -234,8 +235,10 @@ impl<'a, R: RunHandle> Session<'a, R> {
                 }
                 Decision::RunAction(pending) => self.run_action(pending)?,
                 Decision::Evaluate => {
-                    let event = self.evaluate();
-                    self.record(event);
+                    if !self.judge()? {
+                        let event = self.evaluate();
+                        self.record(event);
+                    }
                 }
                 Decision::Stop(status) => {
                     self.flush()?;
@@ -549,9 +552,8 @@ impl<'a, R: RunHandle> Session<'a, R> {
         };
         let memory = self.state.convergence.get(&current);
         let Some(verdict) = evaluate::evaluate(&evaluator, &input, memory) else {
-            return errored(
-                "the llm evaluator needs an agent runner, which this version does not have".into(),
-            );
+            // `judge` handles every `llm` evaluator; this is kept total instead of panicking.
+            return errored("internal: the llm evaluator was not judged".into());
         };
         let convergence = match (&evaluator, verdict.metric) {
             (Evaluate::Convergence(spec), Some(metric)) => Some(evaluate::update_memory(

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use dloop_core::RunState;
 use dloop_core::event::Event;
-use dloop_core::model::{ActionRef, Evaluate, LoopDef};
+use dloop_core::model::{ActionRef, LoopDef};
 use dloop_core::run_id::RunId;
 use dloop_core::state::RunStatus;
 use dloop_core::transition::{ResumeRequest, resume_events};
@@ -53,6 +53,18 @@ pub struct StartRequest<'a> {
     pub delay_ms: Option<u64>,
     /// How to take the loop's scope (`None`: `--no-lock`).
     pub scope: Option<ScopeRequest>,
+    /// `--no-llm`, `--max-cost-usd` ...: recorded as `run_options` after `run_started`.
+    pub options: RunOptions,
+}
+
+/// Options of `dloop run` the log keeps for every session of the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunOptions {
+    /// `--no-llm`: prompt states without an explicit evaluator are judged by their agent's
+    /// outcome, not by the `llm` judge.
+    pub no_llm: bool,
+    /// Run budget limits over the loop's.
+    pub budget: dloop_core::budget::Budget,
 }
 
 /// How a session ended.
@@ -66,10 +78,10 @@ pub struct RunEnd {
     pub state: RunState,
 }
 
-/// Refuses loops this version cannot run, before anything is created: sub-loops and an
-/// explicit `evaluate: llm` (the judge is not here yet). A prompt state without an evaluator is
-/// judged by its agent's outcome (`dloop_core::transition::agent`); whether its runner profile
-/// exists is [`crate::agent_runners::check_runners`]'s question.
+/// Refuses loops this version cannot run, before anything is created: sub-loops. Whether a
+/// prompt state's runner profile exists is [`crate::agent_runners::check_runners`]'s question;
+/// the `llm` judge's profile is checked when it is called (an unknown one is an `error`
+/// verdict naming it).
 ///
 /// # Errors
 /// [`RuntimeError::Unsupported`] naming the state and what to do.
@@ -83,13 +95,6 @@ pub fn check_supported(def: &LoopDef) -> Result<(), RuntimeError> {
                 )));
             }
             Some(ActionRef::Shell(_) | ActionRef::Prompt(_)) | None => {}
-        }
-        if let Some(Evaluate::Llm(_)) = &state.evaluate {
-            return Err(RuntimeError::Unsupported(format!(
-                "state `{name}` uses the `llm` evaluator, which this version does not have \
-                 yet; remove `evaluate: llm` (a prompt state is then judged by its agent's \
-                 outcome) or use another evaluator"
-            )));
         }
     }
     Ok(())
@@ -187,6 +192,12 @@ pub fn start_run(
     );
     if let Some(started) = meta.started.clone() {
         session.record(started);
+    }
+    if request.options != RunOptions::default() {
+        session.record(Event::RunOptions {
+            no_llm: request.options.no_llm,
+            budget: request.options.budget,
+        });
     }
     crate::scope::take(&mut session, store, ticket.as_mut())?;
     let status = session.drive()?;

@@ -225,7 +225,7 @@ impl Fixture {
     }
 
     fn run(&self, yaml: &str, clock: Arc<dyn Clock>) -> RunEnd {
-        self.project.run_with(yaml, self.options(clock))
+        self.project.run_full(yaml, self.options(clock), no_llm())
     }
 
     /// Runs `yaml` expecting the session to die (a panic in the clock or the runner); returns
@@ -233,7 +233,7 @@ impl Fixture {
     fn run_and_die(&self, yaml: &str, clock: Arc<dyn Clock>) -> String {
         let options = self.options(clock);
         let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.project.run_with(yaml, options)
+            self.project.run_full(yaml, options, no_llm())
         }));
         assert!(died.is_err(), "the session was to die");
         let ids = self.project.store().run_ids().expect("runs");
@@ -262,6 +262,15 @@ impl Fixture {
 
     fn calls(&self) -> Vec<Call> {
         self.runner.calls.lock().expect("lock").clone()
+    }
+}
+
+/// These tests are about the agent's own outcome, not the `llm` judge (tests/judge.rs): their
+/// runs are started with `--no-llm`.
+fn no_llm() -> dloop_runtime::runs::RunOptions {
+    dloop_runtime::runs::RunOptions {
+        no_llm: true,
+        ..Default::default()
     }
 }
 
@@ -486,6 +495,7 @@ fn a_prompt_state_without_a_configured_profile_is_refused_before_anything_runs()
         timeout_ms: None,
         delay_ms: None,
         scope: None,
+        options: no_llm(),
     };
     let store = project.store();
     let local_dir = |id: &str| store.local_run_dir(id);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use dloop_core::LoopDef;
 use dloop_runtime::driver::SessionOptions;
 use dloop_runtime::observer::Silent;
-use dloop_runtime::runs::{RunEnd, StartRequest, start_run};
+use dloop_runtime::runs::{RunEnd, RunOptions, StartRequest, start_run};
 use dloop_store::FileStore;
 
 /// A temporary project: `root/` with `.loops/.dloop/` as the store.
@@ -54,6 +54,11 @@ impl Project {
 
     /// Like [`Project::run`], with these session options.
     pub fn run_with(&self, yaml: &str, options: SessionOptions) -> RunEnd {
+        self.run_full(yaml, options, RunOptions::default())
+    }
+
+    /// Like [`Project::run_with`], with `dloop run`'s recorded options (`--no-llm`, budgets).
+    pub fn run_full(&self, yaml: &str, options: SessionOptions, run: RunOptions) -> RunEnd {
         let def = parse(yaml);
         let request = StartRequest {
             def: &def,
@@ -66,6 +71,7 @@ impl Project {
             timeout_ms: def.limits.timeout.map(|d| d.as_millis()),
             delay_ms: def.delay.map(|d| d.as_millis()),
             scope: None,
+            options: run,
         };
         let store = self.store();
         let local_dir = |id: &str| store.local_run_dir(id);

@@ -5,6 +5,7 @@ mod agents;
 mod clock;
 mod common;
 mod drive;
+mod judge;
 mod process;
 mod stream_props;
 

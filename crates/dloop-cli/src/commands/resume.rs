@@ -20,7 +20,8 @@ use crate::storage::Storage;
   dloop resume                             the project's only resumable run
   dloop resume fix-tests --max-steps 10    that loop's paused run, 10 more steps
   dloop resume 3f2a --skip-to done         a run named by its 4-hex suffix, at another state
-  dloop resume fix-tests --reload          accept an edited loop file")]
+  dloop resume fix-tests --reload          accept an edited loop file
+  dloop resume fix-tests --max-cost-usd 5  a run paused at its budget, with a larger one")]
 pub(crate) struct ResumeArgs {
     /// The run: an id, a unique id prefix, or a loop name (its resumable run). Default: the
     /// project's only resumable run
@@ -51,6 +52,8 @@ pub(crate) struct ResumeArgs {
     /// Show every line each action prints as it arrives (indented under the step lines)
     #[arg(short = 'v', long)]
     pub(crate) verbose: bool,
+    #[command(flatten)]
+    pub(crate) budget: session::BudgetFlags,
     #[command(flatten)]
     pub(crate) session: session::SessionFlags,
 }
@@ -127,6 +130,7 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
             context: context_pairs(&args.context)?,
             rerun: args.rerun,
             skip_to: args.skip_to.clone(),
+            budget: args.budget.budget(),
         },
         scope: args.session.scope_request(&storage),
     };

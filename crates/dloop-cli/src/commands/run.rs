@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use clap::Args;
 use dloop_core::HumanDuration;
-use dloop_runtime::runs::{StartRequest, check_supported, start_run};
+use dloop_runtime::runs::{RunOptions, StartRequest, check_supported, start_run};
 
 use crate::commands::session::{self, context_pairs};
 use crate::commands::{CmdResult, Ctx};
@@ -49,6 +49,12 @@ pub(crate) struct RunArgs {
     /// Show every line each action prints as it arrives (indented under the step lines)
     #[arg(short = 'v', long)]
     pub(crate) verbose: bool,
+    /// Judge prompt states that name no evaluator by their agent's outcome (its exit status)
+    /// instead of asking the `llm` judge
+    #[arg(long)]
+    pub(crate) no_llm: bool,
+    #[command(flatten)]
+    pub(crate) budget: session::BudgetFlags,
     #[command(flatten)]
     pub(crate) session: session::SessionFlags,
 }
@@ -138,6 +144,10 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
             .map(HumanDuration::as_millis),
         delay_ms: args.delay.or(def.delay).map(HumanDuration::as_millis),
         scope: None,
+        options: RunOptions {
+            no_llm: args.no_llm,
+            budget: args.budget.budget(),
+        },
     };
     if args.dry_run {
         let plan = crate::commands::plan::Plan::new(&loaded.file.name, def, &request);

@@ -21,6 +21,44 @@ use crate::render::progress::Progress;
 use crate::render::run_json::RunJson;
 use crate::runs::{load_info, store_kind};
 
+/// Spend budget flags `run` and `resume` share: the run's budget over the loop's `limits`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BudgetFlags {
+    /// The run's budget in US dollars of agent and judge calls (over the loop's
+    /// `limits.max_cost_usd`; on resume, raises it)
+    #[arg(long, value_name = "USD", value_parser = non_negative_usd)]
+    pub(crate) max_cost_usd: Option<f64>,
+    /// The run's budget in input + output tokens (over the loop's `limits.max_tokens`)
+    #[arg(long, value_name = "N")]
+    pub(crate) max_tokens: Option<u64>,
+    /// The run's budget of time in agent and judge calls, e.g. 30m (over the loop's
+    /// `limits.max_agent_time`)
+    #[arg(long, value_name = "DUR")]
+    pub(crate) max_agent_time: Option<dloop_core::HumanDuration>,
+}
+
+impl BudgetFlags {
+    /// The budget these flags set (unset fields leave the loop's).
+    pub(crate) fn budget(&self) -> dloop_core::budget::Budget {
+        dloop_core::budget::Budget {
+            max_cost_usd: self.max_cost_usd,
+            max_tokens: self.max_tokens,
+            max_agent_time_ms: self
+                .max_agent_time
+                .map(dloop_core::HumanDuration::as_millis),
+        }
+    }
+}
+
+fn non_negative_usd(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "`{text}` is not an amount of US dollars (e.g. 2.50)"
+        )),
+    }
+}
+
 /// Flags `run` and `resume` share: scope locks, the wait queue, background runs, notify.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SessionFlags {

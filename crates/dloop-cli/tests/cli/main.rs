@@ -6,6 +6,7 @@ mod common;
 
 mod background;
 mod completions;
+mod compose;
 mod crash;
 mod fake_agents;
 mod gc;

@@ -18,7 +18,8 @@
 //!   `handoff_detected` record; the same state runs again as a new step in a fresh session with
 //!   the note in front of its prompt ([`frame_prompt`]); the run pauses first (reason
 //!   `handoff`) unless the loop says `on_handoff: continue`.
-//! - **Verdict without an evaluator** (until the `llm` judge exists): success → `success`; the
+//! - **Verdict from the agent's outcome** (a run with `--no-llm`, or an answer the `llm` judge
+//!   never sees because the agent did not answer: `crate::judge`): success → `success`; the
 //!   agent's own failure → `failure`; anything dloop could not get an answer from (no terminal
 //!   event, a context limit, the agent interrupted, no agent report at all) → `error`, which
 //!   routes `error`, retries, or fails the run with the reason.
@@ -32,8 +33,8 @@ use crate::timestamp::Timestamp;
 /// The marker of a handoff line in an agent's final text.
 pub const HANDOFF_MARKER: &str = "CONTEXT_HANDOFF:";
 
-/// The verdict a prompt state routes on when the `llm` judge is not written: an agent that rate
-/// limits past its ladder routes this (when the state names it).
+/// The verdict a prompt state routes on when its agent rate limits past its ladder (when the
+/// state names it).
 pub const RATE_LIMITED_VERDICT: &str = "rate_limited";
 
 /// The handoff note in `final_text`: everything after the first `CONTEXT_HANDOFF:` that starts
@@ -92,8 +93,8 @@ pub fn frame_prompt(prompt: &str, handoff: Option<&str>, continuing: bool) -> St
     framed
 }
 
-/// The verdict of a prompt state without an explicit evaluator, from its agent's report:
-/// `(verdict, detail)`.
+/// The verdict of a prompt state from its agent's report alone (`--no-llm`, or an agent that did
+/// not answer): `(verdict, detail)`.
 pub fn verdict_from_agent(result: &ActionResult) -> (String, Option<String>) {
     let Some(report) = result.agent.as_deref() else {
         let detail = result

@@ -155,8 +155,9 @@ impl<R: RunHandle> Session<'_, R> {
     }
 }
 
-/// The `evaluated` record of a prompt state without an explicit evaluator: its verdict comes
-/// from the agent's outcome until the `llm` judge exists (`None` for any other state).
+/// The `evaluated` record of a prompt state without an explicit evaluator in a run started with
+/// `--no-llm` (otherwise the `llm` judge, [`super::judge`], has judged it first): its verdict
+/// comes from the agent's outcome (`None` for any other state).
 pub(super) fn agent_verdict(
     state_def: &StateDef,
     current: &str,
