@@ -46,6 +46,8 @@ pub enum PauseReason {
     AgentError,
     /// `--queue-timeout` ran out while the run waited for its scope; resume waits again.
     QueueTimeout,
+    /// `dloop rewind` put the run (and its working tree) back to the end of an earlier step.
+    Rewound,
 }
 
 impl PauseReason {
@@ -60,6 +62,7 @@ impl PauseReason {
             Self::RateLimited => "rate_limited",
             Self::AgentError => "agent_error",
             Self::QueueTimeout => "queue_timeout",
+            Self::Rewound => "rewound",
         }
     }
 }
@@ -138,6 +141,24 @@ pub struct ActionResult {
     /// are shell actions').
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<Box<AgentReport>>,
+    /// What the action changed in the working tree, when the run is in a git repository
+    /// (boxed: absent outside one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Box<Checkpoint>>,
+}
+
+/// A step checkpoint: the git trees of the run's working tree before and after one action,
+/// written through a temporary index (the user's index, HEAD and stash are never touched).
+/// `git diff BASE TREE` is what the step changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The tree after the action (hex object id).
+    pub tree: String,
+    /// The tree before it: the previous step's `tree` in the same session, or the working tree
+    /// as the session found it.
+    pub base: String,
+    /// What taking the checkpoint cost, in microseconds.
+    pub cost_us: u64,
 }
 
 /// How an agent invocation ended, classified from its CLI's terminal event first, then its exit
@@ -506,6 +527,18 @@ pub enum Event {
         /// SHA-256 (hex) of the new definition.
         definition_sha256: String,
     },
+    /// `dloop rewind`: the run is put back to where it was at the end of step `step` (its
+    /// working tree restored to that step's checkpoint) and paused there. The record carries
+    /// that state whole, so the fold needs nothing but the record.
+    RunRewound {
+        /// The step the run is back at.
+        step: u64,
+        /// The checkpoint tree the working tree was restored to.
+        tree: String,
+        /// The run's state at the end of `step` (seq, timing and sessions are the run's own,
+        /// not taken from it).
+        state: Box<crate::state::RunState>,
+    },
     /// Opening the log cut off a torn or bad last line.
     LogRepaired {
         /// Bytes removed.
@@ -540,6 +573,7 @@ impl Event {
             Self::ScopeWaiting { .. } => "scope_waiting",
             Self::ScopeAcquired { .. } => "scope_acquired",
             Self::DefinitionReloaded { .. } => "definition_reloaded",
+            Self::RunRewound { .. } => "run_rewound",
             Self::LogRepaired { .. } => "log_repaired",
         }
     }
