@@ -68,7 +68,10 @@ impl GitCheckpoints {
                 let _ = std::fs::copy(real, &index);
             }
         }
+        // An ignored runtime folder is left out by git already (and naming it in a pathspec
+        // makes `git add` fail); one that is not ignored is excluded by name.
         let excludes = relative_to(&top, runtime)
+            .filter(|rel| !plain.succeeds(["check-ignore", "-q", rel.as_str()]))
             .map(|rel| vec![format!(":(exclude){rel}")])
             .unwrap_or_default();
         let hooks = Self {

@@ -9,6 +9,7 @@ mod completions;
 mod crash;
 mod fake_agents;
 mod gc;
+mod gitrepo;
 mod habits;
 mod help;
 mod history;
@@ -29,6 +30,7 @@ mod soak;
 mod status;
 mod store_door;
 mod validate;
+mod worktrees;
 
 /// Every `.rs` file in this folder is a module above, so no test file is silently skipped.
 #[test]
