@@ -127,7 +127,7 @@ fn diff_of_a_step_shows_exactly_what_its_action_changed() {
     // were: everything the run wrote is still untracked or unstaged.
     assert!(!names(None).iter().any(|n| n.starts_with(".loops")));
     let status = git(&p, p.root(), &["status", "--porcelain"]);
-    assert!(status.contains(" M README") && status.contains("?? f1.txt"), "{status}");
+    assert!(status.contains("M README") && status.contains("?? f1.txt"), "{status}");
     // Every checkpoint records what it cost.
     let records = verified_log(&run_dir);
     let costs: Vec<&serde_json::Value> = records
