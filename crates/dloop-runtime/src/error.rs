@@ -157,6 +157,10 @@ pub enum RuntimeError {
     /// that are not the run's, a tree git no longer has).
     #[error("{0}")]
     Checkpoint(String),
+    /// A parallel state file cannot be used (unreadable, from a newer dloop, a migration that
+    /// would lose a worker), or a parallel command is refused.
+    #[error("{0}")]
+    Parallel(String),
 }
 
 impl RuntimeError {
@@ -171,7 +175,8 @@ impl RuntimeError {
             | Self::Unsupported(_)
             | Self::ScopeConflict { .. }
             | Self::Worktree(_)
-            | Self::Checkpoint(_) => RuntimeErrorKind::Refused,
+            | Self::Checkpoint(_)
+            | Self::Parallel(_) => RuntimeErrorKind::Refused,
             Self::Git(_) => RuntimeErrorKind::Io,
             Self::InvalidReload { .. } | Self::ScopeOutside { .. } => RuntimeErrorKind::Invalid,
             Self::ScopeRegistry { .. } => RuntimeErrorKind::Corrupt,

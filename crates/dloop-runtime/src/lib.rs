@@ -25,6 +25,7 @@ pub mod error;
 pub mod git;
 pub mod interp;
 pub mod observer;
+pub mod parallel;
 pub mod process;
 pub mod reaper;
 pub mod rewind;
