@@ -5,6 +5,7 @@ mod agents;
 mod clock;
 mod common;
 mod drive;
+mod parallel_state;
 mod process;
 
 /// Every file in tests/ is compiled: a file without a `mod` line here would be silently skipped.
