@@ -55,6 +55,8 @@ pub(crate) enum Command {
     Diff(commands::diff::DiffArgs),
     /// Put the working tree back to how it was after a step, and pause the run there
     Rewind(commands::rewind::RewindArgs),
+    /// Run a loop once per task, each in its own git worktree, and integrate the results
+    Parallel(commands::parallel::ParallelArgs),
     /// Show a run: status, state, step, context, captures, counters, last error
     Inspect(commands::inspect::InspectArgs),
     /// Delete old finished runs
@@ -85,6 +87,7 @@ impl Command {
             Command::Output(args) => commands::output::cmd_output(ctx, args),
             Command::Diff(args) => commands::diff::cmd_diff(ctx, args),
             Command::Rewind(args) => commands::rewind::cmd_rewind(ctx, args),
+            Command::Parallel(args) => commands::parallel::cmd_parallel(ctx, args),
             Command::Inspect(args) => commands::inspect::cmd_inspect(ctx, args),
             Command::Gc(args) => commands::gc::cmd_gc(ctx, args),
             Command::Rm(args) => commands::rm::cmd_rm(ctx, args),

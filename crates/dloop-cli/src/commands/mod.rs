@@ -11,6 +11,7 @@ pub(crate) mod inspect;
 pub(crate) mod list;
 pub(crate) mod logs;
 pub(crate) mod output;
+pub(crate) mod parallel;
 pub(crate) mod plan;
 pub(crate) mod resume;
 pub(crate) mod rewind;

@@ -56,6 +56,10 @@ pub(crate) struct RunArgs {
     /// With --worktree: the commit the run's branch starts at (default: HEAD)
     #[arg(long, value_name = "REF", requires = "worktree")]
     pub(crate) branch_from: Option<String>,
+    /// Set by `dloop parallel` on its workers' runs: the `<parallel-id>/<task>` they belong
+    /// to, kept in run.json's argv so a coordinator that died can find them
+    #[arg(long, value_name = "MARK", hide = true, requires = "worktree")]
+    pub(crate) parallel_task: Option<String>,
     #[command(flatten)]
     pub(crate) session: session::SessionFlags,
 }
