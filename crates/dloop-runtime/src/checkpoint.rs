@@ -185,10 +185,9 @@ pub fn diff_range(
             .map(|c| (c.checkpoint.base.clone(), c.checkpoint.tree.clone()))
             .ok_or_else(|| no_checkpoint(run_id, Some(step), all)),
         None => match (all.first(), all.last()) {
-            (Some(first), Some(last)) => Ok((
-                first.checkpoint.base.clone(),
-                last.checkpoint.tree.clone(),
-            )),
+            (Some(first), Some(last)) => {
+                Ok((first.checkpoint.base.clone(), last.checkpoint.tree.clone()))
+            }
             _ => Err(no_checkpoint(run_id, None, all)),
         },
     }
@@ -216,9 +215,9 @@ fn no_checkpoint(run_id: &str, step: Option<u64>, all: &[StepCheckpoint]) -> Run
 /// The last finished action counts, so after a rewind and resume the step's newer run is the
 /// one found. `None` when the log has no finished action of `step`.
 pub fn state_after_step(records: &[Record], step: u64) -> Option<(RunState, Option<Checkpoint>)> {
-    let last = records.iter().rposition(|record| {
-        matches!(&record.event, Event::ActionFinished { step: s, .. } if *s == step)
-    })?;
+    let last = records.iter().rposition(
+        |record| matches!(&record.event, Event::ActionFinished { step: s, .. } if *s == step),
+    )?;
     let mut state = RunState::from_records(&records[..=last]);
     let checkpoint = match &records[last].event {
         Event::ActionFinished { result, .. } => result.checkpoint.as_deref().cloned(),

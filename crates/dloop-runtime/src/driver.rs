@@ -485,7 +485,9 @@ impl<'a, R: RunHandle> Session<'a, R> {
             return Ok(());
         }
         if let Some(hook) = &self.options.step_hook {
-            result.checkpoint = hook.after_action(&pending.state, pending.step).map(Box::new);
+            result.checkpoint = hook
+                .after_action(&pending.state, pending.step)
+                .map(Box::new);
         }
         self.record(Event::ActionFinished {
             state: pending.state.clone(),

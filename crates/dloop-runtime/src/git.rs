@@ -131,9 +131,7 @@ impl Git {
 
     /// The top of the work tree `dir` is in, or `None` outside one (or without git).
     pub fn toplevel(dir: &Path) -> Option<PathBuf> {
-        let top = Self::new(dir)
-            .run(["rev-parse", "--show-toplevel"])
-            .ok()?;
+        let top = Self::new(dir).run(["rev-parse", "--show-toplevel"]).ok()?;
         (!top.is_empty()).then(|| PathBuf::from(top))
     }
 
@@ -142,7 +140,12 @@ impl Git {
     /// # Errors
     /// `rev` names no commit.
     pub fn commit_of(&self, rev: &str) -> Result<String, GitError> {
-        self.run(["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
+        self.run([
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{rev}^{{commit}}"),
+        ])
     }
 
     /// Where git keeps `name` for this work tree (`index`, `rebase-merge`, ...), absolute.

@@ -54,9 +54,7 @@ pub fn rewind_run(
             "run {run_id} is cancelled; `dloop fork` starts a new run from one of its steps"
         )));
     }
-    let records = run
-        .records_from(1)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let records = run.records_from(1)?.collect::<Result<Vec<_>, _>>()?;
     let all = checkpoints(&records);
     let Some((at_step, Some(checkpoint))) = state_after_step(&records, step) else {
         let with: Vec<String> = all.iter().map(|c| c.step.to_string()).collect();

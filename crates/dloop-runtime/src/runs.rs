@@ -127,21 +127,19 @@ pub fn start_run(
     check_supported(request.def)?;
     check_runners(request.def, &*options.agents)?;
     let worktree = match &options.worktree {
-        Some(req) => Some((req.clone(), crate::worktree::prepare(&options.project_root, req)?)),
+        Some(req) => Some((
+            req.clone(),
+            crate::worktree::prepare(&options.project_root, req)?,
+        )),
         None => None,
     };
     // A worktree run's files are its own: there is nothing to share a scope with.
     let scope = request.scope.as_ref().filter(|_| worktree.is_none());
     // The registry stays locked from the check until the new run is registered: a refused run
     // leaves no folder behind, and no other run can slip in between.
-    let gate = Claim::for_loop(
-        request.def,
-        request.loop_name,
-        &options.project_root,
-        scope,
-    )?
-    .map(|claim| claim.enter(store))
-    .transpose()?;
+    let gate = Claim::for_loop(request.def, request.loop_name, &options.project_root, scope)?
+        .map(|claim| claim.enter(store))
+        .transpose()?;
     let created_at = options.clock.now();
     let mut created = None;
     for attempt in 0..64 {

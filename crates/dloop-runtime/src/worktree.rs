@@ -160,12 +160,9 @@ pub fn attach(
         options.project_root = check(&meta.id, worktree)?;
     }
     if let Some(runtime) = &options.checkpoints {
-        options.step_hook = crate::checkpoint::GitCheckpoints::open(
-            &options.project_root,
-            run_dir,
-            runtime,
-        )
-        .map(|hook| std::sync::Arc::new(hook) as _);
+        options.step_hook =
+            crate::checkpoint::GitCheckpoints::open(&options.project_root, run_dir, runtime)
+                .map(|hook| std::sync::Arc::new(hook) as _);
     }
     Ok(())
 }

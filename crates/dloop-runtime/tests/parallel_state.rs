@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use dloop_runtime::parallel::state::{self, SCHEMA_VERSION, WorkerStatus};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parallel").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parallel")
+        .join(name)
 }
 
 #[test]
@@ -15,7 +17,11 @@ fn version_1_migrates_to_the_current_version_with_every_worker_intact() {
     let loaded = state::load(&fixture("v1.json")).expect("v1 loads");
     assert_eq!(loaded.schema_version, SCHEMA_VERSION);
     let tasks: Vec<&str> = loaded.workers.iter().map(|w| w.task.as_str()).collect();
-    assert_eq!(tasks, ["alpha", "beta", "delta", "gamma"], "no worker dropped");
+    assert_eq!(
+        tasks,
+        ["alpha", "beta", "delta", "gamma"],
+        "no worker dropped"
+    );
     let by = |task: &str| loaded.workers.iter().find(|w| w.task == task).unwrap();
     assert_eq!(by("alpha").status, WorkerStatus::Completed, "v1 `done`");
     assert_eq!(
@@ -24,9 +30,16 @@ fn version_1_migrates_to_the_current_version_with_every_worker_intact() {
     );
     assert_eq!(by("alpha").timestamps["completed"], "2026-01-01T00:01:00Z");
     assert_eq!(by("beta").status, WorkerStatus::Running);
-    assert_eq!(by("beta").run_id.as_deref(), Some("edit-20260101T000002-bbbb"));
+    assert_eq!(
+        by("beta").run_id.as_deref(),
+        Some("edit-20260101T000002-bbbb")
+    );
     assert!(by("beta").worktree.is_some());
-    assert_eq!(by("beta").attempts, 1, "a worker with a run had one attempt");
+    assert_eq!(
+        by("beta").attempts,
+        1,
+        "a worker with a run had one attempt"
+    );
     assert_eq!(by("delta").attempts, 0);
     assert_eq!(by("gamma").status, WorkerStatus::Blocked);
     assert_eq!(

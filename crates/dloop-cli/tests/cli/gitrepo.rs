@@ -49,8 +49,16 @@ pub fn git_project() -> TestProject {
     git(&p, root, &["add", "-A"]);
     git(&p, root, &["commit", "--quiet", "-m", "first"]);
     let origin = root.join("home/origin.git");
-    git(&p, root, &["init", "--quiet", "--bare", &origin.display().to_string()]);
-    git(&p, root, &["remote", "add", "origin", &origin.display().to_string()]);
+    git(
+        &p,
+        root,
+        &["init", "--quiet", "--bare", &origin.display().to_string()],
+    );
+    git(
+        &p,
+        root,
+        &["remote", "add", "origin", &origin.display().to_string()],
+    );
     git(&p, root, &["push", "--quiet", "-u", "origin", "main"]);
     p
 }

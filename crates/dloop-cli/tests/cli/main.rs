@@ -19,6 +19,7 @@ mod lifecycle;
 mod list;
 mod logs;
 mod names;
+mod parallel;
 mod quoting;
 mod refusals;
 mod resume;

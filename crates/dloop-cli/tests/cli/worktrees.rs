@@ -33,10 +33,17 @@ fn a_worktree_run_works_in_its_own_worktree_and_keeps_its_log_in_the_main_reposi
     assert_eq!(out.code, 0, "{}", out.stderr);
     let (id, run_dir) = run_id(&p);
     let wt = p.root().join(".loops/.dloop/worktrees").join(&id);
-    assert!(out.stderr.contains(&format!("branch dloop/{id}")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("branch dloop/{id}")),
+        "{}",
+        out.stderr
+    );
     for file in ["f1.txt", "f2.txt", "f3.txt"] {
         assert!(wt.join(file).is_file(), "{file} is in the worktree");
-        assert!(!p.root().join(file).exists(), "{file} is not in the main tree");
+        assert!(
+            !p.root().join(file).exists(),
+            "{file} is not in the main tree"
+        );
     }
     // The log and ${run.dir} stay in the main repository's runtime folder.
     let trail = std::fs::read_to_string(run_dir.join("work/trail")).expect("trail");
@@ -61,13 +68,20 @@ fn branch_from_starts_the_worktree_at_the_given_commit_and_a_bad_ref_is_refused(
     git(&p, p.root(), &["commit", "--quiet", "-m", "later"]);
     let out = dloop_git(&p, &["run", "files", "--worktree", "--branch-from", "nope"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("--branch-from `nope`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--branch-from `nope`"),
+        "{}",
+        out.stderr
+    );
     assert!(p.run_dirs().is_empty(), "a refused run leaves no folder");
     let out = dloop_git(&p, &["run", "files", "--worktree", "--branch-from", &first]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let (id, _) = run_id(&p);
     let wt = p.root().join(".loops/.dloop/worktrees").join(&id);
-    assert!(!wt.join("later.txt").exists(), "the branch starts before `later`");
+    assert!(
+        !wt.join("later.txt").exists(),
+        "the branch starts before `later`"
+    );
 }
 
 #[test]
@@ -81,14 +95,21 @@ fn resume_continues_in_the_worktree_and_a_vanished_worktree_is_reported_not_recr
     assert!(wt.join("f1.txt").is_file());
     let out = dloop_git(&p, &["resume", &id, "--max-steps", "1"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
-    assert!(wt.join("f2.txt").is_file(), "the resumed step ran in the worktree");
+    assert!(
+        wt.join("f2.txt").is_file(),
+        "the resumed step ran in the worktree"
+    );
     assert!(!p.root().join("f2.txt").exists());
 
     std::fs::remove_dir_all(&wt).expect("remove the worktree folder");
     let out = dloop_git(&p, &["resume", &id]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("is gone"), "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("dloop/{id}")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("dloop/{id}")),
+        "{}",
+        out.stderr
+    );
     assert!(!wt.exists(), "the worktree is not re-created empty");
 }
 
@@ -98,7 +119,11 @@ fn worktree_outside_a_git_repository_is_refused() {
     p.write_loop("files", THREE_FILES);
     let out = dloop_git(&p, &["run", "files", "--worktree"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("needs a git repository"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("needs a git repository"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -127,7 +152,10 @@ fn diff_of_a_step_shows_exactly_what_its_action_changed() {
     // were: everything the run wrote is still untracked or unstaged.
     assert!(!names(None).iter().any(|n| n.starts_with(".loops")));
     let status = git(&p, p.root(), &["status", "--porcelain"]);
-    assert!(status.contains("M README") && status.contains("?? f1.txt"), "{status}");
+    assert!(
+        status.contains("M README") && status.contains("?? f1.txt"),
+        "{status}"
+    );
     // Every checkpoint records what it cost.
     let records = verified_log(&run_dir);
     let costs: Vec<&serde_json::Value> = records
@@ -139,7 +167,11 @@ fn diff_of_a_step_shows_exactly_what_its_action_changed() {
     assert!(costs.iter().all(|c| c.is_u64()), "{costs:?}");
     let out = dloop_git(&p, &["diff", &id, "7"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("steps with one: 1, 2, 3"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("steps with one: 1, 2, 3"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -163,7 +195,11 @@ fn rewind_to_2_restores_the_files_and_resume_continues_from_step_3() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!wt.join("f3.txt").exists(), "step 3's file is gone");
     assert_eq!(std::fs::read_to_string(wt.join("f2.txt")).unwrap(), "two\n");
-    assert!(std::fs::read_to_string(wt.join("README")).unwrap().ends_with("changed\n"));
+    assert!(
+        std::fs::read_to_string(wt.join("README"))
+            .unwrap()
+            .ends_with("changed\n")
+    );
     let inspect = dloop_git(&p, &["inspect", &id, "--json"]).json();
     assert_eq!(inspect["status"], "paused");
     assert_eq!(inspect["reason"], "rewound");
@@ -171,7 +207,10 @@ fn rewind_to_2_restores_the_files_and_resume_continues_from_step_3() {
 
     let out = dloop_git(&p, &["resume", &id]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(std::fs::read_to_string(wt.join("f3.txt")).unwrap(), "three\n");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("f3.txt")).unwrap(),
+        "three\n"
+    );
     let trail = std::fs::read_to_string(run_dir.join("work/trail")).expect("trail");
     assert_eq!(trail, "s1\ns2\ns3\ns3\n", "only step 3 ran again");
     let records = verified_log(&run_dir);
@@ -197,5 +236,9 @@ fn rewind_of_a_step_without_checkpoint_says_which_steps_have_one() {
     let (id, _) = run_id(&p);
     let out = dloop_git(&p, &["rewind", &id, "--to", "9"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("steps with one: 1, 2, 3"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("steps with one: 1, 2, 3"),
+        "{}",
+        out.stderr
+    );
 }

@@ -311,9 +311,7 @@ fn v1_to_v2(mut value: Value) -> Result<Value, String> {
 /// # Errors
 /// I/O failures.
 pub fn save(path: &Path, state: &ParallelState) -> Result<(), RuntimeError> {
-    let io = |op: &'static str, path: PathBuf| {
-        move |source| RuntimeError::Io { op, path, source }
-    };
+    let io = |op: &'static str, path: PathBuf| move |source| RuntimeError::Io { op, path, source };
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{STATE_FILE}.tmp"));
     let text = serde_json::to_string_pretty(state).expect("the state serializes");

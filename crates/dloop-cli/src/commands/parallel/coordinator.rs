@@ -249,7 +249,11 @@ impl<'a> Coordinator<'a> {
         })
     }
 
-    fn record_run(&mut self, index: usize, started: Result<String, String>) -> Result<(), CliError> {
+    fn record_run(
+        &mut self,
+        index: usize,
+        started: Result<String, String>,
+    ) -> Result<(), CliError> {
         let now = now();
         match started {
             Ok(run_id) => {

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use clap::{Args, Subcommand};
-use dloop_runtime::parallel::state::{self, Integrate, ParallelState, STATE_FILE, Worker, WorkerStatus};
+use dloop_runtime::parallel::state::{
+    self, Integrate, ParallelState, STATE_FILE, Worker, WorkerStatus,
+};
 
 use crate::commands::session::runtime_error;
 use crate::commands::{CmdResult, Ctx};
@@ -249,7 +251,10 @@ fn pick_dir(storage: &Storage, id: Option<&str>) -> Result<PathBuf, CliError> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter_map(|p| {
-            let created = state::load(&p.join(STATE_FILE)).ok()?.created_at;
+            // Read raw, not loaded: a file this version refuses is still the one to name.
+            let text = std::fs::read_to_string(p.join(STATE_FILE)).ok()?;
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let created = value["created_at"].as_str().unwrap_or_default().to_owned();
             Some((created, p))
         })
         .max();
@@ -282,7 +287,13 @@ pub(crate) fn summary(state: &ParallelState) -> String {
         },
         state.target
     );
-    let width = state.workers.iter().map(|w| w.task.len()).max().unwrap_or(4).max(4);
+    let width = state
+        .workers
+        .iter()
+        .map(|w| w.task.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     for w in &state.workers {
         out.push_str(&format!(
             "  {:width$}  {:11}  {:3}  {}{}\n",
@@ -308,12 +319,18 @@ fn stop(ctx: &Ctx, storage: &Storage, pick: &PickArgs) -> CmdResult {
         .and_then(|p| p.trim().parse().ok());
     let live = std::fs::File::open(dir.join("lock")).is_ok_and(|f| f.try_lock().is_err());
     if let (true, Some(pid)) = (live, pid) {
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
     }
-    for worker in state.workers.iter().filter(|w| w.status == WorkerStatus::Running) {
+    for worker in state
+        .workers
+        .iter()
+        .filter(|w| w.status == WorkerStatus::Running)
+    {
         if let Some(run) = &worker.run_id {
-            let exe = std::env::current_exe()
-                .map_err(|e| CliError::io("finding the dloop binary", e))?;
+            let exe =
+                std::env::current_exe().map_err(|e| CliError::io("finding the dloop binary", e))?;
             let _ = Command::new(exe)
                 .args(["stop", run])
                 .stdout(std::process::Stdio::null())

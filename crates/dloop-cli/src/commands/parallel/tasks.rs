@@ -22,8 +22,9 @@ pub(crate) fn read(path: &Path) -> Result<Vec<Task>, CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::io(format!("reading {}", path.display()), e))?;
     let bad = |message: String| {
-        CliError::usage(format!("{}: {message}", path.display()))
-            .with_hint("a task is an object with an `id`, e.g. {\"id\": \"a\", \"file\": \"a.txt\"}")
+        CliError::usage(format!("{}: {message}", path.display())).with_hint(
+            "a task is an object with an `id`, e.g. {\"id\": \"a\", \"file\": \"a.txt\"}",
+        )
     };
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let items: Vec<Value> = match ext {
@@ -35,8 +36,9 @@ pub(crate) fn read(path: &Path) -> Result<Vec<Task>, CliError> {
                 serde_json::from_str(line).map_err(|e| bad(format!("line {}: {e}", n + 1)))
             })
             .collect::<Result<_, _>>()?,
-        "json" => list(serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?)
-            .map_err(bad)?,
+        "json" => {
+            list(serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?).map_err(bad)?
+        }
         _ => {
             let docs = YamlLoader::load_from_str(&text).map_err(|e| bad(e.to_string()))?;
             list(docs.first().map_or(Value::Null, yaml_to_json)).map_err(bad)?
@@ -134,7 +136,10 @@ mod tests {
 
     #[test]
     fn the_three_formats_give_the_same_tasks() {
-        let yaml = write("t.yaml", "- id: a\n  file: a.txt\n  n: 2\n- id: b\n  file: b.txt\n");
+        let yaml = write(
+            "t.yaml",
+            "- id: a\n  file: a.txt\n  n: 2\n- id: b\n  file: b.txt\n",
+        );
         let json = write(
             "t.json",
             r#"{"tasks": [{"id": "a", "file": "a.txt", "n": 2}, {"id": "b", "file": "b.txt"}]}"#,
