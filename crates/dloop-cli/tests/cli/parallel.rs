@@ -41,7 +41,7 @@ fn state(p: &TestProject) -> serde_json::Value {
         .root()
         .join(".loops/.dloop/parallel")
         .join(printed["id"].as_str().unwrap());
-    let text = std::fs::read_to_string(path.join("state.json")).unwrap();
+    let text = std::fs::read_to_string(path.join("parallel.json")).unwrap();
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
         doc["workers"].as_array().map(Vec::len),
@@ -258,7 +258,7 @@ fn a_coordinator_killed_while_workers_run_and_while_one_integrates_resumes_to_ex
     // Kill the coordinator while all three workers are running.
     let running = poll(Duration::from_secs(30), || {
         let text =
-            std::fs::read_to_string(p.root().join(".loops/.dloop/parallel/edit-1/state.json"))
+            std::fs::read_to_string(p.root().join(".loops/.dloop/parallel/edit-1/parallel.json"))
                 .ok()?;
         let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
         let all = doc["workers"]
@@ -308,7 +308,7 @@ fn a_state_file_from_a_newer_dloop_is_refused_and_left_alone() {
     let p = project("- id: a\n  file: a.txt\n  text: A\n");
     let out = dloop_git(&p, &["parallel", "edit", "--tasks", "home/tasks.yaml"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let path = p.root().join(".loops/.dloop/parallel/edit-1/state.json");
+    let path = p.root().join(".loops/.dloop/parallel/edit-1/parallel.json");
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("\"schema_version\": 2", "\"schema_version\": 9");

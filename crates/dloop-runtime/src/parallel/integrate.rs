@@ -71,7 +71,7 @@ pub fn integrate(
         source,
     })?;
     lock.lock().map_err(|source| RuntimeError::Io {
-        op: "lock",
+        op: "flock",
         path: lock_path,
         source,
     })?;

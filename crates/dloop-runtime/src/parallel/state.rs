@@ -1,4 +1,4 @@
-//! The parallel state file: `.loops/.dloop/parallel/<id>/state.json`.
+//! The parallel state file: `.loops/.dloop/parallel/<id>/parallel.json`.
 //!
 //! Format (version 2, the current one):
 //! ```json
@@ -32,7 +32,10 @@ use crate::error::RuntimeError;
 pub const SCHEMA_VERSION: u64 = 2;
 
 /// The state file's name in a parallel folder.
-pub const STATE_FILE: &str = "state.json";
+pub const STATE_FILE: &str = "parallel.json";
+
+/// The coordinator's lock file in a parallel folder (an flock held for its life; its pid).
+pub const LOCK_FILE: &str = "coordinator.lock";
 
 /// How a finished worker's branch comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

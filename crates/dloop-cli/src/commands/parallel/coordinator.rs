@@ -2,10 +2,10 @@
 //! `dloop run LOOP --worktree -b`), watches them through the store, and integrates each one
 //! whose run completed, one at a time.
 //!
-//! Durability: the state file is saved before every side effect that must not be repeated
+//! Durability: the state file (`parallel.json`) is saved before every side effect that must not be repeated
 //! (a worker is `running` with its attempt counted before its run is started; the integration
 //! intent is saved before the target moves), and the coordinator holds an exclusive `flock` on
-//! `parallel/<id>/lock` for its life. Workers are detached runs: a coordinator that is killed
+//! `parallel/<id>/coordinator.lock` for its life. Workers are detached runs: a coordinator that is killed
 //! leaves them working, and `dloop parallel resume` picks them up where they are (a run it
 //! started but never recorded is found by its `--parallel-task` mark in `run.json`'s argv).
 
@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use dloop_core::state::RunStatus;
 use dloop_runtime::parallel::integrate::{Repo, integrate};
-use dloop_runtime::parallel::state::{self, Integrate, ParallelState, STATE_FILE, WorkerStatus};
+use dloop_runtime::parallel::state::{
+    self, Integrate, LOCK_FILE, ParallelState, STATE_FILE, WorkerStatus,
+};
 use dloop_runtime::process::{StopFlag, StopLevel};
 use dloop_runtime::signals::SignalRecord;
 
@@ -53,7 +55,7 @@ pub(crate) fn now() -> String {
 /// Takes the lock of `parallel/<id>/` (refusing when a coordinator holds it) and writes our
 /// pid in it, for `parallel stop`.
 fn take_lock(dir: &Path) -> Result<File, CliError> {
-    let path = dir.join("lock");
+    let path = dir.join(LOCK_FILE);
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use clap::{Args, Subcommand};
 use dloop_runtime::parallel::state::{
-    self, Integrate, ParallelState, STATE_FILE, Worker, WorkerStatus,
+    self, Integrate, LOCK_FILE, ParallelState, STATE_FILE, Worker, WorkerStatus,
 };
 
 use crate::commands::session::runtime_error;
@@ -314,10 +314,10 @@ pub(crate) fn summary(state: &ParallelState) -> String {
 fn stop(ctx: &Ctx, storage: &Storage, pick: &PickArgs) -> CmdResult {
     let dir = pick_dir(storage, pick.id.as_deref())?;
     let state = state::load(&dir.join(STATE_FILE)).map_err(|e| runtime_error(e, None))?;
-    let pid: Option<i32> = std::fs::read_to_string(dir.join("lock"))
+    let pid: Option<i32> = std::fs::read_to_string(dir.join(LOCK_FILE))
         .ok()
         .and_then(|p| p.trim().parse().ok());
-    let live = std::fs::File::open(dir.join("lock")).is_ok_and(|f| f.try_lock().is_err());
+    let live = std::fs::File::open(dir.join(LOCK_FILE)).is_ok_and(|f| f.try_lock().is_err());
     if let (true, Some(pid)) = (live, pid) {
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
