@@ -73,6 +73,7 @@ pub fn run_meta(id: &str) -> RunMeta {
         project_root: "/tmp/project".into(),
         loop_path: None,
         started: None,
+        worktree: None,
     }
 }
 

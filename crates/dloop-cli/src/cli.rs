@@ -51,6 +51,12 @@ pub(crate) enum Command {
     Logs(commands::logs::LogsArgs),
     /// Print a step's full output, also while it runs (-f: live)
     Output(commands::output::OutputArgs),
+    /// Show what a step changed in the working tree (default: the whole run so far)
+    Diff(commands::diff::DiffArgs),
+    /// Put the working tree back to how it was after a step, and pause the run there
+    Rewind(commands::rewind::RewindArgs),
+    /// Run a loop once per task, each in its own git worktree, and integrate the results
+    Parallel(commands::parallel::ParallelArgs),
     /// Show a run: status, state, step, context, captures, counters, last error
     Inspect(commands::inspect::InspectArgs),
     /// Delete old finished runs
@@ -79,6 +85,9 @@ impl Command {
             Command::History(args) => commands::history::cmd_history(ctx, args),
             Command::Logs(args) => commands::logs::cmd_logs(ctx, args),
             Command::Output(args) => commands::output::cmd_output(ctx, args),
+            Command::Diff(args) => commands::diff::cmd_diff(ctx, args),
+            Command::Rewind(args) => commands::rewind::cmd_rewind(ctx, args),
+            Command::Parallel(args) => commands::parallel::cmd_parallel(ctx, args),
             Command::Inspect(args) => commands::inspect::cmd_inspect(ctx, args),
             Command::Gc(args) => commands::gc::cmd_gc(ctx, args),
             Command::Rm(args) => commands::rm::cmd_rm(ctx, args),

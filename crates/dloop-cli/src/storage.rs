@@ -45,6 +45,22 @@ impl Storage {
         self.runtime.join("scopes")
     }
 
+    /// dloop's runtime folder (`.loops/.dloop/`), which step checkpoints leave out.
+    pub(crate) fn runtime_dir(&self) -> PathBuf {
+        self.runtime.clone()
+    }
+
+    /// Where worktree runs' worktrees go (`.loops/.dloop/worktrees/<run-id>`): beside the
+    /// runs, ignored by git with the rest of the runtime folder.
+    pub(crate) fn worktrees_dir(&self) -> PathBuf {
+        self.runtime.join("worktrees")
+    }
+
+    /// Where parallel coordinators keep their state (`.loops/.dloop/parallel/<id>/`).
+    pub(crate) fn parallel_dir(&self) -> PathBuf {
+        self.runtime.join("parallel")
+    }
+
     /// Where a background run's console goes until it knows its run id
     /// (`.loops/.dloop/background/`).
     pub(crate) fn background_dir(&self) -> PathBuf {

@@ -49,6 +49,8 @@ pub enum PauseReason {
     /// A spend budget (`max_cost_usd`, `max_tokens`, `max_agent_time`) is exceeded and the
     /// state routes no `budget_exceeded`; resume with a larger budget.
     Budget,
+    /// `dloop rewind` put the run (and its working tree) back to the end of an earlier step.
+    Rewound,
 }
 
 impl PauseReason {
@@ -64,6 +66,7 @@ impl PauseReason {
             Self::AgentError => "agent_error",
             Self::QueueTimeout => "queue_timeout",
             Self::Budget => "budget",
+            Self::Rewound => "rewound",
         }
     }
 }
@@ -142,6 +145,24 @@ pub struct ActionResult {
     /// are shell actions').
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<Box<AgentReport>>,
+    /// What the action changed in the working tree, when the run is in a git repository
+    /// (boxed: absent outside one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Box<Checkpoint>>,
+}
+
+/// A step checkpoint: the git trees of the run's working tree before and after one action,
+/// written through a temporary index (the user's index, HEAD and stash are never touched).
+/// `git diff BASE TREE` is what the step changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The tree after the action (hex object id).
+    pub tree: String,
+    /// The tree before it: the previous step's `tree` in the same session, or the working tree
+    /// as the session found it.
+    pub base: String,
+    /// What taking the checkpoint cost, in microseconds.
+    pub cost_us: u64,
 }
 
 /// How an agent invocation ended, classified from its CLI's terminal event first, then its exit
@@ -549,6 +570,18 @@ pub enum Event {
         #[serde(default)]
         duration_ms: u64,
     },
+    /// `dloop rewind`: the run is put back to where it was at the end of step `step` (its
+    /// working tree restored to that step's checkpoint) and paused there. The record carries
+    /// that state whole, so the fold needs nothing but the record.
+    RunRewound {
+        /// The step the run is back at.
+        step: u64,
+        /// The checkpoint tree the working tree was restored to.
+        tree: String,
+        /// The run's state at the end of `step` (seq, timing and sessions are the run's own,
+        /// not taken from it).
+        state: Box<crate::state::RunState>,
+    },
     /// Opening the log cut off a torn or bad last line.
     LogRepaired {
         /// Bytes removed.
@@ -583,6 +616,7 @@ impl Event {
             Self::ScopeWaiting { .. } => "scope_waiting",
             Self::ScopeAcquired { .. } => "scope_acquired",
             Self::DefinitionReloaded { .. } => "definition_reloaded",
+            Self::RunRewound { .. } => "run_rewound",
             Self::LogRepaired { .. } => "log_repaired",
             Self::Judged { .. } => "judged",
             Self::RunOptions { .. } => "run_options",

@@ -686,6 +686,7 @@ impl RunState {
             Event::DefinitionReloaded { definition_sha256 } => {
                 self.definition_sha256.clone_from(definition_sha256);
             }
+            Event::RunRewound { step, state, .. } => self.rewind_to(*step, state),
             Event::LogRepaired { .. } => {}
             Event::RunOptions { no_llm, budget } => {
                 self.judge_off = *no_llm;
@@ -706,6 +707,25 @@ impl RunState {
                 }
             }
         }
+    }
+
+    /// `run_rewound`: everything the run knew at the end of `step`, except what belongs to
+    /// the run's whole life (seq, start, sessions, time), then paused.
+    fn rewind_to(&mut self, step: u64, earlier: &RunState) {
+        self.close_session();
+        let kept = std::mem::replace(self, earlier.clone());
+        self.run_id = kept.run_id;
+        self.last_seq = kept.last_seq;
+        self.last_ts = kept.last_ts;
+        self.started_at = kept.started_at;
+        self.sessions = kept.sessions;
+        self.closed_sessions_ms = kept.closed_sessions_ms;
+        self.session_started = None;
+        self.scope_wait = None;
+        self.interrupted = None;
+        self.status = RunStatus::Paused;
+        self.pause_reason = Some(PauseReason::Rewound);
+        self.message = Some(format!("rewound to the end of step {step}"));
     }
 
     fn finish(&mut self, status: RunStatus, message: Option<String>) {

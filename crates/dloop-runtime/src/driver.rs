@@ -65,6 +65,14 @@ pub struct SessionOptions {
     pub shell: Arc<dyn ActionRunner>,
     /// The agent runners of `prompt:` states (default: none, and prompt states are refused).
     pub agents: Arc<dyn AgentRunners>,
+    /// Called after each action that finished; what it returns (a step checkpoint) goes into
+    /// the `action_finished` record ([`crate::checkpoint`]). Default: none.
+    pub step_hook: Option<Arc<dyn crate::checkpoint::StepHook>>,
+    /// `run --worktree`: the new run works in its own git worktree ([`crate::worktree`]).
+    pub worktree: Option<crate::worktree::WorktreeRequest>,
+    /// Take step checkpoints when the run works in a git work tree, leaving this folder
+    /// (dloop's runtime folder) out of them; `None`: no checkpoints.
+    pub checkpoints: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for SessionOptions {
@@ -91,6 +99,9 @@ impl SessionOptions {
             clock: Arc::new(SystemClock),
             shell: Arc::new(ShellRunner::default()),
             agents: Arc::new(NoAgents),
+            step_hook: None,
+            worktree: None,
+            checkpoints: None,
         }
     }
 }
@@ -475,6 +486,11 @@ impl<'a, R: RunHandle> Session<'a, R> {
                 });
             }
             return Ok(());
+        }
+        if let Some(hook) = &self.options.step_hook {
+            result.checkpoint = hook
+                .after_action(&pending.state, pending.step)
+                .map(Box::new);
         }
         self.record(Event::ActionFinished {
             state: pending.state.clone(),

@@ -146,6 +146,21 @@ pub enum RuntimeError {
         /// Why.
         message: String,
     },
+    /// A git command failed (worktrees, checkpoints).
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    /// A run's worktree cannot be used: not a git repository, the folder vanished, a bad
+    /// `--branch-from`.
+    #[error("{0}")]
+    Worktree(String),
+    /// A checkpoint cannot be shown or restored (none recorded, the working tree has changes
+    /// that are not the run's, a tree git no longer has).
+    #[error("{0}")]
+    Checkpoint(String),
+    /// A parallel state file cannot be used (unreadable, from a newer dloop, a migration that
+    /// would lose a worker), or a parallel command is refused.
+    #[error("{0}")]
+    Parallel(String),
 }
 
 impl RuntimeError {
@@ -158,7 +173,11 @@ impl RuntimeError {
             | Self::DefinitionChanged { .. }
             | Self::ReloadMissingState { .. }
             | Self::Unsupported(_)
-            | Self::ScopeConflict { .. } => RuntimeErrorKind::Refused,
+            | Self::ScopeConflict { .. }
+            | Self::Worktree(_)
+            | Self::Checkpoint(_)
+            | Self::Parallel(_) => RuntimeErrorKind::Refused,
+            Self::Git(_) => RuntimeErrorKind::Io,
             Self::InvalidReload { .. } | Self::ScopeOutside { .. } => RuntimeErrorKind::Invalid,
             Self::ScopeRegistry { .. } => RuntimeErrorKind::Corrupt,
             Self::Name(_) => RuntimeErrorKind::Usage,

@@ -18,15 +18,20 @@
 
 pub mod actions;
 pub mod agent_runners;
+pub mod checkpoint;
 pub mod clock;
 pub mod driver;
 pub mod error;
+pub mod git;
 pub mod interp;
 pub mod observer;
+pub mod parallel;
 pub mod process;
 pub mod reaper;
+pub mod rewind;
 pub mod runs;
 pub mod scope;
 pub mod signals;
+pub mod worktree;
 
 pub use error::{RuntimeError, RuntimeErrorKind};

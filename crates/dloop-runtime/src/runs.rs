@@ -131,16 +131,20 @@ pub fn start_run(
 ) -> Result<RunEnd, RuntimeError> {
     check_supported(request.def)?;
     check_runners(request.def, &*options.agents)?;
+    let worktree = match &options.worktree {
+        Some(req) => Some((
+            req.clone(),
+            crate::worktree::prepare(&options.project_root, req)?,
+        )),
+        None => None,
+    };
+    // A worktree run's files are its own: there is nothing to share a scope with.
+    let scope = request.scope.as_ref().filter(|_| worktree.is_none());
     // The registry stays locked from the check until the new run is registered: a refused run
     // leaves no folder behind, and no other run can slip in between.
-    let gate = Claim::for_loop(
-        request.def,
-        request.loop_name,
-        &options.project_root,
-        request.scope.as_ref(),
-    )?
-    .map(|claim| claim.enter(store))
-    .transpose()?;
+    let gate = Claim::for_loop(request.def, request.loop_name, &options.project_root, scope)?
+        .map(|claim| claim.enter(store))
+        .transpose()?;
     let created_at = options.clock.now();
     let mut created = None;
     for attempt in 0..64 {
@@ -167,14 +171,33 @@ pub fn start_run(
             project_root: options.project_root.display().to_string(),
             loop_path: request.loop_path.clone(),
             started: Some(started),
+            worktree: match &worktree {
+                Some((req, (repo, base))) => {
+                    Some(crate::worktree::create(repo, &req.dir, id.as_str(), base)?)
+                }
+                None => None,
+            },
+        };
+        // The worktree exists before run.json names it; a run that is not created takes its
+        // worktree (empty, just made) away again.
+        let undo = |meta: &RunMeta| {
+            if let (Some(wt), Some((_, (repo, _)))) = (&meta.worktree, &worktree) {
+                crate::worktree::discard_new(repo, wt);
+            }
         };
         match store.create_run(&meta) {
             Ok(run) => {
                 created = Some((run, meta));
                 break;
             }
-            Err(StoreError::AlreadyExists { .. }) => continue,
-            Err(err) => return Err(err.into()),
+            Err(StoreError::AlreadyExists { .. }) => {
+                undo(&meta);
+                continue;
+            }
+            Err(err) => {
+                undo(&meta);
+                return Err(err.into());
+            }
         }
     }
     let Some((run, meta)) = created else {
@@ -182,6 +205,8 @@ pub fn start_run(
     };
     let mut ticket = gate.map(|gate| gate.register(&meta.id)).transpose()?;
     let run_dir = local_dir(&meta.id)?;
+    let mut options = options;
+    crate::worktree::attach(&mut options, &meta, &run_dir)?;
     let mut session = Session::new(
         request.def,
         run,
@@ -293,6 +318,8 @@ pub fn resume_run(
     let (state, info) = run.load_state()?;
     let run_dir = local_dir(&input.run_id)?;
     crate::reaper::end_leftover_action(&input.run_id);
+    let mut options = options;
+    crate::worktree::attach(&mut options, &meta, &run_dir)?;
     if state.last_seq == 0 {
         // The run died after its folder was made and before its first record was durable:
         // nothing ran. Start it now, as `dloop run` would have (run.json keeps its first
@@ -410,7 +437,7 @@ fn admit_scope(
         def,
         &meta.loop_name,
         &options.project_root,
-        input.scope.as_ref(),
+        input.scope.as_ref().filter(|_| meta.worktree.is_none()),
         &input.run_id,
     )
 }

@@ -87,6 +87,7 @@ impl Bench {
             project_root: self.root().display().to_string(),
             loop_path: None,
             started: None,
+            worktree: None,
         };
         let mut run = store.create_run(&meta).expect("run");
         let mut stream = run.open_output().expect("output");

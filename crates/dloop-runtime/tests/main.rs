@@ -6,6 +6,7 @@ mod clock;
 mod common;
 mod drive;
 mod judge;
+mod parallel_state;
 mod process;
 mod stream_props;
 

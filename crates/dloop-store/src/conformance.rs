@@ -79,6 +79,7 @@ pub fn meta(id: &str) -> RunMeta {
         project_root: "/project".to_owned(),
         loop_path: None,
         started: None,
+        worktree: None,
     }
 }
 

@@ -57,6 +57,7 @@
 //!     project_root: "/tmp/project".into(),
 //!     loop_path: None,
 //!     started: None,
+//!     worktree: None,
 //! };
 //! let mut run = store.create_run(&meta)?;
 //! let event = Event::LogRepaired { dropped_bytes: 0, reason: "example".into() };
@@ -99,7 +100,7 @@ pub use error::{Damage, Result, StoreError, StoreErrorKind};
 pub use file_store::FileStore;
 pub use lock::LockInfo;
 pub use log::EventLog;
-pub use run_dir::{RunMeta, validate_blob_name, validate_run_id};
+pub use run_dir::{RunMeta, WorktreeRef, validate_blob_name, validate_run_id};
 pub use scan::{Repair, ScanStart};
 
 /// How [`Store::load_state`] / [`RunHandle::load_state`] got the state.

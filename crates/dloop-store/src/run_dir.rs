@@ -59,7 +59,22 @@ pub struct RunMeta {
     /// starts the run as `dloop run` would have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<dloop_core::Event>,
+    /// The git worktree the run works in (`dloop run --worktree`); `None` for a run in the
+    /// project itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<WorktreeRef>,
     // Fields added later must carry `#[serde(default)]` so older run.json files keep loading.
+}
+
+/// Where a worktree run works: its folder and branch, and the commit it started from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorktreeRef {
+    /// The worktree's folder (absolute path).
+    pub path: String,
+    /// Its branch (`dloop/<run-id>`).
+    pub branch: String,
+    /// The commit the branch was made at.
+    pub base: String,
 }
 
 impl RunMeta {

@@ -3,6 +3,7 @@
 
 pub(crate) mod cancel;
 pub(crate) mod completions;
+pub(crate) mod diff;
 pub(crate) mod gc;
 pub(crate) mod history;
 pub(crate) mod init;
@@ -10,8 +11,10 @@ pub(crate) mod inspect;
 pub(crate) mod list;
 pub(crate) mod logs;
 pub(crate) mod output;
+pub(crate) mod parallel;
 pub(crate) mod plan;
 pub(crate) mod resume;
+pub(crate) mod rewind;
 pub(crate) mod rm;
 pub(crate) mod run;
 pub(crate) mod schema;

@@ -55,6 +55,17 @@ pub(crate) struct RunArgs {
     pub(crate) no_llm: bool,
     #[command(flatten)]
     pub(crate) budget: session::BudgetFlags,
+    /// Work in a new git worktree on branch `dloop/<run-id>` (in .loops/.dloop/worktrees/); the
+    /// run's log and ${run.dir} stay in this repository
+    #[arg(long)]
+    pub(crate) worktree: bool,
+    /// With --worktree: the commit the run's branch starts at (default: HEAD)
+    #[arg(long, value_name = "REF", requires = "worktree")]
+    pub(crate) branch_from: Option<String>,
+    /// Set by `dloop parallel` on its workers' runs: the `<parallel-id>/<task>` they belong
+    /// to, kept in run.json's argv so a coordinator that died can find them
+    #[arg(long, value_name = "MARK", hide = true, requires = "worktree")]
+    pub(crate) parallel_task: Option<String>,
     #[command(flatten)]
     pub(crate) session: session::SessionFlags,
 }
@@ -170,7 +181,13 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
         scope: args.session.scope_request(&storage),
         ..request
     };
-    let (options, mut progress) = session::prepare(ctx, &project, args.json, args.verbose)?;
+    let (mut options, mut progress) = session::prepare(ctx, &project, args.json, args.verbose)?;
+    options.worktree = args
+        .worktree
+        .then(|| dloop_runtime::worktree::WorktreeRequest {
+            dir: storage.worktrees_dir(),
+            branch_from: args.branch_from.clone(),
+        });
     let ready = crate::detach::Ready::from_flags(&args.session.child);
     let mut observer = crate::detach::Announce::new(&mut progress, ready, &storage);
     let local_dir = |id: &str| storage.local_dir(id);
@@ -178,6 +195,16 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
         .map_err(|e| session::runtime_error(e, None))?;
     drop(observer);
     drop(progress);
+    if let Ok(dloop_store::RunMeta {
+        worktree: Some(worktree),
+        ..
+    }) = store.read_meta(&end.run_id)
+    {
+        ctx.ui.status(&format!(
+            "worktree: {} (branch {})\n",
+            worktree.path, worktree.branch
+        ));
+    }
     crate::notify::after_session(ctx, args.session.notify.as_deref(), &project.root, &end);
     session::finish(ctx, store, &end, args.json)
 }

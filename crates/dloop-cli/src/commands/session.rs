@@ -134,6 +134,8 @@ pub(crate) fn prepare(
     verbose: bool,
 ) -> Result<(SessionOptions, Progress), CliError> {
     let mut options = SessionOptions::new(project.root.clone());
+    // Step checkpoints whenever the run works in a git work tree (DLOOP_CHECKPOINTS=off: none).
+    options.checkpoints = Some(crate::storage::Storage::for_project(project).runtime_dir());
     if let Some(ms) = std::env::var("DLOOP_KILL_GRACE_MS")
         .ok()
         .and_then(|v| v.parse().ok())

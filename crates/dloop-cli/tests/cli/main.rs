@@ -10,6 +10,7 @@ mod compose;
 mod crash;
 mod fake_agents;
 mod gc;
+mod gitrepo;
 mod habits;
 mod help;
 mod history;
@@ -19,6 +20,7 @@ mod lifecycle;
 mod list;
 mod logs;
 mod names;
+mod parallel;
 mod quoting;
 mod refusals;
 mod resume;
@@ -30,6 +32,7 @@ mod soak;
 mod status;
 mod store_door;
 mod validate;
+mod worktrees;
 
 /// Every `.rs` file in this folder is a module above, so no test file is silently skipped.
 #[test]
