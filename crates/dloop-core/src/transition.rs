@@ -339,9 +339,10 @@ pub enum ResumeError {
         /// Its elapsed time.
         elapsed_ms: u64,
     },
-    /// `--skip-to` names no state.
-    #[error("--skip-to names `{0}`, which is not a state of the loop")]
-    UnknownState(String),
+    /// `--skip-to` names no state; the second field says which states there are (with a
+    /// "did you mean" when one is close).
+    #[error("--skip-to names `{0}`, which is not a state of the loop; {1}")]
+    UnknownState(String, String),
 }
 
 /// The records that open a new session of a run: `run_resumed` with the overrides, then
@@ -372,7 +373,13 @@ pub fn resume_events(
     if let Some(target) = &request.skip_to
         && !def.states.contains_key(target)
     {
-        return Err(ResumeError::UnknownState(target.clone()));
+        let names: Vec<&str> = def.states.keys().map(String::as_str).collect();
+        let known = format!("its states: {}", names.join(", "));
+        let hint = match crate::diagnostic::suggest(target, names.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`? ({known})"),
+            None => known,
+        };
+        return Err(ResumeError::UnknownState(target.clone(), hint));
     }
     let elapsed = state.elapsed_ms();
     let timeout = request.timeout_ms.or(state.timeout_ms);
@@ -746,7 +753,13 @@ mod tests {
         };
         assert_eq!(
             resume_events(&def, &state, &request),
-            Err(ResumeError::UnknownState("nope".into()))
+            Err(ResumeError::UnknownState(
+                "nope".into(),
+                format!(
+                    "its states: {}",
+                    def.states.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            ))
         );
         simulate(&def, &mut state, &mut records, |_, _| 0, 100);
         assert!(matches!(
