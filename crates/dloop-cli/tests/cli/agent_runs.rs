@@ -647,3 +647,33 @@ fn output_renders_an_agent_steps_transcript_and_raw_gives_the_stream() {
         .replace(&p.root().display().to_string(), "$PROJECT");
     assert!(raw.stdout == kept, "{}\n---\n{kept}", raw.stdout);
 }
+
+#[test]
+fn the_fake_profile_documented_in_inits_config_runs_the_agent_fix_example() {
+    let p = TestProject::new();
+    let out = p.dloop(&["init"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let config = p.read(".loops/config.yaml");
+    // The commented block `# runners:` / `#   fake:` ... up to the next bare `#`.
+    let lines: Vec<&str> = config.lines().collect();
+    let start = lines
+        .windows(2)
+        .position(|w| w[0] == "# runners:" && w[1] == "#   fake:")
+        .expect("the fake profile's example");
+    let block: String = lines[start..]
+        .iter()
+        .take_while(|l| **l != "#")
+        .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+        .collect();
+    p.write(".loops/config.yaml", &block);
+    let examples = repo_root().join("examples");
+    p.write(
+        "examples/agent-fix.yaml",
+        &std::fs::read_to_string(examples.join("agent-fix.yaml")).expect("example"),
+    );
+    let agent = p.root().join("examples/agents/fake-agent");
+    std::fs::create_dir_all(agent.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(examples.join("agents/fake-agent"), &agent).expect("copy the fake agent");
+    let out = p.dloop(&["run", "examples/agent-fix.yaml"]);
+    assert_eq!(out.code, 0, "{block}\n{}", out.render());
+}
