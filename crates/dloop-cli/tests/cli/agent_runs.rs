@@ -76,13 +76,17 @@ fn read_or_empty(p: &TestProject, rel: &str) -> String {
 
 const COMMAND_PROFILE: &str = "runners:\n  mine:\n    base: command\n    command: [sh, -c, 'cat > prompt.seen; echo ok > fixed; echo \"Fixed: the check passes now.\"']\n";
 
+/// A profile and what its fake reports: session id, tokens (input, output, cached, cache
+/// write), cost.
+type Case = (&'static str, Option<&'static str>, [u64; 4], Option<f64>);
+
 const CLAUDE_SESSION: &str = "4f1c2b9e-7a3d-4c55-9f0e-2b8d6a1e3c70";
 const DONE: &str = "Done: the change is made and the tests pass.";
 
 #[test]
 fn a_shell_check_and_a_prompt_fix_complete_on_every_profile() {
     // (profile, session id, tokens {input, output, cached, cache_write}, cost)
-    let cases: [(&str, Option<&str>, [u64; 4], Option<f64>); 5] = [
+    let cases: [Case; 5] = [
         (
             "claude",
             Some(CLAUDE_SESSION),
