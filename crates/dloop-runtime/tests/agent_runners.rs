@@ -464,6 +464,26 @@ fn codex_running_totals_become_per_step_deltas() {
 }
 
 #[test]
+fn a_codex_thread_seen_before_counts_its_own_use_even_when_not_resumed_by_dloop() {
+    // A profile's own args can continue a thread (`resume --last`): the stream then reports a
+    // thread id this run has seen, and its running total; the fake does the same on any call.
+    let bench = Bench::new("");
+    let state = bench.root().join("codex-state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let bench = bench.with("FAKE_AGENT_STATE_DIR", state.display().to_string());
+    let first = bench.run("codex", None, &StopFlag::default());
+    let second = bench.run("codex", None, &StopFlag::default());
+    assert_eq!(first.outcome.session_id, second.outcome.session_id);
+    assert_eq!(second.report().tokens, first.report().tokens);
+    assert_eq!(second.report().tokens.input, 315);
+    // A thread that starts over (its total below the recorded one) counts whole.
+    std::fs::remove_file(state.join("codex-019f3a2e-5c1b-7d40-9e21-6a7b8c9d0e1f.calls"))
+        .expect("reset the fake thread");
+    let third = bench.run("codex", None, &StopFlag::default());
+    assert_eq!(third.report().tokens.input, 315);
+}
+
+#[test]
 fn a_claude_conversation_reset_follows_the_new_session_and_keeps_all_tokens() {
     let bench = Bench::new("").with("FAKE_AGENT_MODE", "reset");
     let ran = bench.run("claude", None, &StopFlag::default());

@@ -280,7 +280,7 @@ impl ActionRunner for AgentRunner {
             };
         }
         let tokens = if profile.base == Base::Codex {
-            codex_delta(request.scratch, facts, inv.resumed)?
+            codex_delta(request.scratch, facts)?
         } else {
             facts.tokens
         };
@@ -449,11 +449,6 @@ pub fn transcript(base: &str, stream: &[u8]) -> Vec<AgentActivity> {
     out
 }
 
-/// This invocation's tokens from a Codex thread's running total: the total minus what the
-/// thread's previous invocation in this run reported (kept in the scratch folder), which is
-/// then replaced by this total. A fresh thread starts from zero. Without a `turn.completed`
-/// (a failed or killed turn) Codex reports nothing, and the step records nothing; the next
-/// completed turn of the thread then carries that turn's use.
 /// The property the fuzz target `agent_streams` and the stream proptest check: reading a stream
 /// fed in any chunks (cut at `cuts`, offsets into `bytes`) gives the same activities and the same
 /// summary as reading it whole, and never panics, whatever the bytes.
@@ -484,7 +479,15 @@ pub fn assert_chunking_invariant(base: Base, bytes: &[u8], cuts: &[usize]) {
     assert_eq!(whole, chunked, "{base:?}: the chunks changed what was read");
 }
 
-fn codex_delta(scratch: &Path, facts: &StreamFacts, resumed: bool) -> io::Result<TokenUsage> {
+/// This invocation's tokens from a Codex thread's running total: the total minus what the
+/// thread's previous invocation in this run reported (kept in the scratch folder), which is
+/// then replaced by this total. A thread is known by its id, whether dloop resumed it or the
+/// stream reports a thread seen before (a profile's own `args` can continue one, e.g.
+/// `resume --last`); a total below the recorded one is no continuation of it and counts whole.
+/// A fresh thread starts from zero. Without a `turn.completed` (a failed or killed turn)
+/// Codex reports nothing, and the step records nothing; the next completed turn of the thread
+/// then carries that turn's use.
+fn codex_delta(scratch: &Path, facts: &StreamFacts) -> io::Result<TokenUsage> {
     let (Some(thread), Some(_)) = (&facts.session_id, facts.reported_turns) else {
         return Ok(TokenUsage::default());
     };
@@ -501,16 +504,21 @@ fn codex_delta(scratch: &Path, facts: &StreamFacts, resumed: bool) -> io::Result
     let path = scratch
         .join("agent-usage")
         .join(format!("codex-{safe}.json"));
-    let previous = if resumed {
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => TokenUsage::default(),
-            Err(e) => return Err(e),
-        }
+    let recorded: TokenUsage = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => TokenUsage::default(),
+        Err(e) => return Err(e),
+    };
+    let total = facts.tokens;
+    let continues = total.input >= recorded.input
+        && total.output >= recorded.output
+        && total.cached >= recorded.cached
+        && total.cache_write >= recorded.cache_write;
+    let previous = if continues {
+        recorded
     } else {
         TokenUsage::default()
     };
-    let total = facts.tokens;
     let json = serde_json::to_vec(&total).map_err(io::Error::other)?;
     write_private(&path, &json)?;
     Ok(TokenUsage {
