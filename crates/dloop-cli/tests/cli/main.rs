@@ -28,6 +28,7 @@ mod show;
 mod soak;
 mod status;
 mod store_door;
+mod templates;
 mod validate;
 
 /// Every `.rs` file in this folder is a module above, so no test file is silently skipped.
