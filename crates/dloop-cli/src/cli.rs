@@ -29,6 +29,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Create .loops/ with an example loop and a config.yaml
     Init(commands::init::InitArgs),
+    /// Create a loop from a built-in template (--list: describe them)
+    New(commands::new::NewArgs),
     /// Check loop files; exit 2 on any problem
     Validate(commands::validate::ValidateArgs),
     /// List the loops in .loops/: name, states, description
@@ -59,6 +61,8 @@ pub(crate) enum Command {
     Rm(commands::rm::RmArgs),
     /// Print the JSON Schema of loop files (for editors)
     Schema(commands::schema::SchemaArgs),
+    /// Convert loop files of other tools (little-loops) into dloop loops
+    Import(commands::import::ImportArgs),
     /// Print a shell completion script
     Completions(commands::completions::CompletionsArgs),
 }
@@ -68,6 +72,7 @@ impl Command {
     pub(crate) fn run(self, ctx: &Ctx) -> CmdResult {
         match self {
             Command::Init(args) => commands::init::cmd_init(ctx, args),
+            Command::New(args) => commands::new::cmd_new(ctx, args),
             Command::Validate(args) => commands::validate::cmd_validate(ctx, args),
             Command::List(args) => commands::list::cmd_list(ctx, args),
             Command::Show(args) => commands::show::cmd_show(ctx, args),
@@ -83,6 +88,7 @@ impl Command {
             Command::Gc(args) => commands::gc::cmd_gc(ctx, args),
             Command::Rm(args) => commands::rm::cmd_rm(ctx, args),
             Command::Schema(args) => commands::schema::cmd_schema(ctx, args),
+            Command::Import(args) => commands::import::cmd_import(ctx, args),
             Command::Completions(args) => commands::completions::cmd_completions(ctx, args),
         }
     }
