@@ -54,7 +54,9 @@ pub(crate) fn cmd_import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
     let ImportFrom::LittleLoops(args) = args.from;
     let out_dir = match &args.out {
         Some(dir) => ctx.cwd.join(dir),
-        None if args.check => ctx.cwd.clone(),
+        None if args.check => Project::discover(&ctx.cwd)
+            .map(|p| p.loops_dir())
+            .unwrap_or_else(|| ctx.cwd.clone()),
         None => Project::require(&ctx.cwd)?.loops_dir(),
     };
     let mut report = String::new();

@@ -137,7 +137,14 @@ pub(crate) fn convert(file_name: &str, text: &str) -> Result<Conversion, String>
                     });
                     continue;
                 };
-                let converted = state::convert(&state_name, body, &defaults, &lines, &mut notes);
+                let converted = state::convert(
+                    &state_name,
+                    body,
+                    &defaults,
+                    src.get(&key("context")),
+                    &lines,
+                    &mut notes,
+                );
                 extra_failure |= converted.needs_no_route_state;
                 states.insert(key(&state_name), Yaml::Hash(converted.state));
             }
@@ -149,6 +156,7 @@ pub(crate) fn convert(file_name: &str, text: &str) -> Result<Conversion, String>
                 .to_owned(),
         }),
     }
+    notes.sort_by_key(|n| n.line);
     if extra_failure {
         let mut terminal = Hash::new();
         terminal.insert(key("terminal"), key("failure"));

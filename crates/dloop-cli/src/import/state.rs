@@ -28,6 +28,7 @@ pub(crate) fn convert(
     name: &str,
     src: &Hash,
     defaults: &StateDefaults,
+    context: Option<&Yaml>,
     lines: &Lines,
     notes: &mut Vec<Note>,
 ) -> Converted {
@@ -142,6 +143,7 @@ pub(crate) fn convert(
         get("evaluate"),
         is_prompt,
         action.is_some() || get("loop").is_some(),
+        context,
         &mut note,
     );
     if let Some(evaluate) = evaluate {
@@ -274,6 +276,7 @@ fn evaluator(
     src: Option<&Yaml>,
     is_prompt: bool,
     has_action: bool,
+    context: Option<&Yaml>,
     note: &mut impl FnMut(&str, String),
 ) -> (Option<Yaml>, &'static [&'static str]) {
     const EXIT: &[&str] = &["success", "failure", "error"];
@@ -344,9 +347,19 @@ fn evaluator(
             let v = match (from, scalar(v)) {
                 // `.a.b.0` in little-loops, `a.b.0` in dloop.
                 (&"path", Some(p)) => key(p.trim_start_matches('.')),
-                (&"target" | &"prompt", Some(t)) if t.contains("${") => {
-                    key(&translate(&t, false).0)
+                // dloop's numeric targets are numbers: take the context default's.
+                (&"target", Some(t)) if t.contains("${") => {
+                    let (value, shown) = match numeric_default(&t, context) {
+                        Some(n) => (Yaml::Real(n.clone()), format!("the context default {n}")),
+                        None => (Yaml::Integer(0), "0; set the number".to_owned()),
+                    };
+                    note(
+                        "target",
+                        format!("target `{t}` is interpolated; dloop targets are numbers: wrote {shown}"),
+                    );
+                    value
                 }
+                (&"prompt", Some(t)) if t.contains("${") => key(&translate(&t, false).0),
                 _ => v.clone(),
             };
             out.insert(key(to), v);
@@ -396,6 +409,16 @@ fn evaluator(
         // Nothing to add: a prompt's exit status is its agent's.
     }
     (Some(Yaml::Hash(out)), verdicts)
+}
+
+/// The number a `${context.KEY}` target has by default, when the loop's context gives one.
+fn numeric_default(target: &str, context: Option<&Yaml>) -> Option<String> {
+    let name = target.strip_prefix("${context.")?.strip_suffix('}')?;
+    let Some(Yaml::Hash(context)) = context else {
+        return None;
+    };
+    let value = scalar(context.get(&key(name))?)?;
+    value.parse::<f64>().ok().map(|_| value)
 }
 
 fn eval_advice(field: &str) -> &'static str {
