@@ -116,6 +116,14 @@ pub(crate) fn convert(
     }
     if let Some(child) = get("loop").and_then(scalar) {
         out.insert(key("loop"), key(&child));
+        // A little-loops child is a path under loops/; a dloop child is a loop of the project.
+        note(
+            "loop",
+            format!(
+                "sub-loop `{child}` must be a dloop loop too: import its file as well (into the \
+                 same .loops/), and check its name"
+            ),
+        );
         if let Some(Yaml::Hash(with)) = get("with") {
             let mut mapped = Hash::new();
             for (k, v) in with {
@@ -355,7 +363,9 @@ fn evaluator(
                     };
                     note(
                         "target",
-                        format!("target `{t}` is interpolated; dloop targets are numbers: wrote {shown}"),
+                        format!(
+                            "target `{t}` is interpolated; dloop targets are numbers: wrote {shown}"
+                        ),
                     );
                     value
                 }

@@ -12,6 +12,7 @@ mod gc;
 mod habits;
 mod help;
 mod history;
+mod import;
 mod init;
 mod inspect;
 mod lifecycle;
