@@ -217,3 +217,19 @@ fn init_with_a_template_writes_that_loop_instead_of_the_example() {
     assert_eq!(out.code, 2, "{}", out.render());
     assert!(!p.root().join(".loops").exists(), "nothing written");
 }
+
+/// The README's template list is `dloop new --list`'s real output, so it cannot go stale.
+#[test]
+fn readme_template_list_is_current() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README");
+    let out = TestProject::new().dloop(&["new", "--list"]);
+    let listed = out
+        .stdout
+        .split("\n\n")
+        .next()
+        .expect("the list before the hint");
+    assert!(
+        readme.contains(&format!("```\n{listed}\n```")),
+        "README.md's Templates block differs from:\n{listed}"
+    );
+}
