@@ -53,6 +53,8 @@ pub(crate) enum Command {
     Logs(commands::logs::LogsArgs),
     /// Print a step's full output, also while it runs (-f: live)
     Output(commands::output::OutputArgs),
+    /// Watch runs live in a terminal dashboard (q quits)
+    Watch(commands::watch::WatchArgs),
     /// Show a run: status, state, step, context, captures, counters, last error
     Inspect(commands::inspect::InspectArgs),
     /// Delete old finished runs
@@ -84,6 +86,7 @@ impl Command {
             Command::History(args) => commands::history::cmd_history(ctx, args),
             Command::Logs(args) => commands::logs::cmd_logs(ctx, args),
             Command::Output(args) => commands::output::cmd_output(ctx, args),
+            Command::Watch(args) => commands::watch::cmd_watch(ctx, args),
             Command::Inspect(args) => commands::inspect::cmd_inspect(ctx, args),
             Command::Gc(args) => commands::gc::cmd_gc(ctx, args),
             Command::Rm(args) => commands::rm::cmd_rm(ctx, args),

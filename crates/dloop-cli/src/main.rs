@@ -16,6 +16,7 @@ mod runs;
 mod step_output;
 mod storage;
 mod templates;
+mod watch;
 
 use std::process::ExitCode;
 

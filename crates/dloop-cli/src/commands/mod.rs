@@ -22,6 +22,7 @@ pub(crate) mod show;
 pub(crate) mod status;
 pub(crate) mod stop;
 pub(crate) mod validate;
+pub(crate) mod watch;
 
 use std::path::PathBuf;
 
