@@ -65,8 +65,7 @@ pub(crate) fn cmd_watch(ctx: &Ctx, args: WatchArgs) -> CmdResult {
     }
     let storage = Storage::for_project(&project);
     let store = storage.store();
-    let agent_base =
-        |profile: &str| super::output::agent_base(ctx, &project, profile);
+    let agent_base = |profile: &str| super::output::agent_base(ctx, &project, profile);
     let interval = Duration::from_millis(args.interval.max(50));
     let mut app = App::new();
     let guard = TerminalGuard::enter().map_err(|e| CliError::io("setting up the terminal", e))?;

@@ -199,8 +199,11 @@ impl Detail {
         {
             let record = record.map_err(|e| store_error(e, &id))?;
             self.next_seq = record.seq + 1;
-            self.timeline
-                .push(crate::render::timeline::human_line(&record, false).trim_end().to_owned());
+            self.timeline.push(
+                crate::render::timeline::human_line(&record, false)
+                    .trim_end()
+                    .to_owned(),
+            );
             self.outputs.feed(&record);
         }
         let Some(last) = self.outputs.steps.last().cloned() else {
@@ -212,7 +215,11 @@ impl Detail {
             self.tail.clear();
             self.partial.clear();
             self.tail_pos = last.offset.unwrap_or(0);
-            self.agent = last.profile.as_deref().and_then(agent_base).map(StreamReader::new);
+            self.agent = last
+                .profile
+                .as_deref()
+                .and_then(agent_base)
+                .map(StreamReader::new);
             self.tail_title = format!("{} (step {})", last.state, last.step);
             if let Some(text) = &last.in_log {
                 self.push_text(text);
@@ -233,7 +240,9 @@ impl Detail {
         if let Some(reader) = &mut self.agent {
             let mut lines = Vec::new();
             reader.feed(bytes, &mut |activity| {
-                lines.extend(crate::render::agent_view::lines(&activity, false, 200, false));
+                lines.extend(crate::render::agent_view::lines(
+                    &activity, false, 200, false,
+                ));
             });
             self.tail.extend(lines);
         } else {

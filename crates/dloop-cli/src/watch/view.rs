@@ -115,7 +115,11 @@ fn detail(frame: &mut Frame, area: Rect, app: &App) {
         head,
     );
     let empty = super::Detail::default();
-    let d = app.detail.as_ref().filter(|d| d.id == row.id).unwrap_or(&empty);
+    let d = app
+        .detail
+        .as_ref()
+        .filter(|d| d.id == row.id)
+        .unwrap_or(&empty);
     frame.render_widget(last_lines(&d.timeline, timeline, " timeline "), timeline);
     let title = match (d.tail_title.is_empty(), d.tail_open) {
         (true, _) => " output ".to_owned(),

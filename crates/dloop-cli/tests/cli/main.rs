@@ -31,6 +31,7 @@ mod status;
 mod store_door;
 mod templates;
 mod validate;
+mod watch;
 
 /// Every `.rs` file in this folder is a module above, so no test file is silently skipped.
 #[test]
