@@ -67,7 +67,8 @@ pub(crate) fn cmd_import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
         let shown = display_path(&full, &ctx.cwd);
         let text = std::fs::read_to_string(&full)
             .map_err(|e| CliError::io(format!("reading {shown}"), e))?;
-        let conversion = crate::import::convert(&shown, &text).map_err(|why| {
+        let conversion = crate::import::convert(&shown, &text, full.parent().unwrap_or(&ctx.cwd))
+            .map_err(|why| {
             CliError::new(ErrorKind::Invalid, format!("{shown}: {why}"))
                 .with_hint("pass a little-loops loop file (a YAML mapping with `states:`)")
         })?;

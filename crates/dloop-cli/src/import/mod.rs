@@ -34,18 +34,23 @@ pub(crate) struct Conversion {
 /// line is enough to point the user at it.
 pub(crate) struct Lines<'a> {
     lines: Vec<&'a str>,
+    /// The line given for a key the file does not hold (one inherited with `from:`).
+    fallback: usize,
 }
 
 impl<'a> Lines<'a> {
     fn new(text: &'a str) -> Lines<'a> {
-        Lines {
+        let mut lines = Lines {
             lines: text.lines().collect(),
-        }
+            fallback: 0,
+        };
+        lines.fallback = lines.top("from");
+        lines
     }
 
     /// The line of top-level `key:`.
     pub(crate) fn top(&self, key: &str) -> usize {
-        self.find_from(0, key, Some(0)).unwrap_or(0)
+        self.find_from(0, key, Some(0)).unwrap_or(self.fallback)
     }
 
     /// The line of state `name`'s key (under `states:`).
@@ -104,14 +109,78 @@ fn key_matches(trimmed: &str, key: &str) -> bool {
         .is_some_and(|rest| rest.trim_start_matches(['"', '\'']).starts_with(':'))
 }
 
-/// Converts the little-loops file `file_name` holding `text`.
-pub(crate) fn convert(file_name: &str, text: &str) -> Result<Conversion, String> {
+/// Parses one little-loops file into its top-level mapping.
+fn parse(text: &str) -> Result<Hash, String> {
     let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
-    let Some(Yaml::Hash(src)) = docs.into_iter().next() else {
-        return Err("not a little-loops loop: the document is not a mapping".to_owned());
+    match docs.into_iter().next() {
+        Some(Yaml::Hash(src)) => Ok(src),
+        _ => Err("not a little-loops loop: the document is not a mapping".to_owned()),
+    }
+}
+
+/// Resolves `from: PARENT` as little-loops does (the parent deep-merged under the child: maps
+/// merge, scalars and lists are replaced), when the parent is a file `PARENT.yaml` (or the
+/// path `PARENT`) in `dir`. A parent that cannot be found is left for a note.
+fn inherit(mut src: Hash, dir: &std::path::Path, depth: usize) -> Result<Hash, String> {
+    let Some(parent) = src.get(&key("from")).and_then(scalar) else {
+        return Ok(src);
     };
+    // little-loops detects inheritance cycles; a chain this long is one.
+    if depth > 16 {
+        return Err(format!("`from: {parent}`: the inheritance chain loops"));
+    }
+    let candidates = [dir.join(format!("{parent}.yaml")), dir.join(&parent)];
+    let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+        return Ok(src);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading the parent {}: {e}", path.display()))?;
+    let base = inherit(parse(&text)?, path.parent().unwrap_or(dir), depth + 1)?;
+    src.remove(&key("from"));
+    let mut merged = Yaml::Hash(base);
+    deep_merge(&mut merged, Yaml::Hash(src));
+    match merged {
+        Yaml::Hash(hash) => Ok(hash),
+        _ => unreachable!("merging into a mapping gives a mapping"),
+    }
+}
+
+fn deep_merge(base: &mut Yaml, child: Yaml) {
+    match (base, child) {
+        (Yaml::Hash(base), Yaml::Hash(child)) => {
+            for (k, v) in child {
+                match base.get_mut(&k) {
+                    Some(existing) => deep_merge(existing, v),
+                    None => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, child) => *base = child,
+    }
+}
+
+/// Converts the little-loops file `file_name` holding `text`; a `from:` parent is looked for
+/// in `dir` (the file's folder).
+pub(crate) fn convert(
+    file_name: &str,
+    text: &str,
+    dir: &std::path::Path,
+) -> Result<Conversion, String> {
+    let src = parse(text)?;
+    let inherited = src.contains_key(&key("from"));
+    let src = inherit(src, dir, 0)?;
     let lines = Lines::new(text);
     let mut notes = Vec::new();
+    if inherited && !src.contains_key(&key("from")) {
+        notes.push(Note {
+            line: lines.top("from"),
+            message: "`from:` was resolved: the parent's fields are merged in (notes about its \
+                      fields point at `from:`)"
+                .to_owned(),
+        });
+    }
     let fallback = std::path::Path::new(file_name)
         .file_stem()
         .and_then(|s| s.to_str())

@@ -1,5 +1,6 @@
 //! `dloop import little-loops`: the fixture files of tests/fixtures/little-loops/ (modelled on
-//! little-loops' built-in loops, plus one holding every other construct of the format) convert
+//! little-loops' built-in loops, one holding every other construct of the format, and a `from:`
+//! child and parent) convert
 //! into loops that validate and run, and every construct that does not map is named with its
 //! file and line.
 
@@ -261,4 +262,30 @@ fn import_never_replaces_a_loop() {
     assert_eq!(out.code, 2, "{}", out.render());
     assert!(out.stderr.contains("exists already"), "{}", out.stderr);
     assert_eq!(p.read(".loops/legacy.yaml"), "mine\n");
+}
+
+#[test]
+fn from_merges_the_parent_found_next_to_the_file() {
+    let p = TestProject::new();
+    let written = import(&p, "inherit-child.yaml", "inherit-child");
+    // The child's scalars win, its maps merge into the parent's.
+    for expected in [
+        "max_steps: 4",
+        "cmd: \"true\"",
+        "extra: \"1\"",
+        "timeout: 5s",
+        "shell: \"${context.cmd:raw}\"",
+        "failure: failed",
+    ] {
+        assert!(
+            written.contains(expected),
+            "`{expected}` missing:\n{written}"
+        );
+    }
+    assert!(
+        written.contains("#   line 2: `from:` was resolved"),
+        "{written}"
+    );
+    let out = p.dloop(&["run", "imported/inherit-child.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.render());
 }
