@@ -415,9 +415,6 @@ fn evaluator(
             );
         }
     }
-    if is_prompt && ty != "llm_structured" && verdicts == EXIT {
-        // Nothing to add: a prompt's exit status is its agent's.
-    }
     (Some(Yaml::Hash(out)), verdicts)
 }
 
