@@ -278,3 +278,85 @@ fn visible(text: &str) -> String {
         .filter(|c| !c.is_control())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use dloop_core::state::{RunState, RunStatus};
+
+    use super::*;
+
+    fn info(id: &str, status: RunStatus, started_ms: u64, live: bool) -> RunInfo {
+        RunInfo {
+            id: id.to_owned(),
+            meta: None,
+            state: RunState {
+                status,
+                loop_name: "l".to_owned(),
+                started_at: Timestamp::from_millis(started_ms),
+                ..RunState::default()
+            },
+            live,
+        }
+    }
+
+    #[test]
+    fn live_and_resumable_runs_come_first_and_finished_ones_are_capped() {
+        let mut runs = vec![
+            info("paused", RunStatus::Paused, 1, false),
+            info("running", RunStatus::Running, 2, true),
+        ];
+        for n in 0..15 {
+            runs.push(info(
+                &format!("done-{n:02}"),
+                RunStatus::Completed,
+                100 + n,
+                false,
+            ));
+        }
+        let mut app = App::new();
+        app.set_runs(runs, Timestamp::from_millis(1_000));
+        assert_eq!(app.rows.len(), 2 + RECENT_FINISHED);
+        assert_eq!(app.rows[0].id, "running");
+        assert_eq!(app.rows[1].id, "paused");
+        assert!(app.rows[1].resumable && !app.rows[1].live);
+        // The newest finished runs are kept.
+        assert_eq!(app.rows[2].id, "done-14");
+    }
+
+    #[test]
+    fn the_selection_stays_on_its_run_when_the_list_changes() {
+        let mut app = App::new();
+        app.set_runs(
+            vec![
+                info("a", RunStatus::Running, 3, true),
+                info("b", RunStatus::Paused, 2, false),
+            ],
+            Timestamp::from_millis(10),
+        );
+        app.move_by(1);
+        assert_eq!(app.current().map(|r| r.id.as_str()), Some("b"));
+        // A newer run appears above: the selection follows `b`.
+        app.set_runs(
+            vec![
+                info("c", RunStatus::Running, 5, true),
+                info("a", RunStatus::Running, 3, true),
+                info("b", RunStatus::Paused, 2, false),
+            ],
+            Timestamp::from_millis(10),
+        );
+        assert_eq!(app.current().map(|r| r.id.as_str()), Some("b"));
+        app.move_by(10);
+        assert_eq!(app.selected, 2, "moves stop at the last row");
+        app.move_by(-10);
+        assert_eq!(app.selected, 0, "and at the first");
+    }
+
+    #[test]
+    fn a_plain_steps_tail_keeps_its_partial_line_and_drops_control_characters() {
+        let mut detail = Detail::default();
+        detail.push_bytes(b"one\ntw");
+        assert_eq!(detail.tail_lines(), ["one", "tw"]);
+        detail.push_bytes(b"o\x1b[2J\tx\n");
+        assert_eq!(detail.tail_lines(), ["one", "two[2J x"]);
+    }
+}
