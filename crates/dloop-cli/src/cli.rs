@@ -29,6 +29,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Create .loops/ with an example loop and a config.yaml
     Init(commands::init::InitArgs),
+    /// Create a loop from a built-in template (--list: describe them)
+    New(commands::new::NewArgs),
     /// Check loop files; exit 2 on any problem
     Validate(commands::validate::ValidateArgs),
     /// List the loops in .loops/: name, states, description
@@ -57,6 +59,8 @@ pub(crate) enum Command {
     Rewind(commands::rewind::RewindArgs),
     /// Run a loop once per task, each in its own git worktree, and integrate the results
     Parallel(commands::parallel::ParallelArgs),
+    /// Watch runs live in a terminal dashboard (q quits)
+    Watch(commands::watch::WatchArgs),
     /// Show a run: status, state, step, context, captures, counters, last error
     Inspect(commands::inspect::InspectArgs),
     /// Delete old finished runs
@@ -65,6 +69,8 @@ pub(crate) enum Command {
     Rm(commands::rm::RmArgs),
     /// Print the JSON Schema of loop files (for editors)
     Schema(commands::schema::SchemaArgs),
+    /// Convert loop files of other tools (little-loops) into dloop loops
+    Import(commands::import::ImportArgs),
     /// Print a shell completion script
     Completions(commands::completions::CompletionsArgs),
 }
@@ -74,6 +80,7 @@ impl Command {
     pub(crate) fn run(self, ctx: &Ctx) -> CmdResult {
         match self {
             Command::Init(args) => commands::init::cmd_init(ctx, args),
+            Command::New(args) => commands::new::cmd_new(ctx, args),
             Command::Validate(args) => commands::validate::cmd_validate(ctx, args),
             Command::List(args) => commands::list::cmd_list(ctx, args),
             Command::Show(args) => commands::show::cmd_show(ctx, args),
@@ -88,10 +95,12 @@ impl Command {
             Command::Diff(args) => commands::diff::cmd_diff(ctx, args),
             Command::Rewind(args) => commands::rewind::cmd_rewind(ctx, args),
             Command::Parallel(args) => commands::parallel::cmd_parallel(ctx, args),
+            Command::Watch(args) => commands::watch::cmd_watch(ctx, args),
             Command::Inspect(args) => commands::inspect::cmd_inspect(ctx, args),
             Command::Gc(args) => commands::gc::cmd_gc(ctx, args),
             Command::Rm(args) => commands::rm::cmd_rm(ctx, args),
             Command::Schema(args) => commands::schema::cmd_schema(ctx, args),
+            Command::Import(args) => commands::import::cmd_import(ctx, args),
             Command::Completions(args) => commands::completions::cmd_completions(ctx, args),
         }
     }

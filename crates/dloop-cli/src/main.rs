@@ -7,6 +7,7 @@ mod complete;
 mod detach;
 mod error;
 mod exit;
+mod import;
 mod load;
 mod notify;
 mod project;
@@ -14,6 +15,8 @@ mod render;
 mod runs;
 mod step_output;
 mod storage;
+mod templates;
+mod watch;
 
 use std::process::ExitCode;
 

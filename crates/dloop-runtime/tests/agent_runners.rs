@@ -738,3 +738,26 @@ fn kept_streams_give_the_figures_of_each_cli() {
     assert_eq!(opencode.turns, Some(2));
     assert!((opencode.cost_usd.expect("cost") - 0.0164).abs() < 1e-9);
 }
+
+#[test]
+fn a_reset_in_the_same_chunk_as_the_first_session_still_notes_both_ids() {
+    // The whole kept transcript arrives in one read: both session ids must still be noted (they
+    // were noted once per chunk, so the first was lost when a reset came in the same read).
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/agent-streams/claude-reset.jsonl");
+    let config = format!(
+        "runners:\n  kept:\n    base: claude\n    command: [bash, -c, 'cat \"$0\"', '{}']\n",
+        fixture.display()
+    );
+    let bench = Bench::new(&config);
+    let ran = bench.run("kept", None, &StopFlag::default());
+    let ids: Vec<String> = ran
+        .notes
+        .iter()
+        .map(|n| match n {
+            ActionNote::SessionStarted { session_id } => session_id.clone(),
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_ne!(ids[0], ids[1]);
+}

@@ -35,6 +35,10 @@ pub(crate) struct InitArgs {
     /// terminal, refused otherwise)
     #[arg(long)]
     pub(crate) here: bool,
+    /// Write the loop of this built-in template (as .loops/T.yaml) instead of the check-fix
+    /// example; `dloop new --list` describes them
+    #[arg(long, value_name = "T")]
+    pub(crate) template: Option<String>,
 }
 
 /// On a terminal, asks whether to create `.loops/` in `dir`; `false` when stdin is not one.
@@ -77,8 +81,18 @@ pub(crate) fn cmd_init(ctx: &Ctx, args: InitArgs) -> CmdResult {
             ));
         }
     };
+    // A template is looked up before anything is written, so a typo changes nothing.
+    let template = args
+        .template
+        .as_deref()
+        .map(super::new::lookup)
+        .transpose()?;
+    let (example_name, example_text) = match template {
+        Some(t) => (t.name, t.render(t.name)),
+        None => (EXAMPLE_NAME, EXAMPLE_LOOP.to_owned()),
+    };
     let loops_dir = project.loops_dir();
-    let example = loops_dir.join(format!("{EXAMPLE_NAME}.yaml"));
+    let example = loops_dir.join(format!("{example_name}.yaml"));
     let show = |path: &Path| display_path(path, &ctx.cwd);
     // Refuse before writing anything, so a refused init changes nothing.
     if example.exists() {
@@ -93,7 +107,7 @@ pub(crate) fn cmd_init(ctx: &Ctx, args: InitArgs) -> CmdResult {
     let mut notes = String::new();
     fs::create_dir_all(&loops_dir)
         .map_err(|e| CliError::io(format!("creating {}", show(&loops_dir)), e))?;
-    write_new(&example, EXAMPLE_LOOP)
+    write_new(&example, &example_text)
         .map_err(|e| CliError::io(format!("writing {}", show(&example)), e))?;
     notes.push_str(&format!("created {}\n", show(&example)));
     let config = loops_dir.join("config.yaml");
@@ -110,7 +124,7 @@ pub(crate) fn cmd_init(ctx: &Ctx, args: InitArgs) -> CmdResult {
     {
         notes.push_str(&format!("added {GITIGNORE_LINE} to {}\n", show(&gitignore)));
     }
-    notes.push_str(&format!("next: dloop show {EXAMPLE_NAME}\n"));
+    notes.push_str(&format!("next: dloop show {example_name}\n"));
     ctx.ui.status(&notes);
     Ok(Exit::Ok)
 }

@@ -6,10 +6,12 @@ pub(crate) mod completions;
 pub(crate) mod diff;
 pub(crate) mod gc;
 pub(crate) mod history;
+pub(crate) mod import;
 pub(crate) mod init;
 pub(crate) mod inspect;
 pub(crate) mod list;
 pub(crate) mod logs;
+pub(crate) mod new;
 pub(crate) mod output;
 pub(crate) mod parallel;
 pub(crate) mod plan;
@@ -23,6 +25,7 @@ pub(crate) mod show;
 pub(crate) mod status;
 pub(crate) mod stop;
 pub(crate) mod validate;
+pub(crate) mod watch;
 
 use std::path::PathBuf;
 

@@ -160,7 +160,11 @@ fn read_outputs(
 
 /// The CLI kind of an agent step's profile (the project's config, else the built-in names), to
 /// read its stream as a transcript.
-fn agent_base(ctx: &Ctx, project: &Project, profile: &str) -> Option<dloop_core::config::Base> {
+pub(crate) fn agent_base(
+    ctx: &Ctx,
+    project: &Project,
+    profile: &str,
+) -> Option<dloop_core::config::Base> {
     let from_config = crate::commands::session::agents(ctx, project)
         .ok()
         .and_then(|agents| agents.profile(profile).map(|p| p.base));

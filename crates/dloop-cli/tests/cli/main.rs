@@ -15,6 +15,7 @@ mod gitrepo;
 mod habits;
 mod help;
 mod history;
+mod import;
 mod init;
 mod inspect;
 mod lifecycle;
@@ -32,7 +33,9 @@ mod show;
 mod soak;
 mod status;
 mod store_door;
+mod templates;
 mod validate;
+mod watch;
 mod worktrees;
 
 /// Every `.rs` file in this folder is a module above, so no test file is silently skipped.

@@ -212,11 +212,16 @@ impl ActionRunner for AgentRunner {
             match stream {
                 Stream::Stderr => stderr.push(bytes),
                 Stream::Stdout => {
+                    // The session id is noted after every line, not every chunk: a chunk can
+                    // hold a claude `conversation_reset`, and both ids must reach the log.
                     let activity = &mut *io.activity;
-                    splitter.feed(bytes, &mut |line| parser.line(line, &mut |a| activity(&a)));
+                    let note = &mut *io.note;
+                    splitter.feed(bytes, &mut |line| {
+                        parser.line(line, &mut |a| activity(&a));
+                        note_session(parser.facts(), &mut noted, note);
+                    });
                 }
             }
-            note_session(parser.facts(), &mut noted, io.note);
             let turns = parser.facts().turns;
             if cut_at.is_none() && max_turns.is_some_and(|max| turns > max) {
                 cut_at = Some(turns);
