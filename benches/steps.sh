@@ -24,7 +24,9 @@ limits:
 states:
   step:
     shell: "true"
-    on: { success: step }
+    on: { success: step, _: failed }
+  failed:
+    terminal: failure
 YAML
 
 now_ms() { date +%s%3N; }

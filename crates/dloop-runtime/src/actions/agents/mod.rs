@@ -147,14 +147,23 @@ impl Agents {
 #[derive(Debug)]
 pub struct AgentRunner {
     profile: ResolvedProfile,
-    patterns: Patterns,
+    /// Compiled on the first classification: every session builds a runner per profile, and
+    /// most never run one (compiling them all up front cost a shell-only run megabytes).
+    patterns: std::sync::OnceLock<Patterns>,
 }
 
 impl AgentRunner {
     /// A runner for `profile`.
     pub fn new(profile: ResolvedProfile) -> Self {
-        let patterns = Patterns::new(&profile.rate_limit_patterns);
-        Self { profile, patterns }
+        Self {
+            profile,
+            patterns: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn patterns(&self) -> &Patterns {
+        self.patterns
+            .get_or_init(|| Patterns::new(&self.profile.rate_limit_patterns))
     }
 
     /// Its profile.
@@ -259,14 +268,14 @@ impl ActionRunner for AgentRunner {
                     tail.trim_start_matches(|c: char| !c.is_ascii())
                 );
             }
-            classify::classify_command(process_facts, &text, &self.patterns, now)
+            classify::classify_command(process_facts, &text, self.patterns(), now)
         } else {
             classify::classify(
                 profile.base,
                 facts,
                 process_facts,
                 &stderr.text(),
-                &self.patterns,
+                self.patterns(),
                 now,
             )
         };
