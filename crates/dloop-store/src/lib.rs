@@ -231,6 +231,15 @@ pub trait Store {
     /// Removes the leftover `name` from [`RunList::incomplete`] unless a process is still at
     /// work on it. Returns whether it was removed; a name that is not a leftover is kept.
     fn remove_incomplete(&self, name: &str) -> Result<bool>;
+
+    /// Asks the live holder of run `id` to stop (`drain`: after its current action) through
+    /// the store itself, for holders a signal cannot reach (a worker on another machine).
+    /// Returns `false` when this store carries no such request or the holder is reached by a
+    /// signal instead (then signal [`Store::holder`]'s pid); the file store always does.
+    fn request_stop(&self, id: &str, drain: bool) -> Result<bool> {
+        let _ = (id, drain);
+        Ok(false)
+    }
 }
 
 /// The writer's handle on one run: holds its claim (the file store's lock) until dropped.
