@@ -55,6 +55,7 @@ pub(crate) struct LeaseSpec {
     pub(crate) config: postgres::Config,
     pub(crate) retry_for: Duration,
     pub(crate) watch: Option<Watch>,
+    pub(crate) release_on_drop: bool,
 }
 
 /// The handle on one run of a [`crate::PgStore`].
@@ -89,6 +90,7 @@ impl PgRun {
         let (tx, rx) = mpsc::channel();
         let id = spec.id.clone();
         let token = spec.token;
+        let released = !spec.release_on_drop;
         let flag = Arc::clone(&lost);
         let thread = std::thread::Builder::new()
             .name(format!("lease-{id}"))
@@ -105,7 +107,7 @@ impl PgRun {
             poisoned: false,
             lost,
             heartbeat: Some((tx, thread)),
-            released: false,
+            released,
         })
     }
 

@@ -15,7 +15,7 @@
 //!   passed, by the database's clock (`clock_timestamp()`), so the writers' clocks never
 //!   matter. A write that finds otherwise is refused ([`StoreError::ClaimLost`]) and changes
 //!   nothing. A holder that dies simply stops renewing: its runs are free after the TTL.
-//! - **Workers**: [`PgStore::claim`] takes runnable runs (`queue = 'queued'`, unleased or
+//! - **Workers**: [`queue::claim`] takes runnable runs (`queue = 'queued'`, unleased or
 //!   with an expired lease) in one statement (see [`queue`]).
 //! - **Reconnects**: connection failures are retried for [`PgStore::retry_for`] (default
 //!   10 s; `crate::conn`); an append whose commit was lost with its connection finds its own
@@ -102,7 +102,8 @@ pub struct PgStore {
     retry_for: Duration,
     holder: Holder,
     watch: Option<Watch>,
-    /// A lease [`PgStore::claim`] took, handed to the next `open_run` of that run.
+    release_on_drop: bool,
+    /// A lease [`queue::claim`] took, handed to the next `open_run` of that run.
     adopt: Mutex<Option<(String, i64)>>,
 }
 
@@ -147,6 +148,7 @@ impl PgStore {
             retry_for,
             holder: Holder::this_process("run"),
             watch: None,
+            release_on_drop: true,
             adopt: Mutex::new(None),
         })
     }
@@ -180,6 +182,15 @@ impl PgStore {
         self
     }
 
+    /// The same store, whose handles keep their lease when dropped (their heartbeat stops, so
+    /// it expires after the TTL) for the caller to release with [`queue::settle`], which
+    /// records what became of the run in the same statement: a worker's run is never free
+    /// before its queue state says whether it may be taken again.
+    pub fn with_release_on_drop(mut self, release: bool) -> PgStore {
+        self.release_on_drop = release;
+        self
+    }
+
     /// How long connection failures are retried (default 10 s).
     pub fn retry_for(&self) -> Duration {
         self.retry_for
@@ -203,11 +214,12 @@ impl PgStore {
             retry_for: self.retry_for,
             holder: self.holder.clone(),
             watch: self.watch.clone(),
+            release_on_drop: self.release_on_drop,
             adopt: Mutex::new(None),
         })
     }
 
-    /// Makes the next `open_run(id)` return a handle on the lease [`PgStore::claim`] took
+    /// Makes the next `open_run(id)` return a handle on the lease [`queue::claim`] took
     /// (token `token`) instead of claiming again.
     pub fn adopt(&self, id: &str, token: i64) {
         *lock(&self.adopt) = Some((id.to_owned(), token));
@@ -226,6 +238,7 @@ impl PgStore {
                 config: self.config.clone(),
                 retry_for: self.retry_for,
                 watch: self.watch.clone(),
+                release_on_drop: self.release_on_drop,
             },
             Arc::clone(&self.conn),
             last_seq,

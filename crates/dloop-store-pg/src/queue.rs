@@ -102,8 +102,9 @@ pub fn claim(store: &PgStore, n: usize, holder: &Holder) -> Result<Vec<Claimed>>
     })
 }
 
-/// Records what became of run `id`, if the lease `token` is still the run's (a worker that lost
-/// it changes nothing). Returns whether it was recorded.
+/// Records what became of run `id` and releases its lease, in one statement, if the lease
+/// `token` is still the run's (a worker that lost it changes nothing). Returns whether it was
+/// recorded.
 pub fn settle(store: &PgStore, id: &str, token: i64, how: Settled) -> Result<bool> {
     let queue = match how {
         Settled::Done => "done",
@@ -112,7 +113,9 @@ pub fn settle(store: &PgStore, id: &str, token: i64, how: Settled) -> Result<boo
     };
     let n = store.conn().run("settle a run", |c| {
         c.execute(
-            "UPDATE runs SET queue = $3, stop_requested = NULL,
+            "UPDATE runs SET queue = $3, stop_requested = NULL, lease_expires_at = NULL,
+                 lease_kind = NULL, lease_owner = NULL, lease_pid = NULL, lease_host = NULL,
+                 lease_started_at = NULL,
                  queued_at = CASE WHEN $3 = 'queued' THEN clock_timestamp() ELSE queued_at END
              WHERE id = $1 AND lease_token = $2",
             &[&id, &token, &queue],

@@ -111,6 +111,7 @@ pub(crate) fn prepare(
     options.agents = Arc::new(agents(ctx, project)?);
     dloop_runtime::signals::install(Arc::clone(&options.stop), Arc::clone(&options.signals))
         .map_err(|e| CliError::io("installing signal handlers", e))?;
+    crate::storage::watch_stops(&options.stop);
     let live = !json && std::io::stderr().is_terminal();
     let progress = Progress::new(
         ctx.ui.color_stderr,
