@@ -203,6 +203,16 @@ impl TestServer {
     }
 }
 
+impl Drop for TestServer {
+    /// Stops the server and removes its folder (the shared server is left to its guardian).
+    fn drop(&mut self) {
+        let mut cmd = self.tool("pg_ctl");
+        cmd.arg("-D").arg(self.data()).args(["-w", "-m", "immediate", "stop"]);
+        let _ = run(&mut cmd);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn run(cmd: &mut Command) -> Result<(), String> {
     let out = cmd
         .stdin(Stdio::null())

@@ -18,6 +18,7 @@ mod lifecycle;
 mod list;
 mod logs;
 mod names;
+mod pg_cluster;
 mod quoting;
 mod refusals;
 mod resume;
@@ -29,6 +30,7 @@ mod soak;
 mod status;
 mod store_door;
 mod validate;
+mod workers;
 
 /// Every `.rs` file in this folder is a module above, so no test file is silently skipped.
 #[test]
