@@ -21,7 +21,13 @@ pub(crate) struct Cli {
     pub(crate) quiet: bool,
     /// Keep runs in this store: a postgres:// URL (default: files under .loops/.dloop/, or
     /// `store:` in .loops/config.yaml)
-    #[arg(long, global = true, value_name = "URL", env = "DLOOP_STORE", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "DLOOP_STORE",
+        hide_env_values = true
+    )]
     pub(crate) store: Option<String>,
     /// The command to run.
     #[command(subcommand)]

@@ -39,7 +39,7 @@ pub(crate) fn watch_stops(flag: &Arc<StopFlag>) {
 /// The concrete store behind [`Storage::store`].
 enum Backend {
     Files(FileStore),
-    Pg(PgStore),
+    Pg(Box<PgStore>),
 }
 
 /// A project's store and its runs' local folders.
@@ -78,8 +78,10 @@ pub(crate) fn store_url_without_project() -> Option<String> {
 /// Connects to a PostgreSQL store URL, with a hint when the server or schema is not ready.
 pub(crate) fn connect_pg(url: &str) -> Result<PgStore, CliError> {
     if !is_pg_url(url) {
-        return Err(CliError::usage(format!("--store `{url}` is not a store dloop knows"))
-            .with_hint("give a postgres:// URL, or no --store (and no DLOOP_STORE) for files"));
+        return Err(
+            CliError::usage(format!("--store `{url}` is not a store dloop knows"))
+                .with_hint("give a postgres:// URL, or no --store (and no DLOOP_STORE) for files"),
+        );
     }
     PgStore::connect(url).map_err(|e| {
         CliError {
@@ -101,14 +103,16 @@ impl Storage {
     pub(crate) fn for_project(project: &Project) -> Result<Storage, CliError> {
         let runtime = project.root.join(LOOPS_DIR).join(RUNTIME_DIR);
         let backend = match store_url(project)? {
-            Some(url) => Backend::Pg(connect_pg(&url)?.with_watch(Arc::new(|_id, news| {
-                if let Some(flag) = SESSION_STOP.get() {
-                    flag.raise(match news {
-                        LeaseNews::Stop { drain: true } => StopLevel::Drain,
-                        LeaseNews::Stop { drain: false } | LeaseNews::Lost => StopLevel::Stop,
-                    });
-                }
-            }))),
+            Some(url) => Backend::Pg(Box::new(connect_pg(&url)?.with_watch(Arc::new(
+                |_id, news| {
+                    if let Some(flag) = SESSION_STOP.get() {
+                        flag.raise(match news {
+                            LeaseNews::Stop { drain: true } => StopLevel::Drain,
+                            LeaseNews::Stop { drain: false } | LeaseNews::Lost => StopLevel::Stop,
+                        });
+                    }
+                },
+            )))),
             None => Backend::Files(FileStore::new(runtime.clone())),
         };
         Ok(Storage {
@@ -123,7 +127,7 @@ impl Storage {
     pub(crate) fn for_worker(project: &Project, pg: PgStore) -> Storage {
         let runtime = project.root.join(LOOPS_DIR).join(RUNTIME_DIR);
         Storage {
-            backend: Backend::Pg(pg),
+            backend: Backend::Pg(Box::new(pg)),
             local: FileStore::new(runtime.clone()),
             runtime,
         }
@@ -133,14 +137,14 @@ impl Storage {
     pub(crate) fn store(&self) -> &dyn Store {
         match &self.backend {
             Backend::Files(files) => files,
-            Backend::Pg(pg) => pg,
+            Backend::Pg(pg) => &**pg,
         }
     }
 
     /// The PostgreSQL store, when that is the store in force (`submit` needs one).
     pub(crate) fn pg(&self) -> Option<&PgStore> {
         match &self.backend {
-            Backend::Pg(pg) => Some(pg),
+            Backend::Pg(pg) => Some(&**pg),
             Backend::Files(_) => None,
         }
     }

@@ -192,10 +192,12 @@ impl RunHandle for PgRun {
             .collect();
         let mut texts = Vec::with_capacity(records.len());
         for r in &records {
-            texts.push(serde_json::to_string(r).map_err(|source| StoreError::Encode {
-                path: read::log_name(&self.id),
-                source,
-            })?);
+            texts.push(
+                serde_json::to_string(r).map_err(|source| StoreError::Encode {
+                    path: read::log_name(&self.id),
+                    source,
+                })?,
+            );
         }
         let seqs: Vec<i64> = records.iter().map(|r| r.seq as i64).collect();
         let (old, new) = (last as i64, last as i64 + records.len() as i64);

@@ -280,7 +280,9 @@ impl Store for PgStore {
                  VALUES ($1, $2, $3, 1, $4, $5, $6, $7, clock_timestamp(),
                      clock_timestamp() + $8::bigint * interval '1 millisecond')
                  ON CONFLICT (id) DO NOTHING",
-                &[&meta.id, &json, &sha, &h.kind, &h.owner, &pid, &h.host, &ttl],
+                &[
+                    &meta.id, &json, &sha, &h.kind, &h.owner, &pid, &h.host, &ttl,
+                ],
             )?;
             if n == 1 {
                 return Ok(Some(1_i64));

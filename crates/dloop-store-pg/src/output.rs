@@ -123,7 +123,12 @@ impl OutputStream for PgOutput {
 }
 
 /// Reads run `id`'s output stream from `from` to `to` (its end when `None` or shorter).
-pub(crate) fn read(conn: &mut Conn, id: &str, from: u64, to: Option<u64>) -> Result<(Vec<u8>, u64)> {
+pub(crate) fn read(
+    conn: &mut Conn,
+    id: &str,
+    from: u64,
+    to: Option<u64>,
+) -> Result<(Vec<u8>, u64)> {
     let len = stream_len(conn, id)?;
     let end = to.map_or(len, |t| t.min(len));
     if from >= end {

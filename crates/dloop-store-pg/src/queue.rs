@@ -87,10 +87,7 @@ pub fn claim(store: &PgStore, n: usize, holder: &Holder) -> Result<Vec<Claimed>>
     let (n, pid) = (n as i64, holder.pid as i32);
     let ttl = store.lease_ttl().as_millis() as i64;
     store.conn().run("claim runs", |c| {
-        let rows = c.query(
-            CLAIM_SQL,
-            &[&n, &holder.owner, &pid, &holder.host, &ttl],
-        )?;
+        let rows = c.query(CLAIM_SQL, &[&n, &holder.owner, &pid, &holder.host, &ttl])?;
         Ok(rows
             .iter()
             .map(|r| Claimed {

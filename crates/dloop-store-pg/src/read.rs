@@ -33,11 +33,7 @@ fn bad_record(id: &str, seq: i64, e: serde_json::Error) -> StoreError {
 }
 
 /// Decodes a page of `(seq, record)` rows, checking each seq is `*next` and advancing it.
-pub(crate) fn decode_page(
-    id: &str,
-    rows: &[postgres::Row],
-    next: &mut u64,
-) -> Result<Vec<Record>> {
+pub(crate) fn decode_page(id: &str, rows: &[postgres::Row], next: &mut u64) -> Result<Vec<Record>> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let seq: i64 = row.get(0);

@@ -29,7 +29,7 @@ use dloop_store::{Result, StoreError};
 pub const LATEST: i32 = 1;
 
 /// Key of the advisory lock `migrate` holds (any constant; "dloop" in ASCII).
-const MIGRATE_LOCK: i64 = 0x646c_6f6f_70;
+const MIGRATE_LOCK: i64 = 0x0064_6c6f_6f70;
 
 /// Each migration's SQL, from version `i` to `i + 1`.
 const MIGRATIONS: [&str; LATEST as usize] = [r"

@@ -87,7 +87,9 @@ impl TestServer {
             .keep();
         let as_postgres = is_root();
         if as_postgres {
-            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir))?;
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir))?;
         }
         let server = TestServer {
             dir,
@@ -99,7 +101,16 @@ impl TestServer {
         let data = server.data();
         run(server
             .tool("initdb")
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
             .arg(&data))?;
         server.pg_ctl("start")?;
         Ok(server)
@@ -132,8 +143,13 @@ impl TestServer {
             self.dir.display()
         );
         let mut cmd = self.tool("pg_ctl");
-        cmd.arg("-D").arg(self.data()).args(["-w", "-t", "60", "-m", "fast", "-o"]);
-        cmd.arg(options).arg("-l").arg(self.dir.join("server.log")).arg(what);
+        cmd.arg("-D")
+            .arg(self.data())
+            .args(["-w", "-t", "60", "-m", "fast", "-o"]);
+        cmd.arg(options)
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .arg(what);
         run(&mut cmd)
     }
 
@@ -143,7 +159,9 @@ impl TestServer {
     /// `pg_ctl` failed.
     pub fn stop(&self) -> Result<(), String> {
         let mut cmd = self.tool("pg_ctl");
-        cmd.arg("-D").arg(self.data()).args(["-w", "-m", "fast", "stop"]);
+        cmd.arg("-D")
+            .arg(self.data())
+            .args(["-w", "-m", "fast", "stop"]);
         run(&mut cmd)
     }
 
@@ -207,7 +225,9 @@ impl Drop for TestServer {
     /// Stops the server and removes its folder (the shared server is left to its guardian).
     fn drop(&mut self) {
         let mut cmd = self.tool("pg_ctl");
-        cmd.arg("-D").arg(self.data()).args(["-w", "-m", "immediate", "stop"]);
+        cmd.arg("-D")
+            .arg(self.data())
+            .args(["-w", "-m", "immediate", "stop"]);
         let _ = run(&mut cmd);
         let _ = std::fs::remove_dir_all(&self.dir);
     }

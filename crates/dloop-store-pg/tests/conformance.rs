@@ -44,7 +44,11 @@ impl Harness for Databases<'_> {
     fn leave_incomplete(&self, store: &dyn Store, id: &str) -> String {
         // A creation is one transaction and cannot be cut short; what a crash can leave is a
         // deletion that marked the run and died before removing it.
-        drop(store.create_run(&dloop_store::conformance::meta(id)).expect("create"));
+        drop(
+            store
+                .create_run(&dloop_store::conformance::meta(id))
+                .expect("create"),
+        );
         let n = self
             .admin()
             .execute("UPDATE runs SET deleting = true WHERE id = $1", &[&id])

@@ -70,7 +70,11 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
         &args.context,
         project.as_ref(),
     )?;
-    let def = &loaded.parsed.as_ref().expect("load_for_start returns a parsed loop").def;
+    let def = &loaded
+        .parsed
+        .as_ref()
+        .expect("load_for_start returns a parsed loop")
+        .def;
     check_supported(def).map_err(|e| CliError::new(ErrorKind::Refused, e))?;
     let request = StartRequest {
         def,

@@ -47,8 +47,11 @@ pub(crate) fn cmd_submit(ctx: &Ctx, args: SubmitArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
     let storage = Storage::for_project(&project)?;
     let Some(pg) = storage.pg() else {
-        return Err(CliError::usage("dloop submit needs a PostgreSQL store")
-            .with_hint("give --store postgres://..., set DLOOP_STORE, or `store:` in .loops/config.yaml"));
+        return Err(
+            CliError::usage("dloop submit needs a PostgreSQL store").with_hint(
+                "give --store postgres://..., set DLOOP_STORE, or `store:` in .loops/config.yaml",
+            ),
+        );
     };
     if args.resume {
         let run_id = crate::runs::resolve(storage.store(), &args.loop_arg, "paused", &|info| {
@@ -57,7 +60,10 @@ pub(crate) fn cmd_submit(ctx: &Ctx, args: SubmitArgs) -> CmdResult {
         let queued = dloop_store_pg::queue::requeue(pg, &run_id)
             .map_err(|e| crate::runs::store_error(e, &run_id))?;
         if !queued {
-            return Err(CliError::new(ErrorKind::Refused, format!("run {run_id} cannot be queued")));
+            return Err(CliError::new(
+                ErrorKind::Refused,
+                format!("run {run_id} cannot be queued"),
+            ));
         }
         return print_id(ctx, &run_id, args.json);
     }
@@ -100,12 +106,15 @@ pub(crate) fn cmd_submit(ctx: &Ctx, args: SubmitArgs) -> CmdResult {
 
 fn print_id(ctx: &Ctx, run_id: &str, json: bool) -> CmdResult {
     if json {
-        ctx.ui
-            .print(&format!("{}\n", serde_json::json!({ "id": run_id, "queued": true })))?;
+        ctx.ui.print(&format!(
+            "{}\n",
+            serde_json::json!({ "id": run_id, "queued": true })
+        ))?;
     } else {
         ctx.ui.print(&format!("{run_id}\n"))?;
-        ctx.ui
-            .status(&format!("queued run {run_id}; a `dloop worker` will start it\n"));
+        ctx.ui.status(&format!(
+            "queued run {run_id}; a `dloop worker` will start it\n"
+        ));
     }
     Ok(Exit::Ok)
 }

@@ -17,9 +17,9 @@
 //! and another worker continues it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use clap::Args;
@@ -114,7 +114,7 @@ pub(crate) fn cmd_worker(ctx: &Ctx, args: WorkerArgs) -> CmdResult {
         agents: Arc::new(crate::commands::session::agents(ctx, &project)?),
         project,
         shutdown: Arc::clone(&shutdown),
-        ui: ctx.ui.clone(),
+        ui: ctx.ui,
         done,
     };
     ctx.ui.status(&format!(
@@ -165,7 +165,8 @@ pub(crate) fn cmd_worker(ctx: &Ctx, args: WorkerArgs) -> CmdResult {
             let _ = finished.recv_timeout(args.poll.0);
         }
     }
-    ctx.ui.status(&format!("worker {}: stopped\n", holder.owner));
+    ctx.ui
+        .status(&format!("worker {}: stopped\n", holder.owner));
     Ok(Exit::Ok)
 }
 
@@ -212,11 +213,18 @@ fn start(base: &PgStore, shared: &Shared, claim: Claimed) -> Result<Slot, String
 }
 
 /// Drives one claimed run to its end or pause, then settles it.
-fn drive(store: PgStore, shared: &Shared, claim: &Claimed, flag: Arc<StopFlag>, user_stop: &AtomicBool) {
+fn drive(
+    store: PgStore,
+    shared: &Shared,
+    claim: &Claimed,
+    flag: Arc<StopFlag>,
+    user_stop: &AtomicBool,
+) {
     let storage = Storage::for_worker(&shared.project, store);
     let mut options = SessionOptions::new(shared.project.root.clone());
     options.stop = flag;
-    options.agents = Arc::clone(&shared.agents) as Arc<dyn dloop_runtime::agent_runners::AgentRunners>;
+    options.agents =
+        Arc::clone(&shared.agents) as Arc<dyn dloop_runtime::agent_runners::AgentRunners>;
     if let Some(ms) = std::env::var("DLOOP_KILL_GRACE_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -232,14 +240,23 @@ fn drive(store: PgStore, shared: &Shared, claim: &Claimed, flag: Arc<StopFlag>, 
     let id = &claim.id;
     let how = match &result {
         Ok(end) if end.status.is_finished() => Some(Settled::Done),
-        Ok(_) if shared.shutdown.level() != StopLevel::None && !user_stop.load(Ordering::SeqCst) => {
+        Ok(_)
+            if shared.shutdown.level() != StopLevel::None && !user_stop.load(Ordering::SeqCst) =>
+        {
             Some(Settled::Requeued)
         }
         Ok(_) => Some(Settled::Held),
         Err(RuntimeError::Resume(ResumeError::Finished { .. })) => Some(Settled::Done),
         // Lost the lease, or the database is out of reach: leave the run to the lease's
         // expiry and the next worker.
-        Err(e) if matches!(e.kind(), RuntimeErrorKind::Store(StoreErrorKind::ClaimLost | StoreErrorKind::Io)) => None,
+        Err(e)
+            if matches!(
+                e.kind(),
+                RuntimeErrorKind::Store(StoreErrorKind::ClaimLost | StoreErrorKind::Io)
+            ) =>
+        {
+            None
+        }
         Err(_) => Some(Settled::Held),
     };
     match &result {
@@ -251,6 +268,8 @@ fn drive(store: PgStore, shared: &Shared, claim: &Claimed, flag: Arc<StopFlag>, 
     if let (Some(how), Some(pg)) = (how, storage.pg())
         && let Err(e) = queue::settle(pg, id, claim.token, how)
     {
-        shared.ui.warn(&format!("{id}: cannot record its outcome: {e}\n"));
+        shared
+            .ui
+            .warn(&format!("{id}: cannot record its outcome: {e}\n"));
     }
 }

@@ -183,8 +183,15 @@ impl Cluster {
         let mut reruns = 0;
         for id in ids {
             let records = self.records(id);
-            let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().expect("seq")).collect();
-            assert_eq!(seqs, (1..=records.len() as u64).collect::<Vec<_>>(), "{id}: gapless");
+            let seqs: Vec<u64> = records
+                .iter()
+                .map(|r| r["seq"].as_u64().expect("seq"))
+                .collect();
+            assert_eq!(
+                seqs,
+                (1..=records.len() as u64).collect::<Vec<_>>(),
+                "{id}: gapless"
+            );
             let last = records.last().expect("records");
             assert_eq!(last["type"], "run_completed", "{id} completed: {last}");
             let mut started: BTreeMap<String, usize> = BTreeMap::new();

@@ -13,8 +13,7 @@ const TTL: Duration = Duration::from_millis(2000);
 const TTL_ARG: &str = "2s";
 
 #[test]
-fn three_workers_finish_thirty_runs_and_a_killed_workers_runs_move_within_the_ttl_needs_postgres()
-{
+fn three_workers_finish_thirty_runs_and_a_killed_workers_runs_move_within_the_ttl_needs_postgres() {
     let Some(server) = TestServer::shared() else {
         return;
     };
@@ -29,7 +28,10 @@ fn three_workers_finish_thirty_runs_and_a_killed_workers_runs_move_within_the_tt
     let ids = cluster.submit(30);
     // Mid-run: w1 holds runs and some step has finished.
     assert!(
-        wait_for(Duration::from_secs(60), || cluster.key_lines().keys().any(|(w, _)| w == "done")
+        wait_for(Duration::from_secs(60), || cluster
+            .key_lines()
+            .keys()
+            .any(|(w, _)| w == "done")
             && !cluster.leases_of("w1").is_empty()),
         "w1 never held a run mid-way:\n{}",
         cluster.stderr("w1")
@@ -85,9 +87,11 @@ fn a_worker_stopped_past_its_lease_has_its_next_write_refused_needs_postgres() {
     let id = &ids[0];
     cluster.start_worker("a", 1, "1500ms");
     assert!(
-        wait_for(Duration::from_secs(30), || std::fs::read_to_string(&cluster.keys)
-            .unwrap_or_default()
-            .contains("start")),
+        wait_for(Duration::from_secs(30), || std::fs::read_to_string(
+            &cluster.keys
+        )
+        .unwrap_or_default()
+        .contains("start")),
         "worker a never started the action:\n{}",
         cluster.stderr("a")
     );
@@ -101,13 +105,19 @@ fn a_worker_stopped_past_its_lease_has_its_next_write_refused_needs_postgres() {
     let before = cluster.records(id);
     cluster.signal("a", "CONT");
     assert!(
-        wait_for(Duration::from_secs(30), || cluster.stderr("a").contains("dropped")),
+        wait_for(Duration::from_secs(30), || cluster
+            .stderr("a")
+            .contains("dropped")),
         "a did not drop the run after it woke:\n{}",
         cluster.stderr("a")
     );
     let stderr = cluster.stderr("a");
     assert!(stderr.contains("lost the claim"), "{stderr}");
-    assert_eq!(cluster.records(id), before, "nothing a wrote after waking landed");
+    assert_eq!(
+        cluster.records(id),
+        before,
+        "nothing a wrote after waking landed"
+    );
     cluster.check_steps(&ids, 2);
     // b re-ran the step a was in (same key), and a's attempt was never recorded as finished.
     let started: Vec<&serde_json::Value> = before
@@ -130,10 +140,12 @@ fn a_postgres_restart_under_a_running_worker_loses_and_doubles_nothing_needs_pos
     let ids = cluster.submit(6);
     cluster.start_worker("w", 3, "5s");
     assert!(
-        wait_for(Duration::from_secs(30), || std::fs::read_to_string(&cluster.keys)
-            .unwrap_or_default()
-            .lines()
-            .count()
+        wait_for(Duration::from_secs(30), || std::fs::read_to_string(
+            &cluster.keys
+        )
+        .unwrap_or_default()
+        .lines()
+        .count()
             >= 4),
         "no step ran:\n{}",
         cluster.stderr("w")
@@ -159,12 +171,15 @@ fn stop_and_cancel_reach_a_run_on_a_worker_through_the_database_needs_postgres()
     let ids = cluster.submit(2);
     cluster.start_worker("w", 2, "3s");
     assert!(
-        wait_for(Duration::from_secs(30), || cluster.leases_of("w").len() == 2),
+        wait_for(Duration::from_secs(30), || cluster.leases_of("w").len()
+            == 2),
         "{}",
         cluster.stderr("w")
     );
     let store = ["--store", cluster.url.as_str()];
-    let stop = cluster.project.dloop(&[&["stop", &ids[0]][..], &store].concat());
+    let stop = cluster
+        .project
+        .dloop(&[&["stop", &ids[0]][..], &store].concat());
     assert_eq!(stop.code, 0, "{}", stop.render());
     assert!(stop.stderr.contains("asked run"), "{}", stop.render());
     let paused = wait_for(Duration::from_secs(30), || {
@@ -174,7 +189,9 @@ fn stop_and_cancel_reach_a_run_on_a_worker_through_the_database_needs_postgres()
         out.code == 0 && out.json()["status"] == "paused"
     });
     assert!(paused, "{}", cluster.stderr("w"));
-    let cancel = cluster.project.dloop(&[&["cancel", &ids[1]][..], &store].concat());
+    let cancel = cluster
+        .project
+        .dloop(&[&["cancel", &ids[1]][..], &store].concat());
     assert_eq!(cancel.code, 0, "{}", cancel.render());
     let status = cluster
         .project
