@@ -33,7 +33,10 @@ fn every_write_after_the_lease_expired_is_refused_needs_postgres() {
             &[],
         )
         .expect("expire");
-    assert!(matches!(run.check_claim(), Err(StoreError::ClaimLost { .. })));
+    assert!(matches!(
+        run.check_claim(),
+        Err(StoreError::ClaimLost { .. })
+    ));
     assert!(matches!(
         run.append(&batch(1, "late"), Timestamp::from_millis(2)),
         Err(StoreError::ClaimLost { .. })
@@ -91,9 +94,7 @@ fn the_claim_takes_runnable_runs_once_each_and_bumps_the_token_needs_postgres() 
         ["q-3"]
     );
     assert!(
-        queue::claim(&store, 5, &worker)
-            .expect("claim")
-            .is_empty(),
+        queue::claim(&store, 5, &worker).expect("claim").is_empty(),
         "leased runs are not runnable"
     );
     // The holder of q-1 goes quiet past its deadline: the next claim takes it, token 3.
@@ -112,9 +113,7 @@ fn the_claim_takes_runnable_runs_once_each_and_bumps_the_token_needs_postgres() 
     assert!(queue::settle(&store, "q-1", 3, Settled::Held).expect("settle"));
     assert!(!store.is_live("q-1").expect("is_live"));
     assert!(
-        queue::claim(&store, 5, &worker)
-            .expect("claim")
-            .is_empty(),
+        queue::claim(&store, 5, &worker).expect("claim").is_empty(),
         "a held run waits for a person"
     );
     assert!(queue::requeue(&store, "q-1").expect("requeue"));
@@ -128,9 +127,15 @@ fn a_database_behind_or_newer_than_the_binary_is_refused_needs_postgres() {
     };
     let url = server.database();
     let mut client = admin(&url);
-    assert_eq!(schema::version(&mut client).expect("version"), schema::LATEST);
+    assert_eq!(
+        schema::version(&mut client).expect("version"),
+        schema::LATEST
+    );
     client
-        .execute("UPDATE dloop_schema SET version = $1", &[&(schema::LATEST + 1)])
+        .execute(
+            "UPDATE dloop_schema SET version = $1",
+            &[&(schema::LATEST + 1)],
+        )
         .expect("pretend a newer dloop migrated it");
     let err = PgStore::connect(&url).expect_err("newer is refused");
     assert!(err.to_string().contains("newer"), "{err}");

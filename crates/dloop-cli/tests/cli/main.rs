@@ -19,6 +19,7 @@ mod list;
 mod logs;
 mod names;
 mod pg_cluster;
+mod pg_commands;
 mod quoting;
 mod refusals;
 mod resume;
