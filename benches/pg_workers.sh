@@ -104,7 +104,7 @@ DLOOP_STORE="$(url claims)" "$dloop" -q db migrate -C "$project"
 psql_db claims "INSERT INTO runs (id, meta, meta_sha256, queue, queued_at)
   SELECT 'r' || g, '{}', '', 'queued', clock_timestamp() FROM generate_series(1, 2000) g"
 claim_sql="$(sed -n '/^pub const CLAIM_SQL: &str = "/,/";$/p' "$root/crates/dloop-store-pg/src/queue.rs" \
-  | sed '1s/.*= "//; $s/";$//')"
+  | sed '1s/.*= "//; $s/";$//; s/\\"/"/g')"
 printf '%s;\n' "$(echo "$claim_sql" | sed "s/\\\$1/1/; s/\\\$2/'bench'/; s/\\\$3/1/; s/\\\$4/'h'/; s/\\\$5::bigint/60000/")" \
   | tr '\n' ' ' > "$work/claim.sql"
 echo

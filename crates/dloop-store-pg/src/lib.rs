@@ -352,7 +352,10 @@ impl Store for PgStore {
 
     fn run_ids(&self) -> dloop_store::Result<Vec<String>> {
         self.conn().run("list runs", |c| {
-            let rows = c.query("SELECT id FROM runs WHERE NOT deleting ORDER BY id", &[])?;
+            let rows = c.query(
+                "SELECT id FROM runs WHERE NOT deleting ORDER BY id COLLATE \"C\"",
+                &[],
+            )?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
     }
@@ -430,6 +433,18 @@ impl Store for PgStore {
         })
     }
 
+    fn queued_runs(&self) -> dloop_store::Result<Vec<String>> {
+        self.conn().run("list queued runs", |c| {
+            let rows = c.query(
+                "SELECT id FROM runs WHERE queue = 'queued' AND NOT deleting
+                   AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
+                 ORDER BY id COLLATE \"C\"",
+                &[],
+            )?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
     fn request_stop(&self, id: &str, drain: bool) -> dloop_store::Result<bool> {
         validate_run_id(id)?;
         let level = if drain { "drain" } else { "stop" };
@@ -456,7 +471,7 @@ impl PgStore {
         self.conn().run("list leftovers", |c| {
             let rows = c.query(
                 "SELECT id, coalesce(lease_expires_at > clock_timestamp(), false)
-                 FROM runs WHERE deleting ORDER BY id",
+                 FROM runs WHERE deleting ORDER BY id COLLATE \"C\"",
                 &[],
             )?;
             Ok(rows

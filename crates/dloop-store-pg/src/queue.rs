@@ -18,7 +18,7 @@ WITH picked AS (
     SELECT id FROM runs
     WHERE queue = 'queued' AND NOT deleting
       AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
-    ORDER BY queued_at, id
+    ORDER BY queued_at, id COLLATE \"C\"
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 )

@@ -294,7 +294,7 @@ pub(crate) fn list_runs(store: &PgStore) -> Result<RunList> {
                  coalesce(r.lease_expires_at > clock_timestamp(), false), e.seq, e.record
              FROM runs r LEFT JOIN events e
                  ON e.run_id = r.id AND e.seq > coalesce(r.snapshot_seq, 0)
-             WHERE NOT r.deleting ORDER BY r.id, e.seq",
+             WHERE NOT r.deleting ORDER BY r.id COLLATE \"C\", e.seq",
             &[],
         )
     })?;

@@ -232,6 +232,13 @@ pub trait Store {
     /// work on it. Returns whether it was removed; a name that is not a leftover is kept.
     fn remove_incomplete(&self, name: &str) -> Result<bool>;
 
+    /// The runs waiting in this store's queue for a worker (`dloop submit`, or a worker's run
+    /// whose worker let go or died) that nobody holds right now: listings show them as
+    /// `queued`. Sorted; empty for a store without workers (the file store).
+    fn queued_runs(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Asks the live holder of run `id` to stop (`drain`: after its current action) through
     /// the store itself, for holders a signal cannot reach (a worker on another machine).
     /// Returns `false` when this store carries no such request or the holder is reached by a

@@ -169,6 +169,23 @@ fn stop_and_cancel_reach_a_run_on_a_worker_through_the_database_needs_postgres()
     };
     let mut cluster = Cluster::new(server.database(), &steps_loop(3, "5"));
     let ids = cluster.submit(2);
+    let url = cluster.url.clone();
+    let store = ["--store", url.as_str()];
+    let queued = cluster
+        .project
+        .dloop(&[&["status", "--json"][..], &store].concat())
+        .json();
+    let words: Vec<&str> = queued
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(
+        words,
+        ["queued", "queued"],
+        "submitted runs wait for a worker"
+    );
     cluster.start_worker("w", 2, "3s");
     assert!(
         wait_for(Duration::from_secs(30), || cluster.leases_of("w").len()
@@ -176,7 +193,6 @@ fn stop_and_cancel_reach_a_run_on_a_worker_through_the_database_needs_postgres()
         "{}",
         cluster.stderr("w")
     );
-    let store = ["--store", cluster.url.as_str()];
     let stop = cluster
         .project
         .dloop(&[&["stop", &ids[0]][..], &store].concat());
