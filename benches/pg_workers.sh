@@ -53,7 +53,9 @@ limits:
 states:
   step:
     shell: "true"
-    on: { success: step }
+    on: { success: step, failure: done }
+  done:
+    terminal: success
 YAML
 
 commits() { psql_db "$1" "SELECT xact_commit FROM pg_stat_database WHERE datname = '$1'"; }
@@ -138,6 +140,7 @@ heir=$!
 sleep 0.5
 t0=$(now_ms)
 kill -KILL "$victim"
+wait "$victim" 2>/dev/null || true
 until [ "$(psql_db failover "SELECT count(*) FROM runs WHERE lease_owner = 'heir'")" = 1 ]; do sleep 0.02; done
 t1=$(now_ms)
 kill -TERM "$heir"; wait "$heir" 2>/dev/null || true
