@@ -120,14 +120,3 @@ pub fn settle(store: &PgStore, id: &str, token: i64, how: Settled) -> Result<boo
     })?;
     Ok(n == 1)
 }
-
-/// How many runs are in each queue state (`queued`, `held`, `done`), for tests and benches.
-pub fn counts(store: &PgStore) -> Result<Vec<(String, i64)>> {
-    store.conn().run("count runs", |c| {
-        let rows = c.query(
-            "SELECT coalesce(queue, 'local'), count(*) FROM runs GROUP BY 1 ORDER BY 1",
-            &[],
-        )?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    })
-}

@@ -1,6 +1,7 @@
 //! The database schema and its migrations: versioned, forward-only, applied by `dloop db
 //! migrate` ([`migrate`]) under an advisory lock so two migrators never interleave, and refused
 //! by every other command while the database is behind ([`check`]) or ahead of this version.
+//! History: version 1 (this issue): the tables below.
 //!
 //! Invariants: a migration is never edited once released (a change is a new migration);
 //! [`MIGRATIONS`]`[i]` takes the database from version `i` to `i + 1`; the version row and the
@@ -120,7 +121,8 @@ pub struct Migrated {
     pub to: i32,
 }
 
-/// Brings the schema to [`LATEST`], one migration per transaction, under an advisory lock.
+/// Brings the schema to [`LATEST`] in one transaction (every pending migration and the new
+/// version commit together, or nothing does), under an advisory lock.
 /// Refuses a database whose version is newer than this build's (forward-only: nothing is
 /// ever undone).
 pub fn migrate(client: &mut Client) -> Result<Migrated> {

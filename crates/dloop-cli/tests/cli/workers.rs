@@ -235,3 +235,59 @@ fn stop_and_cancel_reach_a_run_on_a_worker_through_the_database_needs_postgres()
     // The worker let go of both: neither is claimed again.
     assert!(cluster.leases_of("w").is_empty());
 }
+
+#[test]
+fn a_worker_given_sigterm_hands_its_runs_over_at_once_needs_postgres() {
+    let Some(server) = TestServer::shared() else {
+        return;
+    };
+    let mut cluster = Cluster::new(server.database(), &steps_loop(2, "2"));
+    let ids = cluster.submit(2);
+    // A lease far longer than the test: only the release on SIGTERM lets the heir in.
+    cluster.start_worker("leaving", 2, "60s");
+    assert!(
+        wait_for(Duration::from_secs(30), || cluster
+            .leases_of("leaving")
+            .len()
+            == 2),
+        "{}",
+        cluster.stderr("leaving")
+    );
+    cluster.start_worker("heir", 2, "60s");
+    cluster.signal("leaving", "TERM");
+    let asked = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(20), || cluster.leases_of("heir").len()
+            == 2
+            || cluster.done() == 2),
+        "the heir never got the runs:\n{}\n{}",
+        cluster.stderr("leaving"),
+        cluster.stderr("heir")
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || cluster.done() == 2),
+        "{}",
+        cluster.stderr("heir")
+    );
+    assert!(
+        cluster.stderr("leaving").contains("stopped"),
+        "{}",
+        cluster.stderr("leaving")
+    );
+    // The interrupted steps were recorded as such and re-run with their keys, once each.
+    cluster.check_steps(&ids, 2);
+    for id in &ids {
+        assert!(
+            cluster
+                .records(id)
+                .iter()
+                .any(|r| r["type"] == "action_interrupted"),
+            "{id}: the leaving worker recorded its interrupted action"
+        );
+    }
+}
