@@ -6,8 +6,8 @@
 //! runtime's.
 //!
 //! # Brief overview
-//! - [`Store`] / [`RunHandle`]: the contract every store keeps (the file store now, Postgres
-//!   later), object-safe so a store is picked at run time (`Box<dyn Store>`); the runtime and
+//! - [`Store`] / [`RunHandle`]: the contract every store keeps (the file store here, the
+//!   PostgreSQL store in the `dloop-store-pg` crate), object-safe so a store is picked at run time (`Box<dyn Store>`); the runtime and
 //!   every command reach storage only through them. [`conformance`] (feature `conformance`) is
 //!   the suite that checks a store.
 //! - [`FileStore`]: runs as folders of files: `events.jsonl` ([`EventLog`], line format in

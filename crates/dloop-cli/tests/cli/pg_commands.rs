@@ -75,9 +75,19 @@ fn run_status_inspect_logs_output_history_gc_work_on_the_postgres_store_needs_po
         "completed"
     );
 
+    // A paused run resumes from the database; a follower sees the whole log.
+    let paused = project.dloop(&["run", "two", "--max-steps", "1"]);
+    assert_eq!(paused.code, 3, "{}", paused.render());
+    let resumed = project.dloop(&["resume", "two", "--max-steps", "5"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.render());
+    let follow = project.dloop(&["logs", "two", "-f", "--json"]);
+    assert_eq!(follow.code, 0, "{}", follow.render());
+    assert!(follow.stdout.contains("run_resumed"), "{}", follow.render());
+
     let gc = project.dloop(&["gc", "--all"]);
     assert_eq!(gc.code, 0, "{}", gc.render());
     assert!(gc.stdout.contains(&id), "{}", gc.render());
+    assert_eq!(gc.stdout.lines().count(), 2, "{}", gc.render());
     assert_eq!(
         project.dloop(&["status", "--all", "--json"]).json(),
         serde_json::json!([])
