@@ -167,7 +167,7 @@ fn stop_and_cancel_reach_a_run_on_a_worker_through_the_database_needs_postgres()
     let Some(server) = TestServer::shared() else {
         return;
     };
-    let mut cluster = Cluster::new(server.database(), &steps_loop(3, "5"));
+    let mut cluster = Cluster::new(server.database(), &steps_loop(3, "3"));
     let ids = cluster.submit(2);
     let url = cluster.url.clone();
     let store = ["--store", url.as_str()];
@@ -234,6 +234,18 @@ fn stop_and_cancel_reach_a_run_on_a_worker_through_the_database_needs_postgres()
     assert_eq!(statuses, expected);
     // The worker let go of both: neither is claimed again.
     assert!(cluster.leases_of("w").is_empty());
+    // `submit --resume` hands the stopped run back; the worker finishes it.
+    let back = cluster
+        .project
+        .dloop(&[&["submit", "--resume", &ids[0]][..], &store].concat());
+    assert_eq!(back.code, 0, "{}", back.render());
+    assert!(
+        wait_for(Duration::from_secs(60), || cluster.done() == 1),
+        "{}",
+        cluster.stderr("w")
+    );
+    let records = cluster.records(&ids[0]);
+    assert_eq!(records.last().expect("records")["type"], "run_completed");
 }
 
 #[test]
