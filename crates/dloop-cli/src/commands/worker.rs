@@ -263,7 +263,9 @@ fn drive(
         Ok(end) => shared
             .ui
             .status(&format!("{id}: {}\n", end.state.status.as_str())),
-        Err(e) => shared.ui.warn(&format!("{id}: dropped: {e}\n")),
+        // Dropped: left to its lease's expiry; held: a person must look at it.
+        Err(e) if how.is_none() => shared.ui.warn(&format!("{id}: dropped: {e}\n")),
+        Err(e) => shared.ui.warn(&format!("{id}: held: {e}\n")),
     }
     if let (Some(how), Some(pg)) = (how, storage.pg())
         && let Err(e) = queue::settle(pg, id, claim.token, how)
