@@ -6,7 +6,10 @@
 //! CTE, not a FROM-subquery, whose LIMIT the planner may push away), and the UPDATE around it
 //! increments each row's `lease_token`, the fencing token every later write of the claimer
 //! must present. Runnable: `queue = 'queued'`, not being deleted, and no live lease (never
-//! leased, released, or expired: the holder died or stalled).
+//! leased, released, or expired: the holder died or stalled). Runs are taken in the order they
+//! became runnable: `coalesce(lease_expires_at, queued_at)`, the key of the partial index
+//! `runs_claimable`, so the claim reads that index from its oldest key up to `now()` and never
+//! touches the rows of live leases, however many runs are running.
 
 use dloop_store::{Result, RunMeta, Store};
 
@@ -17,8 +20,8 @@ pub const CLAIM_SQL: &str = "
 WITH picked AS (
     SELECT id FROM runs
     WHERE queue = 'queued' AND NOT deleting
-      AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
-    ORDER BY queued_at, id COLLATE \"C\"
+      AND coalesce(lease_expires_at, queued_at) <= now()
+    ORDER BY coalesce(lease_expires_at, queued_at)
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 )

@@ -56,7 +56,10 @@ CREATE TABLE runs (
     lease_expires_at timestamptz,
     stop_requested   text CHECK (stop_requested IN ('stop', 'drain'))
 );
-CREATE INDEX runs_claimable ON runs (queued_at, id) WHERE queue = 'queued';
+-- When each queued run became claimable: its queue time, or the deadline of its lease. The
+-- claim reads this index from the oldest key up to now, so it never scans a live lease.
+CREATE INDEX runs_claimable ON runs ((coalesce(lease_expires_at, queued_at)))
+    WHERE queue = 'queued';
 CREATE TABLE events (
     run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     seq    bigint NOT NULL,
