@@ -202,39 +202,39 @@ impl RunHandle for PgRun {
         let seqs: Vec<i64> = records.iter().map(|r| r.seq as i64).collect();
         let (old, new) = (last as i64, last as i64 + records.len() as i64);
         let (id, token) = (self.id.as_str(), self.token);
-        let sql = format!("UPDATE runs SET last_seq = $3 WHERE {FENCE} AND last_seq = $4");
-        // One transaction: one commit (one WAL flush) for the whole batch. Safe to repeat: a
-        // retry after a commit whose answer was lost finds last_seq moved and its own records.
+        // One statement, so one transaction and one commit (one WAL flush) for the whole
+        // batch, in two round trips: the fenced move of last_seq feeds the insert, which
+        // inserts nothing when the fence or the expected seq fails.
+        let sql = format!(
+            "WITH moved AS (
+                 UPDATE runs SET last_seq = $3 WHERE {FENCE} AND last_seq = $4 RETURNING id)
+             INSERT INTO events (run_id, seq, record)
+             SELECT moved.id, t.s, t.r FROM moved, unnest($5::bigint[], $6::text[]) AS t(s, r)"
+        );
+        // Safe to repeat: a retry after a commit whose answer was lost finds last_seq moved
+        // and its own records there.
         let outcome = lock(&self.conn).run("append records", |c| {
-            let mut tx = c.transaction()?;
-            if tx.execute(sql.as_str(), &[&id, &token, &new, &old])? == 0 {
-                drop(tx);
-                let stored = c.query(
-                    "SELECT record FROM events WHERE run_id = $1 AND seq > $2 AND seq <= $3
-                     ORDER BY seq",
-                    &[&id, &old, &new],
-                )?;
-                let ours = stored.len() == texts.len()
-                    && stored
-                        .iter()
-                        .zip(&texts)
-                        .all(|(row, text)| row.get::<_, &str>(0) == text.as_str());
-                let at_end = c
-                    .query_opt("SELECT last_seq FROM runs WHERE id = $1", &[&id])?
-                    .is_some_and(|r| r.get::<_, i64>(0) == new);
-                return Ok(if ours && at_end {
-                    Appended::Committed
-                } else {
-                    Appended::Refused
-                });
+            if c.execute(sql.as_str(), &[&id, &token, &new, &old, &seqs, &texts])? > 0 {
+                return Ok(Appended::Committed);
             }
-            tx.execute(
-                "INSERT INTO events (run_id, seq, record)
-                 SELECT $1, s, r FROM unnest($2::bigint[], $3::text[]) AS t(s, r)",
-                &[&id, &seqs, &texts],
+            let stored = c.query(
+                "SELECT record FROM events WHERE run_id = $1 AND seq > $2 AND seq <= $3
+                 ORDER BY seq",
+                &[&id, &old, &new],
             )?;
-            tx.commit()?;
-            Ok(Appended::Committed)
+            let ours = stored.len() == texts.len()
+                && stored
+                    .iter()
+                    .zip(&texts)
+                    .all(|(row, text)| row.get::<_, &str>(0) == text.as_str());
+            let at_end = c
+                .query_opt("SELECT last_seq FROM runs WHERE id = $1", &[&id])?
+                .is_some_and(|r| r.get::<_, i64>(0) == new);
+            Ok(if ours && at_end {
+                Appended::Committed
+            } else {
+                Appended::Refused
+            })
         });
         match outcome {
             Ok(Appended::Committed) => {
