@@ -257,11 +257,16 @@ fn a_worker_given_sigterm_hands_its_runs_over_at_once_needs_postgres() {
     let ids = cluster.submit(2);
     // A lease far longer than the test: only the release on SIGTERM lets the heir in.
     cluster.start_worker("leaving", 2, "60s");
+    // Both actions running (the first step of each run has started).
     assert!(
-        wait_for(Duration::from_secs(30), || cluster
-            .leases_of("leaving")
-            .len()
-            == 2),
+        wait_for(Duration::from_secs(30), || {
+            let starts = cluster
+                .key_lines()
+                .keys()
+                .filter(|(w, _)| w == "start")
+                .count();
+            cluster.leases_of("leaving").len() == 2 && starts == 2
+        }),
         "{}",
         cluster.stderr("leaving")
     );
