@@ -7,10 +7,11 @@
 //! repeat: idempotent, or able to see that an earlier attempt committed (the append checks
 //! the log's last seq and compares the records it finds: `crate::handle`).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, NoTls, Statement};
 
 use dloop_store::{Result, StoreError};
 
@@ -49,6 +50,8 @@ pub(crate) fn is_transient(e: &postgres::Error) -> bool {
 pub(crate) struct Conn {
     config: Config,
     client: Option<Client>,
+    /// Statements prepared on `client` (hot paths only), dropped with it.
+    prepared: HashMap<String, Statement>,
     /// How long an operation keeps retrying through connection failures.
     pub(crate) retry_for: Duration,
 }
@@ -75,6 +78,7 @@ impl Conn {
         Conn {
             config: config.clone(),
             client: None,
+            prepared: HashMap::new(),
             retry_for,
         }
     }
@@ -86,14 +90,45 @@ impl Conn {
         what: &str,
         mut op: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T> {
+        self.retry(what, |client, _| op(client))
+    }
+
+    /// [`Conn::run`] with `sql` prepared once per connection: a hot statement (a step's
+    /// append) then costs one round trip, and no implicit transaction of its own for the
+    /// prepare.
+    pub(crate) fn run_prepared<T>(
+        &mut self,
+        what: &str,
+        sql: &str,
+        mut op: impl FnMut(&mut Client, &Statement) -> Result<T, postgres::Error>,
+    ) -> Result<T> {
+        self.retry(what, |client, prepared| {
+            let statement = match prepared.get(sql) {
+                Some(statement) => statement.clone(),
+                None => {
+                    let statement = client.prepare(sql)?;
+                    prepared.insert(sql.to_owned(), statement.clone());
+                    statement
+                }
+            };
+            op(client, &statement)
+        })
+    }
+
+    fn retry<T>(
+        &mut self,
+        what: &str,
+        mut op: impl FnMut(&mut Client, &mut HashMap<String, Statement>) -> Result<T, postgres::Error>,
+    ) -> Result<T> {
         let deadline = Instant::now() + self.retry_for;
         let mut pause = Duration::from_millis(50);
         loop {
             let attempt = match self.client.as_mut() {
-                Some(client) if !client.is_closed() => op(client),
+                Some(client) if !client.is_closed() => op(client, &mut self.prepared),
                 _ => match self.config.connect(NoTls) {
                     Ok(client) => {
                         self.client = Some(client);
+                        self.prepared.clear();
                         continue;
                     }
                     Err(e) => Err(e),

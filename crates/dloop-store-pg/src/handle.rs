@@ -213,8 +213,8 @@ impl RunHandle for PgRun {
         );
         // Safe to repeat: a retry after a commit whose answer was lost finds last_seq moved
         // and its own records there.
-        let outcome = lock(&self.conn).run("append records", |c| {
-            if c.execute(sql.as_str(), &[&id, &token, &new, &old, &seqs, &texts])? > 0 {
+        let outcome = lock(&self.conn).run_prepared("append records", &sql, |c, statement| {
+            if c.execute(statement, &[&id, &token, &new, &old, &seqs, &texts])? > 0 {
                 return Ok(Appended::Committed);
             }
             let stored = c.query(
@@ -419,8 +419,8 @@ fn heartbeat(spec: &LeaseSpec, rx: &mpsc::Receiver<()>, lost: &AtomicBool) {
         let left = (renewed + spec.ttl).saturating_duration_since(attempt);
         // Never retry past the lease: by then another holder may have it.
         conn.retry_for = left;
-        let renewal = conn.run("renew a lease", |c| {
-            let row = c.query_opt(sql.as_str(), &[&spec.id, &spec.token, &ttl_ms])?;
+        let renewal = conn.run_prepared("renew a lease", &sql, |c, statement| {
+            let row = c.query_opt(statement, &[&spec.id, &spec.token, &ttl_ms])?;
             Ok(row.map(|r| r.get::<_, Option<String>>(0)))
         });
         match renewal {
