@@ -19,6 +19,16 @@ pub(crate) struct Cli {
     /// Print no narration on stderr (errors and warnings still show)
     #[arg(short = 'q', long, global = true)]
     pub(crate) quiet: bool,
+    /// Keep runs in this store: a postgres:// URL (default: files under .loops/.dloop/, or
+    /// `store:` in .loops/config.yaml)
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "DLOOP_STORE",
+        hide_env_values = true
+    )]
+    pub(crate) store: Option<String>,
     /// The command to run.
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -67,6 +77,12 @@ pub(crate) enum Command {
     Gc(commands::gc::GcArgs),
     /// Delete one run
     Rm(commands::rm::RmArgs),
+    /// Enqueue a run of a loop for workers (PostgreSQL store)
+    Submit(commands::submit::SubmitArgs),
+    /// Claim queued runs from a PostgreSQL store and drive them
+    Worker(commands::worker::WorkerArgs),
+    /// Manage the PostgreSQL store's database (db migrate)
+    Db(commands::db::DbArgs),
     /// Print the JSON Schema of loop files (for editors)
     Schema(commands::schema::SchemaArgs),
     /// Convert loop files of other tools (little-loops) into dloop loops
@@ -99,6 +115,9 @@ impl Command {
             Command::Inspect(args) => commands::inspect::cmd_inspect(ctx, args),
             Command::Gc(args) => commands::gc::cmd_gc(ctx, args),
             Command::Rm(args) => commands::rm::cmd_rm(ctx, args),
+            Command::Submit(args) => commands::submit::cmd_submit(ctx, args),
+            Command::Worker(args) => commands::worker::cmd_worker(ctx, args),
+            Command::Db(args) => commands::db::cmd_db(ctx, args),
             Command::Schema(args) => commands::schema::cmd_schema(ctx, args),
             Command::Import(args) => commands::import::cmd_import(ctx, args),
             Command::Completions(args) => commands::completions::cmd_completions(ctx, args),

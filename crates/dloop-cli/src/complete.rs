@@ -29,7 +29,9 @@ pub(crate) fn run_ids() -> Vec<CompletionCandidate> {
     let Some(project) = project() else {
         return Vec::new();
     };
-    let storage = Storage::for_project(&project);
+    let Ok(storage) = Storage::for_project(&project) else {
+        return Vec::new();
+    };
     let mut out: Vec<CompletionCandidate> = crate::runs::run_ids(storage.store())
         .unwrap_or_default()
         .into_iter()

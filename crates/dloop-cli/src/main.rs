@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         .complete();
     let cli = cli::Cli::parse();
     let ui = Ui::new(cli.color, cli.quiet);
+    storage::select(cli.store.clone());
     let cwd = match std::env::current_dir() {
         Ok(cwd) => cwd,
         Err(e) => {

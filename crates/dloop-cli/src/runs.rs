@@ -23,12 +23,18 @@ pub(crate) struct RunInfo {
     pub(crate) state: RunState,
     /// Whether a live process holds its lock.
     pub(crate) live: bool,
+    /// Whether it waits in the store's queue for a worker (PostgreSQL store) and nobody
+    /// holds it.
+    pub(crate) queued: bool,
 }
 
 impl RunInfo {
     /// The status a user sees: the log's, except a `running` run that no process holds is
-    /// `crashed` (resumable).
+    /// `crashed` (resumable), and a run that waits for a worker is `queued`.
     pub(crate) fn status(&self) -> &'static str {
+        if self.queued && !self.live && !self.state.status.is_finished() {
+            return "queued";
+        }
         self.state.status.observed(self.live)
     }
 
@@ -74,11 +80,13 @@ pub(crate) fn load_info(store: &dyn Store, id: &str) -> Result<RunInfo, CliError
     let (state, _) = store.load_state(id).map_err(|e| store_error(e, id))?;
     let live = store.is_live(id).map_err(|e| store_error(e, id))?;
     let meta = store.read_meta(id).ok();
+    let queued = is_queued(store, id, &state, live)?;
     Ok(RunInfo {
         id: id.to_owned(),
         meta,
         state,
         live,
+        queued,
     })
 }
 
@@ -93,12 +101,23 @@ pub(crate) fn load_summary(store: &dyn Store, id: &str) -> Result<RunInfo, CliEr
     } else {
         store.is_live(id).map_err(|e| store_error(e, id))?
     };
+    let queued = is_queued(store, id, &state, live)?;
     Ok(RunInfo {
         id: id.to_owned(),
         meta: None,
         state,
         live,
+        queued,
     })
+}
+
+/// Whether run `id` waits in the store's queue (asked only of a run nobody drives).
+fn is_queued(store: &dyn Store, id: &str, state: &RunState, live: bool) -> Result<bool, CliError> {
+    if live || state.status.is_finished() {
+        return Ok(false);
+    }
+    let queued = store.queued_runs().map_err(|e| store_error(e, id))?;
+    Ok(queued.binary_search_by(|q| q.as_str().cmp(id)).is_ok())
 }
 
 /// The runs of a store, for listings.
@@ -118,11 +137,15 @@ pub(crate) fn load_all(store: &dyn Store) -> Result<AllRuns, CliError> {
     let list = store
         .list_runs()
         .map_err(|e| store_error(e, "(all runs)"))?;
+    let queued = store
+        .queued_runs()
+        .map_err(|e| store_error(e, "(all runs)"))?;
     let runs = list
         .runs
         .into_iter()
         .filter(|summary| RunId::parse(&summary.id).is_ok())
         .map(|RunSummary { id, state, live }| RunInfo {
+            queued: !live && queued.binary_search(&id).is_ok(),
             id,
             meta: None,
             state,

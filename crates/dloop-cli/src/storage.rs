@@ -2,41 +2,157 @@
 //! run's local folder (`${run.dir}` is its `work/`) lies on this machine. The only file of the
 //! CLI that names a concrete store; every command goes through [`Storage::store`] (a test in
 //! tests/cli/store_door.rs fails if another file reaches for `FileStore`).
+//!
+//! The store is picked by `--store URL`, else `DLOOP_STORE`, else `store:` in
+//! `.loops/config.yaml`; none of them: the file store of `.loops/.dloop/`, the embedded
+//! default. A `postgres://` URL picks the PostgreSQL store ([`PgStore`]). Whatever the store,
+//! local folders (a run's `work/`, scope locks, background consoles) stay on this machine under
+//! `.loops/.dloop/`.
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
+use dloop_runtime::process::{StopFlag, StopLevel};
 use dloop_store::{FileStore, Store};
+use dloop_store_pg::{LeaseNews, PgStore};
 
+use crate::error::{CliError, ErrorKind};
 use crate::project::{LOOPS_DIR, Project, RUNTIME_DIR};
+
+/// `--store` / `DLOOP_STORE`, as `main` read it.
+static SELECTED: OnceLock<Option<String>> = OnceLock::new();
+
+/// The stop flag of this process's session, raised when the database says its run must stop
+/// (`dloop stop` from another machine) or its lease is lost.
+static SESSION_STOP: OnceLock<Arc<StopFlag>> = OnceLock::new();
+
+/// Records the `--store` flag (or `DLOOP_STORE`) for every [`Storage`] of this process.
+pub(crate) fn select(url: Option<String>) {
+    let _ = SELECTED.set(url.filter(|u| !u.is_empty()));
+}
+
+/// Makes stop requests and lost leases that reach this process through the store raise `flag`.
+pub(crate) fn watch_stops(flag: &Arc<StopFlag>) {
+    let _ = SESSION_STOP.set(Arc::clone(flag));
+}
+
+/// The concrete store behind [`Storage::store`].
+enum Backend {
+    Files(FileStore),
+    Pg(Box<PgStore>),
+}
 
 /// A project's store and its runs' local folders.
 pub(crate) struct Storage {
-    /// The file store of `.loops/.dloop/`, the embedded default. A `--store` flag would pick
-    /// another `dyn Store` here; the local folders stay on this machine.
-    files: FileStore,
+    backend: Backend,
+    /// The file layout of `.loops/.dloop/`, which places local folders whatever the store.
+    local: FileStore,
     /// `.loops/.dloop/`: local folders of this machine beside the runs.
     runtime: PathBuf,
 }
 
+/// The store URL in force for `project`: the flag or variable, else `config.yaml`'s `store:`.
+pub(crate) fn store_url(project: &Project) -> Result<Option<String>, CliError> {
+    if let Some(Some(url)) = SELECTED.get() {
+        return Ok(Some(url.clone()));
+    }
+    let path = project.root.join(LOOPS_DIR).join("config.yaml");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    match dloop_core::config::parse_config(&bytes) {
+        Ok(config) => Ok(config.store().map(str::to_owned)),
+        Err(_) => Err(CliError::new(
+            ErrorKind::Invalid,
+            format!("{} is not a valid config", path.display()),
+        )
+        .with_hint("`dloop validate` or a run shows its problems")),
+    }
+}
+
+/// `--store` / `DLOOP_STORE` alone, for commands that need no project (`db migrate`).
+pub(crate) fn store_url_without_project() -> Option<String> {
+    SELECTED.get().cloned().flatten()
+}
+
+/// Connects to a PostgreSQL store URL, with a hint when the server or schema is not ready.
+pub(crate) fn connect_pg(url: &str) -> Result<PgStore, CliError> {
+    if !is_pg_url(url) {
+        return Err(
+            CliError::usage(format!("--store `{url}` is not a store dloop knows"))
+                .with_hint("give a postgres:// URL, or no --store (and no DLOOP_STORE) for files"),
+        );
+    }
+    PgStore::connect(url).map_err(|e| {
+        CliError {
+            kind: ErrorKind::Io,
+            source: anyhow::Error::new(e).context("cannot open the PostgreSQL store"),
+            hint: None,
+        }
+        .with_hint("is the server up? a new database needs `dloop db migrate --store URL`")
+    })
+}
+
+/// Whether `url` names a PostgreSQL store.
+pub(crate) fn is_pg_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 impl Storage {
-    /// The storage of `project`: `.loops/.dloop/`.
-    pub(crate) fn for_project(project: &Project) -> Storage {
+    /// The storage of `project`: the store in force (see the module docs) and `.loops/.dloop/`.
+    pub(crate) fn for_project(project: &Project) -> Result<Storage, CliError> {
+        let runtime = project.root.join(LOOPS_DIR).join(RUNTIME_DIR);
+        let backend = match store_url(project)? {
+            Some(url) => Backend::Pg(Box::new(connect_pg(&url)?.with_watch(Arc::new(
+                |_id, news| {
+                    if let Some(flag) = SESSION_STOP.get() {
+                        flag.raise(match news {
+                            LeaseNews::Stop { drain: true } => StopLevel::Drain,
+                            LeaseNews::Stop { drain: false } | LeaseNews::Lost => StopLevel::Stop,
+                        });
+                    }
+                },
+            )))),
+            None => Backend::Files(FileStore::new(runtime.clone())),
+        };
+        Ok(Storage {
+            backend,
+            local: FileStore::new(runtime.clone()),
+            runtime,
+        })
+    }
+
+    /// A worker's storage for one run: `pg` (its own connection and lease settings) and the
+    /// local folders of `project`, this machine's checkout.
+    pub(crate) fn for_worker(project: &Project, pg: PgStore) -> Storage {
         let runtime = project.root.join(LOOPS_DIR).join(RUNTIME_DIR);
         Storage {
-            files: FileStore::new(runtime.clone()),
+            backend: Backend::Pg(Box::new(pg)),
+            local: FileStore::new(runtime.clone()),
             runtime,
         }
     }
 
     /// The store: the only door to runs.
     pub(crate) fn store(&self) -> &dyn Store {
-        &self.files
+        match &self.backend {
+            Backend::Files(files) => files,
+            Backend::Pg(pg) => &**pg,
+        }
+    }
+
+    /// The PostgreSQL store, when that is the store in force (`submit` needs one).
+    pub(crate) fn pg(&self) -> Option<&PgStore> {
+        match &self.backend {
+            Backend::Pg(pg) => Some(&**pg),
+            Backend::Files(_) => None,
+        }
     }
 
     /// The local folder of run `id` (its `work/` is `${run.dir}`); fails for an id that
     /// cannot name a folder.
     pub(crate) fn local_dir(&self, id: &str) -> dloop_store::Result<PathBuf> {
-        self.files.local_run_dir(id)
+        self.local.local_run_dir(id)
     }
 
     /// The scope registry's folder (`.loops/.dloop/scopes/`): scope locks are between the
@@ -48,6 +164,12 @@ impl Storage {
     /// dloop's runtime folder (`.loops/.dloop/`), which step checkpoints leave out.
     pub(crate) fn runtime_dir(&self) -> PathBuf {
         self.runtime.clone()
+    }
+
+    /// The runtime folder of `project` (`.loops/.dloop/`), without opening its store (which
+    /// may be a database).
+    pub(crate) fn runtime_dir_of(project: &Project) -> PathBuf {
+        project.root.join(LOOPS_DIR).join(RUNTIME_DIR)
     }
 
     /// Where worktree runs' worktrees go (`.loops/.dloop/worktrees/<run-id>`): beside the

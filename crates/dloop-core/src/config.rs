@@ -3,6 +3,7 @@
 //! spanned YAML and serde machinery, so unknown keys get the same "did you mean").
 //!
 //! ```yaml
+//! store: postgres://db.internal/dloop   # optional: keep runs in PostgreSQL (default: files)
 //! defaults:
 //!   runner: claude            # the profile of prompt states that name none (default: claude)
 //! runners:
@@ -275,6 +276,7 @@ impl ResolvedProfile {
 pub struct AgentConfig {
     default_runner: String,
     profiles: IndexMap<String, ResolvedProfile>,
+    store: Option<String>,
 }
 
 impl Default for AgentConfig {
@@ -286,11 +288,18 @@ impl Default for AgentConfig {
                 .into_iter()
                 .map(|b| (b.as_str().to_owned(), ResolvedProfile::builtin(b)))
                 .collect(),
+            store: None,
         }
     }
 }
 
 impl AgentConfig {
+    /// The top-level `store:` URL (`postgres://...`), when the project keeps its runs in a
+    /// database; `--store` and `DLOOP_STORE` override it.
+    pub fn store(&self) -> Option<&str> {
+        self.store.as_deref()
+    }
+
     /// The profile of `prompt:` states that name none.
     pub fn default_runner(&self) -> &str {
         &self.default_runner
@@ -318,6 +327,9 @@ struct ConfigFile {
     #[serde(default)]
     #[allow(dead_code)]
     runners: IndexMap<String, Profile>,
+    /// Where runs are kept: a `postgres://` URL (absent: the file store of `.loops/.dloop/`).
+    #[serde(default)]
+    store: Option<String>,
 }
 
 /// Reads `.loops/config.yaml`.
@@ -364,6 +376,10 @@ pub fn parse_config(bytes: &[u8]) -> Result<AgentConfig, Vec<Diagnostic>> {
                         .map_or(entry.1.span, |(_, v)| v.span);
                     default_runner = file.defaults.runner.map(|r| (r, span));
                 }
+                Err(d) => diagnostics.push(d),
+            },
+            Some("store") => match from_entry::<ConfigFile>(entry, root.span) {
+                Ok(file) => config.store = file.store,
                 Err(d) => diagnostics.push(d),
             },
             _ => {

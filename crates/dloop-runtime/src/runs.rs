@@ -149,34 +149,12 @@ pub fn start_run(
     let mut created = None;
     for attempt in 0..64 {
         let id = RunId::new(request.loop_name, created_at, random_suffix(attempt))?;
-        let definition_sha256 = RunMeta::sha256_hex(request.definition_text);
-        let started = Event::RunStarted {
-            run_id: id.as_str().to_owned(),
-            loop_name: request.loop_name.to_owned(),
-            definition_sha256: definition_sha256.clone(),
-            initial: request.def.initial.clone().unwrap_or_default(),
-            context: request.context.clone(),
-            max_steps: request.max_steps,
-            timeout_ms: request.timeout_ms,
-            delay_ms: request.delay_ms,
-        };
-        let meta = RunMeta {
-            id: id.as_str().to_owned(),
-            loop_name: request.loop_name.to_owned(),
-            definition: request.definition_text.to_owned(),
-            definition_sha256,
-            context: request.context.clone(),
-            argv: request.argv.clone(),
-            created_at,
-            project_root: options.project_root.display().to_string(),
-            loop_path: request.loop_path.clone(),
-            started: Some(started),
-            worktree: match &worktree {
-                Some((req, (repo, base))) => {
-                    Some(crate::worktree::create(repo, &req.dir, id.as_str(), base)?)
-                }
-                None => None,
-            },
+        let mut meta = new_meta(request, &id, created_at, &options.project_root);
+        meta.worktree = match &worktree {
+            Some((req, (repo, base))) => {
+                Some(crate::worktree::create(repo, &req.dir, id.as_str(), base)?)
+            }
+            None => None,
         };
         // The worktree exists before run.json names it; a run that is not created takes its
         // worktree (empty, just made) away again.
@@ -231,6 +209,65 @@ pub fn start_run(
         status,
         state: session.into_state(),
     })
+}
+
+/// The metadata of a new run `id` of `request` (its `run_started` record in `started`).
+fn new_meta(
+    request: &StartRequest<'_>,
+    id: &RunId,
+    created_at: dloop_core::Timestamp,
+    project_root: &std::path::Path,
+) -> RunMeta {
+    let definition_sha256 = RunMeta::sha256_hex(request.definition_text);
+    let started = Event::RunStarted {
+        run_id: id.as_str().to_owned(),
+        loop_name: request.loop_name.to_owned(),
+        definition_sha256: definition_sha256.clone(),
+        initial: request.def.initial.clone().unwrap_or_default(),
+        context: request.context.clone(),
+        max_steps: request.max_steps,
+        timeout_ms: request.timeout_ms,
+        delay_ms: request.delay_ms,
+    };
+    RunMeta {
+        id: id.as_str().to_owned(),
+        loop_name: request.loop_name.to_owned(),
+        definition: request.definition_text.to_owned(),
+        definition_sha256,
+        context: request.context.clone(),
+        argv: request.argv.clone(),
+        created_at,
+        project_root: project_root.display().to_string(),
+        loop_path: request.loop_path.clone(),
+        started: Some(started),
+        worktree: None,
+    }
+}
+
+/// Creates a run of `request` without driving it, for workers (`dloop submit`): `create` stores
+/// the new run's metadata (its `run_started` record is in [`RunMeta::started`]: whoever drives
+/// it first writes it, as resume does for a run that never started). A fresh id is tried
+/// while `create` finds the id taken.
+///
+/// # Errors
+/// A loop this version cannot run, or `create`'s failure.
+pub fn submit_run(
+    request: &StartRequest<'_>,
+    project_root: &std::path::Path,
+    created_at: dloop_core::Timestamp,
+    create: &mut dyn FnMut(&RunMeta) -> Result<(), StoreError>,
+) -> Result<RunMeta, RuntimeError> {
+    check_supported(request.def)?;
+    for attempt in 0..64 {
+        let id = RunId::new(request.loop_name, created_at, random_suffix(attempt))?;
+        let meta = new_meta(request, &id, created_at, project_root);
+        match create(&meta) {
+            Ok(()) => return Ok(meta),
+            Err(StoreError::AlreadyExists { .. }) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(RuntimeError::NoFreeId(request.loop_name.to_owned()))
 }
 
 /// What `dloop resume` continues.

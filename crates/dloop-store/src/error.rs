@@ -230,6 +230,16 @@ pub enum StoreError {
         /// What happened to the claim.
         why: String,
     },
+    /// A database store (PostgreSQL) failed, could not be reached within its retries, or has a
+    /// schema this version cannot use; `what` says which and what to do.
+    #[error("database: {what}")]
+    Database {
+        /// What failed, and the way out when there is one.
+        what: String,
+        /// The driver's error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// A blob name that is not a plain file name (it could escape the run).
     #[error("`{name}` is not a valid blob name (letters, digits, `_`, `.`, `-`; no `..`)")]
     InvalidBlobName {
@@ -281,7 +291,7 @@ impl StoreError {
             | Self::BadMeta { .. } => StoreErrorKind::Corrupt,
             Self::UnsafePath { .. } => StoreErrorKind::Unsafe,
             Self::ClaimLost { .. } => StoreErrorKind::ClaimLost,
-            Self::Io { .. } | Self::Poisoned { .. } => StoreErrorKind::Io,
+            Self::Io { .. } | Self::Poisoned { .. } | Self::Database { .. } => StoreErrorKind::Io,
             Self::NotLoaded { .. } | Self::Encode { .. } | Self::EncodeSnapshot { .. } => {
                 StoreErrorKind::Internal
             }

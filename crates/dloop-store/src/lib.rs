@@ -6,8 +6,8 @@
 //! runtime's.
 //!
 //! # Brief overview
-//! - [`Store`] / [`RunHandle`]: the contract every store keeps (the file store now, Postgres
-//!   later), object-safe so a store is picked at run time (`Box<dyn Store>`); the runtime and
+//! - [`Store`] / [`RunHandle`]: the contract every store keeps (the file store here, the
+//!   PostgreSQL store in the `dloop-store-pg` crate), object-safe so a store is picked at run time (`Box<dyn Store>`); the runtime and
 //!   every command reach storage only through them. [`conformance`] (feature `conformance`) is
 //!   the suite that checks a store.
 //! - [`FileStore`]: runs as folders of files: `events.jsonl` ([`EventLog`], line format in
@@ -232,6 +232,22 @@ pub trait Store {
     /// Removes the leftover `name` from [`RunList::incomplete`] unless a process is still at
     /// work on it. Returns whether it was removed; a name that is not a leftover is kept.
     fn remove_incomplete(&self, name: &str) -> Result<bool>;
+
+    /// The runs waiting in this store's queue for a worker (`dloop submit`, or a worker's run
+    /// whose worker let go or died) that nobody holds right now: listings show them as
+    /// `queued`. Sorted; empty for a store without workers (the file store).
+    fn queued_runs(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// Asks the live holder of run `id` to stop (`drain`: after its current action) through
+    /// the store itself, for holders a signal cannot reach (a worker on another machine).
+    /// Returns `false` when this store carries no such request or the holder is reached by a
+    /// signal instead (then signal [`Store::holder`]'s pid); the file store always does.
+    fn request_stop(&self, id: &str, drain: bool) -> Result<bool> {
+        let _ = (id, drain);
+        Ok(false)
+    }
 }
 
 /// The writer's handle on one run: holds its claim (the file store's lock) until dropped.

@@ -22,7 +22,7 @@ pub(crate) struct CancelArgs {
 /// Cancels a run.
 pub(crate) fn cmd_cancel(ctx: &Ctx, args: CancelArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let run_id = resolve(store, &args.run, "resumable", &|info: &RunInfo| {
         info.is_resumable()
@@ -37,6 +37,20 @@ pub(crate) fn cmd_cancel(ctx: &Ctx, args: CancelArgs) -> CmdResult {
             ),
         )
         .with_hint(format!("`dloop rm {run_id}` deletes it")));
+    }
+    if store.is_live(&run_id).unwrap_or(false)
+        && store
+            .request_stop(&run_id, false)
+            .map_err(|e| crate::runs::store_error(e, &run_id))?
+    {
+        // A run a worker holds: ask it to let go (through the store), then cancel it here.
+        ctx.ui.status(&format!(
+            "asked the holder of run {run_id} to stop it; waiting for it to let go\n"
+        ));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while store.is_live(&run_id).unwrap_or(false) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
     cancel_run(store, &run_id).map_err(|e| runtime_error(e, Some(&run_id)))?;
     ctx.ui.status(&format!("cancelled run {run_id}\n"));

@@ -37,7 +37,7 @@ pub(crate) struct DiffArgs {
 /// Prints a diff between two checkpoints.
 pub(crate) fn cmd_diff(ctx: &Ctx, args: DiffArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let id = resolve_newest(store, &args.run)?;
     let records = store

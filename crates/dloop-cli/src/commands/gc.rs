@@ -39,7 +39,7 @@ pub(crate) struct GcArgs {
 /// Deletes old finished runs; prints the ids deleted (or that would be) on stdout.
 pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let all = load_all(store)?;
     let leftovers: Vec<String> = all

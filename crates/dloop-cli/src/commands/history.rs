@@ -38,7 +38,7 @@ pub(crate) fn has_ended(info: &RunInfo) -> bool {
 /// Lists ended runs.
 pub(crate) fn cmd_history(ctx: &Ctx, args: HistoryArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let ids = run_ids(store)?;
     if let Some(name) = &args.loop_name {

@@ -29,7 +29,7 @@ pub(crate) struct InspectArgs {
 /// Shows a run.
 pub(crate) fn cmd_inspect(ctx: &Ctx, args: InspectArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let id = resolve_newest(store, &args.run)?;
     let info = load_info(store, &id)?;

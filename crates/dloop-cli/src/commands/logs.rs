@@ -58,7 +58,7 @@ pub(crate) struct LogsArgs {
 /// Prints the timeline.
 pub(crate) fn cmd_logs(ctx: &Ctx, args: LogsArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let id = resolve_newest(store, &args.run)?;
     let mut printer = Printer {

@@ -3,6 +3,7 @@
 
 pub(crate) mod cancel;
 pub(crate) mod completions;
+pub(crate) mod db;
 pub(crate) mod diff;
 pub(crate) mod gc;
 pub(crate) mod history;
@@ -24,8 +25,10 @@ pub(crate) mod session;
 pub(crate) mod show;
 pub(crate) mod status;
 pub(crate) mod stop;
+pub(crate) mod submit;
 pub(crate) mod validate;
 pub(crate) mod watch;
+pub(crate) mod worker;
 
 use std::path::PathBuf;
 

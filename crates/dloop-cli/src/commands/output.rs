@@ -58,7 +58,7 @@ struct OutputJson<'a> {
 /// Prints a step's output.
 pub(crate) fn cmd_output(ctx: &Ctx, args: OutputArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let id = resolve_newest(store, &args.run)?;
     let (mut outputs, mut next_seq) = read_outputs(store, &id, Outputs::default(), 1)?;

@@ -61,7 +61,7 @@ pub(crate) struct ResumeArgs {
 /// Resumes a run.
 pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     if args.session.detaches() {
         return crate::detach::spawn(ctx, &storage, "resume");
     }

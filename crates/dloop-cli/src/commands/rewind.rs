@@ -31,7 +31,7 @@ pub(crate) struct RewindArgs {
 /// Rewinds a run.
 pub(crate) fn cmd_rewind(ctx: &Ctx, args: RewindArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let id = resolve_newest(store, &args.run)?;
     let run_dir = storage.local_dir(&id).map_err(|e| store_error(e, &id))?;

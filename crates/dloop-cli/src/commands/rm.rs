@@ -28,7 +28,7 @@ pub(crate) struct RmArgs {
 /// Deletes one run.
 pub(crate) fn cmd_rm(ctx: &Ctx, args: RmArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let run_id = resolve(store, &args.run, "", &|_| true)?;
     let mut run = store.open_run(&run_id).map_err(|e| match e.kind() {

@@ -78,66 +78,20 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
         let project = project.unwrap_or(Project {
             root: ctx.cwd.clone(),
         });
-        return crate::detach::spawn(ctx, &Storage::for_project(&project), "run");
+        return crate::detach::spawn(ctx, &Storage::for_project(&project)?, "run");
     }
-    let file = resolve_loop(&args.loop_arg, &ctx.cwd, project.as_ref())?;
-    let loaded = load::load_checked(file, &ctx.cwd, project.as_ref());
-    let Some(parsed) = loaded.parsed.as_ref().filter(|_| loaded.is_valid()) else {
-        ctx.ui
-            .status(&human::diagnostics(&loaded, ctx.ui.color_stderr));
-        return Err(CliError::new(
-            ErrorKind::Invalid,
-            format!("{} is not a valid loop", loaded.display),
-        )
-        .with_hint(format!(
-            "`dloop validate {}` lists every problem",
-            loaded.display
-        )));
-    };
-    let def = &parsed.def;
-    let mut context: BTreeMap<String, String> = dloop_core::model::context_strings(&def.context);
-    let given = context_pairs(&args.context)?;
-    warn_unread(
+    let (loaded, context) = load_for_start(
         ctx,
-        &loaded.source,
-        &loaded.file.name,
-        &given,
-        args.input.as_deref().map(|_| def.input_key()),
-    );
-    context.extend(given);
-    if let Some(input) = &args.input {
-        context.insert(def.input_key().to_owned(), input.clone());
-    }
-    let missing: Vec<&str> = def
-        .required
-        .iter()
-        .filter(|key| context.get(key.as_str()).is_none_or(|v| v.is_empty()))
-        .map(String::as_str)
-        .collect();
-    if !missing.is_empty() {
-        let hint = missing
-            .iter()
-            .map(|key| {
-                if *key == def.input_key() {
-                    format!("give INPUT or -c {key}=VALUE")
-                } else {
-                    format!("-c {key}=VALUE")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(CliError::usage(format!(
-            "loop `{}` needs context {}: missing {}",
-            loaded.file.name,
-            if missing.len() == 1 { "key" } else { "keys" },
-            missing
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .with_hint(hint));
-    }
+        &args.loop_arg,
+        args.input.as_deref(),
+        &args.context,
+        project.as_ref(),
+    )?;
+    let def = &loaded
+        .parsed
+        .as_ref()
+        .expect("load_for_start returns a parsed loop")
+        .def;
     check_supported(def).map_err(|e| CliError::new(ErrorKind::Refused, e))?;
     let request = StartRequest {
         def,
@@ -175,7 +129,7 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
     let project = project.unwrap_or(Project {
         root: ctx.cwd.clone(),
     });
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let request = StartRequest {
         scope: args.session.scope_request(&storage),
@@ -207,6 +161,77 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
     }
     crate::notify::after_session(ctx, args.session.notify.as_deref(), &project.root, &end);
     session::finish(ctx, store, &end, args.json)
+}
+
+/// Loads LOOP for a new run (`run`, `submit`): the file resolved, validated (its problems shown
+/// and refused), and the context a run starts with (the loop's, `-c` flags, INPUT), with every
+/// `required` key present.
+pub(crate) fn load_for_start(
+    ctx: &Ctx,
+    loop_arg: &str,
+    input: Option<&str>,
+    context_flags: &[String],
+    project: Option<&Project>,
+) -> Result<(load::LoadedLoop, BTreeMap<String, String>), CliError> {
+    let file = resolve_loop(loop_arg, &ctx.cwd, project)?;
+    let loaded = load::load_checked(file, &ctx.cwd, project);
+    let Some(parsed) = loaded.parsed.as_ref().filter(|_| loaded.is_valid()) else {
+        ctx.ui
+            .status(&human::diagnostics(&loaded, ctx.ui.color_stderr));
+        return Err(CliError::new(
+            ErrorKind::Invalid,
+            format!("{} is not a valid loop", loaded.display),
+        )
+        .with_hint(format!(
+            "`dloop validate {}` lists every problem",
+            loaded.display
+        )));
+    };
+    let def = &parsed.def;
+    let mut context: BTreeMap<String, String> = dloop_core::model::context_strings(&def.context);
+    let given = context_pairs(context_flags)?;
+    warn_unread(
+        ctx,
+        &loaded.source,
+        &loaded.file.name,
+        &given,
+        input.map(|_| def.input_key()),
+    );
+    context.extend(given);
+    if let Some(input) = input {
+        context.insert(def.input_key().to_owned(), input.to_owned());
+    }
+    let missing: Vec<&str> = def
+        .required
+        .iter()
+        .filter(|key| context.get(key.as_str()).is_none_or(|v| v.is_empty()))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        let hint = missing
+            .iter()
+            .map(|key| {
+                if *key == def.input_key() {
+                    format!("give INPUT or -c {key}=VALUE")
+                } else {
+                    format!("-c {key}=VALUE")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(CliError::usage(format!(
+            "loop `{}` needs context {}: missing {}",
+            loaded.file.name,
+            if missing.len() == 1 { "key" } else { "keys" },
+            missing
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .with_hint(hint));
+    }
+    Ok((loaded, context))
 }
 
 /// Warns about `-c` keys (and an INPUT) the loop never reads: no `${context.KEY}` anywhere in its
@@ -243,7 +268,9 @@ fn warn_unread(
 /// Says when the loop already has a run that could be resumed, so runs do not pile up by
 /// accident. Reading the runs is best effort: a failure here never stops the new run.
 fn note_resumable(ctx: &Ctx, project: &Project, loop_name: &str) {
-    let storage = crate::storage::Storage::for_project(project);
+    let Ok(storage) = crate::storage::Storage::for_project(project) else {
+        return;
+    };
     let Ok(ids) = crate::runs::run_ids(storage.store()) else {
         return;
     };

@@ -135,7 +135,7 @@ pub(crate) fn prepare(
 ) -> Result<(SessionOptions, Progress), CliError> {
     let mut options = SessionOptions::new(project.root.clone());
     // Step checkpoints whenever the run works in a git work tree (DLOOP_CHECKPOINTS=off: none).
-    options.checkpoints = Some(crate::storage::Storage::for_project(project).runtime_dir());
+    options.checkpoints = Some(crate::storage::Storage::runtime_dir_of(project));
     if let Some(ms) = std::env::var("DLOOP_KILL_GRACE_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -151,6 +151,7 @@ pub(crate) fn prepare(
     options.agents = Arc::new(agents(ctx, project)?);
     dloop_runtime::signals::install(Arc::clone(&options.stop), Arc::clone(&options.signals))
         .map_err(|e| CliError::io("installing signal handlers", e))?;
+    crate::storage::watch_stops(&options.stop);
     let live = !json && std::io::stderr().is_terminal();
     let progress = Progress::new(
         ctx.ui.color_stderr,

@@ -38,7 +38,7 @@ pub(crate) struct StatusReport {
 /// Lists runs; unreadable runs are reported on stderr and do not hide the others.
 pub(crate) fn cmd_status(ctx: &Ctx, args: StatusArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let all = load_all(store)?;
     for (id, err) in &all.unreadable {

@@ -32,7 +32,7 @@ pub(crate) struct StopArgs {
 /// Signals a live run.
 pub(crate) fn cmd_stop(ctx: &Ctx, args: StopArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let run_id = resolve(store, &args.run, "live", &|info: &RunInfo| info.live)?;
     if !store.is_live(&run_id).unwrap_or(false) {
@@ -51,6 +51,26 @@ pub(crate) fn cmd_stop(ctx: &Ctx, args: StopArgs) -> CmdResult {
                 format!("`dloop resume {run_id}` continues it; `dloop cancel {run_id}` ends it"),
             ),
         );
+    }
+    // A holder a signal cannot reach (a worker, or a run on another machine) is asked through
+    // the store; it reads the request at its next heartbeat.
+    if store
+        .request_stop(&run_id, args.drain)
+        .map_err(|e| store_error(e, &run_id))?
+    {
+        let force = if args.force {
+            " (--force cannot kill a process on another machine: it stops like a plain stop)"
+        } else {
+            ""
+        };
+        let when = if args.drain {
+            "after its current action"
+        } else {
+            "at its holder's next heartbeat"
+        };
+        ctx.ui
+            .status(&format!("asked run {run_id} to stop {when}{force}\n"));
+        return Ok(Exit::Ok);
     }
     let info = store.holder(&run_id).map_err(|e| store_error(e, &run_id))?;
     let Some(pid) = info.map(|i| i.pid as i32).filter(|pid| *pid > 1) else {

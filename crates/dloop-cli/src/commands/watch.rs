@@ -63,7 +63,7 @@ pub(crate) fn cmd_watch(ctx: &Ctx, args: WatchArgs) -> CmdResult {
         )
         .with_hint("use `dloop status --json` or `dloop logs RUN -f` in scripts"));
     }
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let agent_base = |profile: &str| super::output::agent_base(ctx, &project, profile);
     let interval = Duration::from_millis(args.interval.max(50));

@@ -296,6 +296,7 @@ mod tests {
                 ..RunState::default()
             },
             live,
+            queued: false,
         }
     }
 

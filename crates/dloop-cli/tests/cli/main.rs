@@ -23,6 +23,8 @@ mod list;
 mod logs;
 mod names;
 mod parallel;
+mod pg_cluster;
+mod pg_commands;
 mod quoting;
 mod refusals;
 mod resume;
@@ -36,6 +38,7 @@ mod store_door;
 mod templates;
 mod validate;
 mod watch;
+mod workers;
 mod worktrees;
 
 /// Every `.rs` file in this folder is a module above, so no test file is silently skipped.

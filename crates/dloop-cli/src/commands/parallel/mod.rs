@@ -112,7 +112,7 @@ pub(crate) struct RetryArgs {
 /// Runs `dloop parallel ...`.
 pub(crate) fn cmd_parallel(ctx: &Ctx, args: ParallelArgs) -> CmdResult {
     let project = Project::require(&ctx.cwd)?;
-    let storage = Storage::for_project(&project);
+    let storage = Storage::for_project(&project)?;
     let Some(root) = dloop_runtime::git::Git::toplevel(&project.root) else {
         return Err(CliError::usage(format!(
             "dloop parallel needs a git repository, and {} is not in one",
