@@ -194,7 +194,7 @@ pub fn fork_run(
         Event::ForkedFrom {
             run_id: source.to_owned(),
             step,
-            seq,
+            source_seq: seq,
         },
         Event::RunPaused {
             reason: PauseReason::Stopped,
