@@ -67,6 +67,8 @@ pub(crate) enum Command {
     Diff(commands::diff::DiffArgs),
     /// Put the working tree back to how it was after a step, and pause the run there
     Rewind(commands::rewind::RewindArgs),
+    /// Start a new run from a run's history up to a step, and continue it live
+    Fork(commands::fork::ForkArgs),
     /// Run a loop once per task, each in its own git worktree, and integrate the results
     Parallel(commands::parallel::ParallelArgs),
     /// Watch runs live in a terminal dashboard (q quits)
@@ -110,6 +112,7 @@ impl Command {
             Command::Output(args) => commands::output::cmd_output(ctx, args),
             Command::Diff(args) => commands::diff::cmd_diff(ctx, args),
             Command::Rewind(args) => commands::rewind::cmd_rewind(ctx, args),
+            Command::Fork(args) => commands::fork::cmd_fork(ctx, args),
             Command::Parallel(args) => commands::parallel::cmd_parallel(ctx, args),
             Command::Watch(args) => commands::watch::cmd_watch(ctx, args),
             Command::Inspect(args) => commands::inspect::cmd_inspect(ctx, args),

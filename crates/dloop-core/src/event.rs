@@ -582,6 +582,17 @@ pub enum Event {
         /// not taken from it).
         state: Box<crate::state::RunState>,
     },
+    /// `dloop fork`: this run was made from run `run_id`'s records up to the end of its step
+    /// `step` (its seqs 1..=`source_seq`, copied before this record with `run_started.run_id` set to
+    /// this run). Only the fork's log holds the link: the source run is left byte-identical.
+    ForkedFrom {
+        /// The source run.
+        run_id: String,
+        /// The step of the source the fork continues after.
+        step: u64,
+        /// The source's last seq copied (not `seq`: that is the record's own).
+        source_seq: u64,
+    },
     /// Opening the log cut off a torn or bad last line.
     LogRepaired {
         /// Bytes removed.
@@ -617,6 +628,7 @@ impl Event {
             Self::ScopeAcquired { .. } => "scope_acquired",
             Self::DefinitionReloaded { .. } => "definition_reloaded",
             Self::RunRewound { .. } => "run_rewound",
+            Self::ForkedFrom { .. } => "forked_from",
             Self::LogRepaired { .. } => "log_repaired",
             Self::Judged { .. } => "judged",
             Self::RunOptions { .. } => "run_options",

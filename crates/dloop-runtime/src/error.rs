@@ -161,6 +161,9 @@ pub enum RuntimeError {
     /// would lose a worker), or a parallel command is refused.
     #[error("{0}")]
     Parallel(String),
+    /// A fork is refused: the step is not in the source run, or the source cannot be copied.
+    #[error("{0}")]
+    Fork(String),
 }
 
 impl RuntimeError {
@@ -176,7 +179,8 @@ impl RuntimeError {
             | Self::ScopeConflict { .. }
             | Self::Worktree(_)
             | Self::Checkpoint(_)
-            | Self::Parallel(_) => RuntimeErrorKind::Refused,
+            | Self::Parallel(_)
+            | Self::Fork(_) => RuntimeErrorKind::Refused,
             Self::Git(_) => RuntimeErrorKind::Io,
             Self::InvalidReload { .. } | Self::ScopeOutside { .. } => RuntimeErrorKind::Invalid,
             Self::ScopeRegistry { .. } => RuntimeErrorKind::Corrupt,

@@ -22,6 +22,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod driver;
 pub mod error;
+pub mod fork;
 pub mod git;
 pub mod interp;
 pub mod observer;

@@ -100,7 +100,7 @@ pub fn check_supported(def: &LoopDef) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn random_suffix(attempt: u32) -> u16 {
+pub(crate) fn random_suffix(attempt: u32) -> u16 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     hasher.write_u32(attempt);

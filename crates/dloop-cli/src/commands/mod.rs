@@ -5,6 +5,7 @@ pub(crate) mod cancel;
 pub(crate) mod completions;
 pub(crate) mod db;
 pub(crate) mod diff;
+pub(crate) mod fork;
 pub(crate) mod gc;
 pub(crate) mod history;
 pub(crate) mod import;

@@ -10,6 +10,7 @@ mod completions;
 mod compose;
 mod crash;
 mod fake_agents;
+mod fork;
 mod gc;
 mod gitrepo;
 mod habits;

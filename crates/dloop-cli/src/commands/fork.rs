@@ -1,0 +1,123 @@
+//! `dloop fork RUN --at STEP [--reload]`: a new run with the source's history up to the end of
+//! STEP, continued live from step STEP+1; the source run is left untouched.
+
+use clap::Args;
+use dloop_core::transition::ResumeRequest;
+use dloop_runtime::fork::fork_run;
+use dloop_runtime::runs::{ResumeInput, resume_run};
+
+use crate::commands::session::{self, runtime_error};
+use crate::commands::{CmdResult, Ctx};
+use crate::error::{CliError, ErrorKind};
+use crate::load;
+use crate::project::{LoopFile, Project, resolve_loop};
+use crate::render::human;
+use crate::runs::resolve_newest;
+use crate::storage::Storage;
+
+/// Start a new run from a run's history up to a step, and continue it live
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  dloop fork fix-tests --at 4             a new run with steps 1-4 of fix-tests, running from step 5
+  dloop fork fix-tests --at 4 --reload    the same, with the loop file as it is now")]
+pub(crate) struct ForkArgs {
+    /// The run: an id, a unique id prefix, or a loop name (its newest run)
+    #[arg(value_name = "RUN", add = clap_complete::engine::ArgValueCandidates::new(crate::complete::run_ids))]
+    pub(crate) run: String,
+    /// The step whose end the new run starts from
+    #[arg(long, value_name = "STEP")]
+    pub(crate) at: u64,
+    /// Continue with the loop file as it is now instead of the source run's definition
+    #[arg(long)]
+    pub(crate) reload: bool,
+    /// Print the run as JSON (the `inspect --json` shape) on stdout when the session ends
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Show every line each action prints as it arrives (indented under the step lines)
+    #[arg(short = 'v', long)]
+    pub(crate) verbose: bool,
+}
+
+/// Forks a run and drives the fork.
+pub(crate) fn cmd_fork(ctx: &Ctx, args: ForkArgs) -> CmdResult {
+    let project = Project::require(&ctx.cwd)?;
+    let storage = Storage::for_project(&project)?;
+    let store = storage.store();
+    let source = resolve_newest(store, &args.run)?;
+    let meta = store
+        .read_meta(&source)
+        .map_err(|e| crate::runs::store_error(e, &source))?;
+    // `--reload`: the loop file as it is now, checked as `dloop validate` (and `resume
+    // --reload`) check it, before anything is created.
+    let current_definition = if args.reload {
+        let path = meta
+            .loop_path
+            .as_deref()
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                resolve_loop(&meta.loop_name, &ctx.cwd, Some(&project))
+                    .ok()
+                    .map(|f| project.root.join(f.path))
+            })
+            .filter(|path| path.is_file())
+            .ok_or_else(|| {
+                CliError::new(
+                    ErrorKind::Invalid,
+                    format!(
+                        "the loop file of run {source} (`{}`) is gone; --reload has nothing to load",
+                        meta.loop_name
+                    ),
+                )
+            })?;
+        let file = LoopFile {
+            name: meta.loop_name.clone(),
+            path,
+        };
+        let loaded = load::load_checked(file, &ctx.cwd, Some(&project));
+        if !loaded.is_valid() {
+            ctx.ui
+                .status(&human::diagnostics(&loaded, ctx.ui.color_stderr));
+            return Err(CliError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{} is not a valid loop; --reload refuses it and no fork was made",
+                    loaded.display
+                ),
+            )
+            .with_hint(format!(
+                "`dloop validate {}` lists every problem",
+                loaded.display
+            )));
+        }
+        Some(loaded.source)
+    } else {
+        None
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let forked =
+        fork_run(store, &source, args.at, argv).map_err(|e| runtime_error(e, Some(&source)))?;
+    let id = forked.run_id;
+    ctx.ui.status(&format!(
+        "forked run {source} at the end of step {} as run {id}; continuing with step {}\n",
+        args.at,
+        args.at + 1
+    ));
+    let input = ResumeInput {
+        run_id: id.clone(),
+        current_definition,
+        reload: args.reload,
+        request: ResumeRequest::default(),
+        // The loop's scope is taken as `dloop run` takes it (refused while another run holds it).
+        scope: Some(dloop_runtime::scope::ScopeRequest {
+            registry_dir: storage.scopes_dir(),
+            queue: false,
+            queue_timeout: None,
+        }),
+    };
+    let (options, mut progress) = session::prepare(ctx, &project, args.json, args.verbose)?;
+    let local_dir = |id: &str| storage.local_dir(id);
+    let end = resume_run(store, &local_dir, &input, options, &mut progress)
+        .map_err(|e| runtime_error(e, Some(&id)))?;
+    drop(progress);
+    session::finish(ctx, store, &end, args.json)
+}
