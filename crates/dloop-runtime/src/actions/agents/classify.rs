@@ -231,6 +231,28 @@ pub fn classify(
                 None,
             );
         }
+        // A CLI that retries its service forever (codex offline prints "Reconnecting... waiting
+        // for network" until killed) says why in its last error event: a network, limit or
+        // login message makes the run pause as such (resumable) rather than fail as a hang.
+        if let Some(last) = &facts.last_error
+            && let Some(
+                outcome @ (AgentOutcome::Unreachable
+                | AgentOutcome::RateLimited
+                | AgentOutcome::AuthFailed),
+            ) = patterns.classify_text(last)
+        {
+            let resets_at = (outcome == AgentOutcome::RateLimited)
+                .then(|| resets(last))
+                .flatten();
+            return verdict(
+                outcome,
+                Some(format!(
+                    "{last} (ended by its {} time limit)",
+                    timeout_name(limit)
+                )),
+                resets_at,
+            );
+        }
         return verdict(
             AgentOutcome::NoTerminalEvent,
             Some(format!("ended by its {} time limit", timeout_name(limit))),
@@ -589,6 +611,40 @@ mod tests {
         );
         assert_eq!(
             case(&started, idle, "", Base::Claude),
+            AgentOutcome::NoTerminalEvent
+        );
+    }
+
+    #[test]
+    fn a_cli_that_retries_its_service_until_killed_says_why_in_its_last_error() {
+        // Codex offline (seen with the real CLI, 0.15x): `error` events "Reconnecting... waiting
+        // for network" until dloop's timeout ends it.
+        let patterns = Patterns::new(&[]);
+        let wall = ProcessFacts {
+            timed_out: Some(ActionTimeout::Wall),
+            exited: false,
+            ..ProcessFacts::default()
+        };
+        let offline = StreamFacts {
+            session_id: Some("s".into()),
+            last_error: Some(
+                "Reconnecting... waiting for network (Connection failed: error sending request)"
+                    .into(),
+            ),
+            ..StreamFacts::default()
+        };
+        let verdict = classify(Base::Codex, &offline, wall, "", &patterns, NOW);
+        assert_eq!(verdict.outcome, AgentOutcome::Unreachable);
+        let message = verdict.message.expect("message");
+        assert!(message.contains("waiting for network"), "{message}");
+        assert!(message.contains("time limit"), "{message}");
+        // Any other last error stays a hang.
+        let other = StreamFacts {
+            last_error: Some("tool exec failed: exit 2".into()),
+            ..offline
+        };
+        assert_eq!(
+            classify(Base::Codex, &other, wall, "", &patterns, NOW).outcome,
             AgentOutcome::NoTerminalEvent
         );
     }
