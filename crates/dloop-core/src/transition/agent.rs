@@ -207,13 +207,15 @@ pub fn follow_up(
             } else {
                 "could not reach its service (check the network)"
             };
+            // The agent's own message often ends a sentence already: one full stop, not two.
+            let shown = message.trim_end().trim_end_matches(['.', ';']);
             let pause = format!(
-                "agent `{}` {what}{}; then resume: the step runs again",
+                "agent `{}` {what}{}. Then resume: the step runs again",
                 report.profile,
-                if message.is_empty() {
+                if shown.is_empty() {
                     String::new()
                 } else {
-                    format!(": {message}")
+                    format!(": {shown}")
                 }
             );
             vec![
