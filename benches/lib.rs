@@ -49,6 +49,23 @@ pub fn loop_def() -> LoopDef {
         .def
 }
 
+/// What `dloop run bench --max-steps MAX_STEPS` asks of the runtime.
+pub fn start_request(def: &LoopDef, max_steps: u64) -> dloop_runtime::runs::StartRequest<'_> {
+    dloop_runtime::runs::StartRequest {
+        def,
+        definition_text: LOOP_YAML,
+        loop_name: LOOP_NAME,
+        loop_path: None,
+        context: BTreeMap::new(),
+        argv: vec!["dloop".into(), "run".into(), LOOP_NAME.into()],
+        max_steps,
+        timeout_ms: None,
+        delay_ms: None,
+        scope: None,
+        options: Default::default(),
+    }
+}
+
 /// A run id for `bench` at `ts_ms`, made unique by `suffix`.
 ///
 /// # Panics

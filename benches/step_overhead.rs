@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use dloop_benches::{LOOP_NAME, LOOP_YAML, TrivialRunner, loop_def, memory_dir, store_root};
+use dloop_benches::{TrivialRunner, loop_def, memory_dir, start_request, store_root};
 use dloop_core::state::RunStatus;
 use dloop_runtime::driver::SessionOptions;
 use dloop_runtime::observer::Silent;
-use dloop_runtime::runs::{StartRequest, start_run};
+use dloop_runtime::runs::start_run;
 use dloop_store::FileStore;
 
 /// Steps per measured run.
@@ -30,19 +30,7 @@ fn step_overhead(c: &mut Criterion) {
     let dir = memory_dir();
     let store = FileStore::new(store_root(dir.path()));
     let def = loop_def();
-    let request = StartRequest {
-        def: &def,
-        definition_text: LOOP_YAML,
-        loop_name: LOOP_NAME,
-        loop_path: None,
-        context: Default::default(),
-        argv: vec!["dloop".into(), "run".into(), LOOP_NAME.into()],
-        max_steps: STEPS,
-        timeout_ms: None,
-        delay_ms: None,
-        scope: None,
-        options: Default::default(),
-    };
+    let request = start_request(&def, STEPS);
     let mut group = c.benchmark_group("step_overhead");
     group
         .sample_size(20)

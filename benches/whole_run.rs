@@ -29,7 +29,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
-use dloop_benches::{LOOP_NAME, LOOP_YAML, loop_def, store_root, temp_dir};
+use dloop_benches::{loop_def, start_request, store_root, temp_dir};
 use dloop_core::state::RunStatus;
 use dloop_runtime::actions::output::StepOutput;
 use dloop_runtime::driver::SessionOptions;
@@ -46,19 +46,7 @@ fn whole_run(c: &mut Criterion) {
     let dir = temp_dir();
     let store = FileStore::new(store_root(dir.path()));
     let def = loop_def();
-    let request = StartRequest {
-        def: &def,
-        definition_text: LOOP_YAML,
-        loop_name: LOOP_NAME,
-        loop_path: None,
-        context: Default::default(),
-        argv: vec!["dloop".into(), "run".into(), LOOP_NAME.into()],
-        max_steps: STEPS,
-        timeout_ms: None,
-        delay_ms: None,
-        scope: None,
-        options: Default::default(),
-    };
+    let request = start_request(&def, STEPS);
 
     let mut group = c.benchmark_group("whole_run");
     group

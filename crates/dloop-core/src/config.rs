@@ -630,16 +630,7 @@ mod tests {
     fn errors(src: &str) -> Vec<String> {
         match parse_config(src.as_bytes()) {
             Ok(_) => Vec::new(),
-            Err(diags) => diags
-                .iter()
-                .map(|d| {
-                    let at = d
-                        .span
-                        .map(|s| format!("{}:{} ", s.line, s.column))
-                        .unwrap_or_default();
-                    format!("{at}{}", d.message)
-                })
-                .collect(),
+            Err(diags) => diags.iter().map(Diagnostic::located).collect(),
         }
     }
 

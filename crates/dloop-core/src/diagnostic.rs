@@ -39,6 +39,15 @@ impl Diagnostic {
         }
     }
 
+    /// `LINE:COL message` (just the message without a span): one line, for tests and logs.
+    pub fn located(&self) -> String {
+        let at = self
+            .span
+            .map(|s| format!("{}:{} ", s.line, s.column))
+            .unwrap_or_default();
+        format!("{at}{}", self.message)
+    }
+
     /// Adds (or replaces) the help line.
     #[must_use]
     pub fn with_help(mut self, help: impl Into<String>) -> Self {

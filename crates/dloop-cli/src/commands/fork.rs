@@ -9,9 +9,7 @@ use dloop_runtime::runs::{ResumeInput, resume_run};
 use crate::commands::session::{self, runtime_error};
 use crate::commands::{CmdResult, Ctx};
 use crate::error::{CliError, ErrorKind};
-use crate::load;
 use crate::project::{LoopFile, Project, resolve_loop};
-use crate::render::human;
 use crate::runs::resolve_newest;
 use crate::storage::Storage;
 
@@ -69,27 +67,15 @@ pub(crate) fn cmd_fork(ctx: &Ctx, args: ForkArgs) -> CmdResult {
                     ),
                 )
             })?;
-        let file = LoopFile {
-            name: meta.loop_name.clone(),
-            path,
-        };
-        let loaded = load::load_checked(file, &ctx.cwd, Some(&project));
-        if !loaded.is_valid() {
-            ctx.ui
-                .status(&human::diagnostics(&loaded, ctx.ui.color_stderr));
-            return Err(CliError::new(
-                ErrorKind::Invalid,
-                format!(
-                    "{} is not a valid loop; --reload refuses it and no fork was made",
-                    loaded.display
-                ),
-            )
-            .with_hint(format!(
-                "`dloop validate {}` lists every problem",
-                loaded.display
-            )));
-        }
-        Some(loaded.source)
+        Some(crate::commands::resume::load_for_reload(
+            ctx,
+            &project,
+            LoopFile {
+                name: meta.loop_name.clone(),
+                path,
+            },
+            "no fork was made",
+        )?)
     } else {
         None
     };

@@ -88,30 +88,15 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
         .filter(|path| path.is_file());
     let current_definition = match current_file {
         // `--reload` takes the file only as `dloop validate` accepts it (the same loader).
-        Some(path) if args.reload => {
-            let file = LoopFile {
+        Some(path) if args.reload => Some(load_for_reload(
+            ctx,
+            &project,
+            LoopFile {
                 name: meta.loop_name.clone(),
                 path,
-            };
-            let loaded = load::load_checked(file, &ctx.cwd, Some(&project));
-            if !loaded.is_valid() {
-                ctx.ui
-                    .status(&human::diagnostics(&loaded, ctx.ui.color_stderr));
-                return Err(CliError::new(
-                    ErrorKind::Invalid,
-                    format!(
-                        "{} is not a valid loop; --reload refuses it and run {run_id} is \
-                         unchanged",
-                        loaded.display
-                    ),
-                )
-                .with_hint(format!(
-                    "`dloop validate {}` lists every problem",
-                    loaded.display
-                )));
-            }
-            Some(loaded.source)
-        }
+            },
+            &format!("run {run_id} is unchanged"),
+        )?),
         Some(path) => std::fs::read_to_string(path).ok(),
         None => None,
     };
@@ -144,4 +129,32 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
     drop(progress);
     crate::notify::after_session(ctx, args.session.notify.as_deref(), &project.root, &end);
     session::finish(ctx, store, &end, args.json)
+}
+
+/// The text of a loop file given with `--reload` (resume, fork), taken only as `dloop validate`
+/// accepts it (the same loader); an invalid file shows its problems and is refused, saying
+/// `unchanged` (what was not done).
+pub(crate) fn load_for_reload(
+    ctx: &Ctx,
+    project: &Project,
+    file: LoopFile,
+    unchanged: &str,
+) -> Result<String, CliError> {
+    let loaded = load::load_checked(file, &ctx.cwd, Some(project));
+    if !loaded.is_valid() {
+        ctx.ui
+            .status(&human::diagnostics(&loaded, ctx.ui.color_stderr));
+        return Err(CliError::new(
+            ErrorKind::Invalid,
+            format!(
+                "{} is not a valid loop; --reload refuses it and {unchanged}",
+                loaded.display
+            ),
+        )
+        .with_hint(format!(
+            "`dloop validate {}` lists every problem",
+            loaded.display
+        )));
+    }
+    Ok(loaded.source)
 }

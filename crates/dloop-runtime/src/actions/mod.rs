@@ -169,3 +169,36 @@ pub trait ActionRunner: Send + Sync {
         io: &mut ActionIo<'_, '_>,
     ) -> io::Result<ActionOutcome>;
 }
+
+/// Writes a file of the run's scratch folder (a long script, a prompt file): 0600, created or
+/// replaced, never through a symbolic link, neither the file's name (`O_NOFOLLOW`) nor its
+/// folder (a planted `scripts -> /elsewhere` must not make dloop write there); the folder is
+/// created 0700. Not synced: such a file lives only as long as its action, and a re-run writes
+/// it again.
+///
+/// # Errors
+/// The folder or file cannot be made, or the folder is a link.
+pub fn write_scratch_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        if !std::fs::symlink_metadata(dir)?.is_dir() {
+            return Err(io::Error::other(format!(
+                "{} is not a folder (a symbolic link?): refusing to write through it",
+                dir.display()
+            )));
+        }
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    file.write_all(bytes)
+}

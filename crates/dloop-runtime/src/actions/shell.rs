@@ -5,9 +5,8 @@
 //! named by step number (never by state name), created 0600 without following a symlink, and
 //! removed when the action ends.
 
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 
 use super::{ActionIo, ActionOutcome, ActionRequest, ActionRunner};
 use crate::process::{self, ProcessSpec};
@@ -49,7 +48,7 @@ impl ActionRunner for ShellRunner {
             let path = request
                 .scratch
                 .join(format!("step-{}.sh", request.pending.step));
-            write_script(&path, request.text)?;
+            super::write_scratch_file(&path, request.text)?;
             let argv = vec![self.bash.clone(), path.display().to_string()];
             script_file = Some(path);
             argv
@@ -69,33 +68,6 @@ impl ActionRunner for ShellRunner {
         }
         Ok(end?.into())
     }
-}
-
-/// Writes a script file (0600, never through a symlink; not synced: it lives only as long as
-/// the action, and a re-run renders it again).
-fn write_script(path: &Path, script: &[u8]) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        // O_NOFOLLOW guards the file's own name; the folder must not be a link either, or a
-        // planted `scripts -> /elsewhere` would make dloop write there.
-        if !std::fs::symlink_metadata(dir)?.is_dir() {
-            return Err(io::Error::other(format!(
-                "{} is not a folder (a symbolic link?): refusing to write a script through it",
-                dir.display()
-            )));
-        }
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    file.write_all(script)
 }
 
 /// The first executable `name` on `PATH`, as an absolute path.

@@ -32,8 +32,7 @@ mod gemini;
 mod opencode;
 mod stream;
 
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -190,7 +189,7 @@ impl ActionRunner for AgentRunner {
         let prompt_file = (profile.base == Base::Command && profile.prompt == PromptMode::File)
             .then(|| request.scratch.join(format!("prompt-{step}.txt")));
         if let Some(path) = &prompt_file {
-            write_private(path, request.text)?;
+            super::write_scratch_file(path, request.text)?;
         }
         let inv = invocation(
             profile,
@@ -534,38 +533,13 @@ fn codex_delta(scratch: &Path, facts: &StreamFacts) -> io::Result<TokenUsage> {
         TokenUsage::default()
     };
     let json = serde_json::to_vec(&total).map_err(io::Error::other)?;
-    write_private(&path, &json)?;
+    super::write_scratch_file(&path, &json)?;
     Ok(TokenUsage {
         input: total.input.saturating_sub(previous.input),
         output: total.output.saturating_sub(previous.output),
         cached: total.cached.saturating_sub(previous.cached),
         cache_write: total.cache_write.saturating_sub(previous.cache_write),
     })
-}
-
-/// Writes a file of the run's scratch folder: 0600, never through a symbolic link (the file
-/// or its folder), folder created 0700.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        if !std::fs::symlink_metadata(dir)?.is_dir() {
-            return Err(io::Error::other(format!(
-                "{} is not a folder (a symbolic link?): refusing to write through it",
-                dir.display()
-            )));
-        }
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    file.write_all(bytes)
 }
 
 /// The last bytes of a stream.
