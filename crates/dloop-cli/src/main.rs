@@ -15,6 +15,7 @@ mod render;
 mod runs;
 mod step_output;
 mod storage;
+mod subloops;
 mod templates;
 mod watch;
 

@@ -593,6 +593,29 @@ pub enum Event {
         /// The source's last seq copied (not `seq`: that is the record's own).
         source_seq: u64,
     },
+    /// A `loop:` state's child run was given its id: appended and synced in its own batch
+    /// while the step's action runs, before the child run is created, so a resume of this run
+    /// finds the child (or creates it with this id) whatever moment the process died at.
+    SubLoopStarted {
+        /// The `loop:` state.
+        state: String,
+        /// Its step.
+        step: u64,
+        /// The child run's id.
+        child_run_id: String,
+    },
+    /// This run is a sub-loop: recorded right after `run_started` of a child run, naming the
+    /// parent run and the step that runs it.
+    SubLoopOf {
+        /// The parent run.
+        run_id: String,
+        /// The parent's `loop:` state.
+        state: String,
+        /// The parent's step.
+        step: u64,
+        /// Nesting depth: 1 for a child of a top-level run.
+        depth: u32,
+    },
     /// Opening the log cut off a torn or bad last line.
     LogRepaired {
         /// Bytes removed.
@@ -629,6 +652,8 @@ impl Event {
             Self::DefinitionReloaded { .. } => "definition_reloaded",
             Self::RunRewound { .. } => "run_rewound",
             Self::ForkedFrom { .. } => "forked_from",
+            Self::SubLoopStarted { .. } => "sub_loop_started",
+            Self::SubLoopOf { .. } => "sub_loop_of",
             Self::LogRepaired { .. } => "log_repaired",
             Self::Judged { .. } => "judged",
             Self::RunOptions { .. } => "run_options",

@@ -258,6 +258,30 @@ pub struct LastOutput {
     pub output_offset: Option<u64>,
 }
 
+/// A child run of a `loop:` state (`sub_loop_started`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildRun {
+    /// The `loop:` state.
+    pub state: String,
+    /// The step that runs it (a re-run of an interrupted step continues the same child).
+    pub step: u64,
+    /// The child's run id.
+    pub run_id: String,
+}
+
+/// The run a sub-loop run belongs to (`sub_loop_of`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRun {
+    /// The parent run.
+    pub run_id: String,
+    /// Its `loop:` state.
+    pub state: String,
+    /// Its step.
+    pub step: u64,
+    /// Nesting depth: 1 for a child of a top-level run.
+    pub depth: u32,
+}
+
 /// Everything a run knows. Rebuilt by [`RunState::apply`] from the log; saved as `state.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunState {
@@ -359,6 +383,12 @@ pub struct RunState {
     /// step is checked against the budgets.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub step_spent: bool,
+    /// Child runs of this run's `loop:` states, in the order they were started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildRun>,
+    /// The run this one is a sub-loop of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRun>,
     /// The seq of the last record applied.
     pub last_seq: u64,
 }
@@ -380,6 +410,16 @@ impl RunState {
     /// Visits of `state` so far.
     pub fn visits(&self, state: &str) -> u64 {
         self.states.get(state).map_or(0, |s| s.visits)
+    }
+
+    /// The child run of step `step`'s `loop:` state, once `sub_loop_started` named it.
+    pub fn child_of_step(&self, step: u64) -> Option<&ChildRun> {
+        self.children.iter().rev().find(|c| c.step == step)
+    }
+
+    /// Nesting depth: 0 for a top-level run, 1 for its children, and so on.
+    pub fn depth(&self) -> u32 {
+        self.parent.as_ref().map_or(0, |p| p.depth)
     }
 
     /// Times the transition `from -> to` was taken.
@@ -687,6 +727,28 @@ impl RunState {
                 self.definition_sha256.clone_from(definition_sha256);
             }
             Event::RunRewound { step, state, .. } => self.rewind_to(*step, state),
+            Event::SubLoopStarted {
+                state,
+                step,
+                child_run_id,
+            } => self.children.push(ChildRun {
+                state: state.clone(),
+                step: *step,
+                run_id: child_run_id.clone(),
+            }),
+            Event::SubLoopOf {
+                run_id,
+                state,
+                step,
+                depth,
+            } => {
+                self.parent = Some(ParentRun {
+                    run_id: run_id.clone(),
+                    state: state.clone(),
+                    step: *step,
+                    depth: *depth,
+                });
+            }
             Event::LogRepaired { .. } | Event::ForkedFrom { .. } => {}
             Event::RunOptions { no_llm, budget } => {
                 self.judge_off = *no_llm;
@@ -720,6 +782,9 @@ impl RunState {
         self.started_at = kept.started_at;
         self.sessions = kept.sessions;
         self.closed_sessions_ms = kept.closed_sessions_ms;
+        // Where the run sits among runs is its whole life's, as are the children it started.
+        self.parent = kept.parent;
+        self.children = kept.children;
         self.session_started = None;
         self.scope_wait = None;
         self.interrupted = None;

@@ -19,6 +19,7 @@
 
 mod judge;
 mod prompt;
+mod sub_loop;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,6 +74,9 @@ pub struct SessionOptions {
     /// Take step checkpoints when the run works in a git work tree, leaving this folder
     /// (dloop's runtime folder) out of them; `None`: no checkpoints.
     pub checkpoints: Option<PathBuf>,
+    /// Runs `loop:` states: the project's loops and the store of child runs
+    /// ([`crate::subloop`]). Default: none, and a loop with a `loop:` state is refused.
+    pub sub_loops: Option<Arc<dyn crate::subloop::SubLoopHost>>,
 }
 
 impl std::fmt::Debug for SessionOptions {
@@ -102,6 +106,7 @@ impl SessionOptions {
             step_hook: None,
             worktree: None,
             checkpoints: None,
+            sub_loops: None,
         }
     }
 }
@@ -299,6 +304,10 @@ impl<'a, R: RunHandle> Session<'a, R> {
 
     fn run_action(&mut self, pending: PendingAction) -> Result<(), RuntimeError> {
         let state_def = &self.def.states[&pending.state];
+        if let Some(ActionRef::SubLoop(name)) = state_def.action() {
+            let name = name.to_owned();
+            return self.run_sub_loop(pending, &name);
+        }
         let lookup = Lookup {
             state: &self.state,
             run_dir: &self.run_dir,
@@ -319,9 +328,8 @@ impl<'a, R: RunHandle> Session<'a, R> {
                         (runner, prompt)
                     })
             }
-            Some(ActionRef::SubLoop(_)) => {
-                Err("sub-loop actions are not supported by this version".into())
-            }
+            // Answered by `run_sub_loop` above.
+            Some(ActionRef::SubLoop(name)) => Err(format!("sub-loop `{name}` was not run")),
             None => Err(format!("state `{}` has no action", pending.state)),
         };
         let now = self.options.clock.now();

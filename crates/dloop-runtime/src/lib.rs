@@ -33,6 +33,7 @@ pub mod rewind;
 pub mod runs;
 pub mod scope;
 pub mod signals;
+pub mod subloop;
 pub mod worktree;
 
 pub use error::{RuntimeError, RuntimeErrorKind};

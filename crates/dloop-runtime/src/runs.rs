@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use dloop_core::RunState;
 use dloop_core::event::Event;
-use dloop_core::model::{ActionRef, LoopDef};
+use dloop_core::model::LoopDef;
 use dloop_core::run_id::RunId;
 use dloop_core::state::RunStatus;
 use dloop_core::transition::{ResumeRequest, resume_events};
@@ -78,28 +78,6 @@ pub struct RunEnd {
     pub state: RunState,
 }
 
-/// Refuses loops this version cannot run, before anything is created: sub-loops. Whether a
-/// prompt state's runner profile exists is [`crate::agent_runners::check_runners`]'s question;
-/// the `llm` judge's profile is checked when it is called (an unknown one is an `error`
-/// verdict naming it).
-///
-/// # Errors
-/// [`RuntimeError::Unsupported`] naming the state and what to do.
-pub fn check_supported(def: &LoopDef) -> Result<(), RuntimeError> {
-    for (name, state) in &def.states {
-        match state.action() {
-            Some(ActionRef::SubLoop(_)) => {
-                return Err(RuntimeError::Unsupported(format!(
-                    "state `{name}` runs a sub-loop, which this version cannot run yet; call \
-                     `dloop run` from a `shell:` action instead"
-                )));
-            }
-            Some(ActionRef::Shell(_) | ActionRef::Prompt(_)) | None => {}
-        }
-    }
-    Ok(())
-}
-
 pub(crate) fn random_suffix(attempt: u32) -> u16 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
@@ -129,8 +107,8 @@ pub fn start_run(
     options: SessionOptions,
     observer: &mut dyn RunObserver,
 ) -> Result<RunEnd, RuntimeError> {
-    check_supported(request.def)?;
     check_runners(request.def, &*options.agents)?;
+    crate::subloop::check_sub_loops(request.def, &options)?;
     let worktree = match &options.worktree {
         Some(req) => Some((
             req.clone(),
@@ -212,7 +190,7 @@ pub fn start_run(
 }
 
 /// The metadata of a new run `id` of `request` (its `run_started` record in `started`).
-fn new_meta(
+pub(crate) fn new_meta(
     request: &StartRequest<'_>,
     id: &RunId,
     created_at: dloop_core::Timestamp,
@@ -257,7 +235,6 @@ pub fn submit_run(
     created_at: dloop_core::Timestamp,
     create: &mut dyn FnMut(&RunMeta) -> Result<(), StoreError>,
 ) -> Result<RunMeta, RuntimeError> {
-    check_supported(request.def)?;
     for attempt in 0..64 {
         let id = RunId::new(request.loop_name, created_at, random_suffix(attempt))?;
         let meta = new_meta(request, &id, created_at, project_root);
@@ -368,8 +345,8 @@ pub fn resume_run(
             .into());
         };
         let def = parse_definition(&input.run_id, &meta.definition)?;
-        check_supported(&def)?;
         check_runners(&def, &*options.agents)?;
+        crate::subloop::check_sub_loops(&def, &options)?;
         let mut ticket = admit_scope(store, &def, &meta, &options, input)?;
         let mut session = Session::new(&def, run, run_dir, state, options, observer);
         session.record(started);
@@ -417,8 +394,8 @@ pub fn resume_run(
         },
         None => parse_definition(&input.run_id, &text)?,
     };
-    check_supported(&def)?;
     check_runners(&def, &*options.agents)?;
+    crate::subloop::check_sub_loops(&def, &options)?;
     if let Some(sha) = &reloaded {
         let current = state.current.clone().unwrap_or_default();
         if input.request.skip_to.is_none() && !def.states.contains_key(&current) {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use clap::Args;
 use dloop_core::HumanDuration;
-use dloop_runtime::runs::{RunOptions, StartRequest, check_supported, start_run};
+use dloop_runtime::runs::{RunOptions, StartRequest, start_run};
 
 use crate::commands::session::{self, context_pairs};
 use crate::commands::{CmdResult, Ctx};
@@ -92,7 +92,6 @@ pub(crate) fn cmd_run(ctx: &Ctx, args: RunArgs) -> CmdResult {
         .as_ref()
         .expect("load_for_start returns a parsed loop")
         .def;
-    check_supported(def).map_err(|e| CliError::new(ErrorKind::Refused, e))?;
     let request = StartRequest {
         def,
         definition_text: &loaded.source,

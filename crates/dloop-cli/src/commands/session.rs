@@ -149,6 +149,10 @@ pub(crate) fn prepare(
         options.capture_limit = bytes;
     }
     options.agents = Arc::new(agents(ctx, project)?);
+    options.sub_loops = Some(Arc::new(crate::subloops::ProjectLoops::new(
+        project,
+        ctx.cwd.clone(),
+    )?));
     dloop_runtime::signals::install(Arc::clone(&options.stop), Arc::clone(&options.signals))
         .map_err(|e| CliError::io("installing signal handlers", e))?;
     crate::storage::watch_stops(&options.stop);

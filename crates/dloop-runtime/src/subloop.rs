@@ -1,0 +1,420 @@
+//! Sub-loops: a `loop: NAME` state runs loop NAME as a child run, with its own log and
+//! checkpoint, and the child's end becomes the state's result.
+//!
+//! The seam is [`SubLoopHost`] (in `SessionOptions::sub_loops`): the composition root says how a
+//! loop name becomes a definition and which store and local folders runs use, so this module
+//! works with any [`Store`] (the file store, PostgreSQL). The parent's side of a step (its
+//! records) is in `driver/sub_loop.rs`; this file creates, continues and reads child runs.
+//!
+//! Durability, in order (the parent's step):
+//! 1. the parent's `action_started` (kind `sub_loop`) is durable, as for any action;
+//! 2. a fresh child id is chosen and the parent's `sub_loop_started {state, step, child_run_id}`
+//!    is appended and synced in its own batch, *before* the child run exists;
+//! 3. the child run is created with that id; its first batch is `run_started` then
+//!    `sub_loop_of {run_id, state, step, depth}` naming the parent;
+//! 4. the child is driven in this process, under its own run lock, to its end or a pause;
+//! 5. the parent records the step's `action_finished` (or `action_interrupted` + `run_paused`).
+//!
+//! A resume of the parent re-runs the interrupted step (same step, same idempotency key); the
+//! step finds its child through `sub_loop_started` and continues it from its own log: a
+//! finished child's result is taken as it is, a paused or crashed one is resumed (its finished
+//! steps are never run again), and one that a crash left uncreated (between 2 and 3) is created
+//! now with the recorded id.
+//!
+//! Semantics the module keeps:
+//! - the child works in the parent's working directory (its worktree included) and takes no
+//!   scope lock: the parent holds the scope for it (a child with the same scope would
+//!   otherwise wait for its own parent forever);
+//! - it shares the parent's stop flag and signals: a stop pauses the child, then the parent;
+//! - depth is bounded at run time by [`MAX_DEPTH`] (validation refuses cycles; a long chain
+//!   of distinct loops is refused here, failing the step with an `error`);
+//! - the step's output is one JSON object ([`outcome_json`]), which is how the parent reads the
+//!   child's final context and captures.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use dloop_core::event::{AgentOutcome, AgentReport, Event};
+use dloop_core::model::LoopDef;
+use dloop_core::run_id::RunId;
+use dloop_core::state::{RunStatus, StepResult};
+use dloop_core::transition::ResumeRequest;
+use dloop_core::{RunState, Timestamp};
+use dloop_store::{RunHandle, Store, StoreErrorKind};
+use serde::Serialize;
+
+use crate::actions::AgentActivity;
+use crate::actions::output::Stream;
+use crate::driver::{Session, SessionOptions};
+use crate::error::RuntimeError;
+use crate::interp::Lookup;
+use crate::observer::RunObserver;
+use crate::runs::{ResumeInput, RunOptions, StartRequest};
+
+/// How deep sub-loops may nest: a top-level run is depth 0, its children depth 1, and a child
+/// at a depth beyond this is not created (its step ends with an `error` verdict).
+pub const MAX_DEPTH: u32 = 8;
+
+/// A loop a `loop:` state names, as the project has it now, validated.
+#[derive(Debug, Clone)]
+pub struct ChildLoop {
+    /// The loop's name, as `dloop run NAME` names it (child run ids start with it).
+    pub name: String,
+    /// The parsed loop.
+    pub def: LoopDef,
+    /// The file's text (kept in the child's `run.json`).
+    pub text: String,
+    /// The file's absolute path, when known.
+    pub path: Option<String>,
+}
+
+/// What a session needs from its composition root to run `loop:` states.
+pub trait SubLoopHost: Send + Sync {
+    /// The loop named `name`, read and validated as `dloop run NAME` would; `Err` is a sentence
+    /// for the user (the step then ends with an `error` verdict saying it).
+    fn load(&self, name: &str) -> Result<ChildLoop, String>;
+
+    /// The store child runs live in: the parent's.
+    fn store(&self) -> &dyn Store;
+
+    /// The local folder of run `run_id` on this machine (its `work/` is `${run.dir}`).
+    ///
+    /// # Errors
+    /// The id cannot name a folder.
+    fn local_dir(&self, run_id: &str) -> dloop_store::Result<PathBuf>;
+}
+
+/// Refuses a loop with `loop:` states when the session has no [`SubLoopHost`].
+///
+/// # Errors
+/// [`RuntimeError::Unsupported`] naming the first such state.
+pub fn check_sub_loops(def: &LoopDef, options: &SessionOptions) -> Result<(), RuntimeError> {
+    if options.sub_loops.is_some() {
+        return Ok(());
+    }
+    match def.states.iter().find(|(_, s)| s.sub_loop.is_some()) {
+        Some((name, _)) => Err(RuntimeError::Unsupported(format!(
+            "state `{name}` runs a sub-loop, which this caller cannot run (it knows no loops \
+             and no store for child runs)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A child run about to be created.
+#[derive(Debug)]
+pub(crate) struct ChildStart {
+    /// Its loop.
+    pub(crate) child: ChildLoop,
+    /// Its context: the loop's defaults, then the state's `with:` values.
+    pub(crate) context: BTreeMap<String, String>,
+    /// The parent's `--no-llm`, inherited.
+    pub(crate) no_llm: bool,
+}
+
+/// How a child's session ended.
+#[derive(Debug)]
+pub(crate) struct ChildEnd {
+    /// The child run.
+    pub(crate) run_id: String,
+    /// Its status when its session ended.
+    pub(crate) status: RunStatus,
+    /// Its state.
+    pub(crate) state: RunState,
+}
+
+/// A fresh id for a child of loop `name`: one no run of the store has.
+///
+/// # Errors
+/// The store failed, or no free id was found.
+pub(crate) fn fresh_id(
+    store: &dyn Store,
+    name: &str,
+    now: Timestamp,
+) -> Result<String, RuntimeError> {
+    for attempt in 0..64 {
+        let id = RunId::new(name, now, crate::runs::random_suffix(attempt))?;
+        match store.read_meta(id.as_str()) {
+            Err(err) if err.kind() == StoreErrorKind::NotFound => {
+                return Ok(id.as_str().to_owned());
+            }
+            Err(err) => return Err(err.into()),
+            Ok(_) => continue,
+        }
+    }
+    Err(RuntimeError::NoFreeId(name.to_owned()))
+}
+
+/// Creates child run `id` of `start` (linked to its parent by `link`, a `sub_loop_of`) and
+/// drives it until it ends or pauses. A leftover of a creation cut short under that id is
+/// removed first.
+///
+/// # Errors
+/// Store failures, and failures of the child's own I/O.
+pub(crate) fn create_child(
+    host: &dyn SubLoopHost,
+    id: &str,
+    start: &ChildStart,
+    link: Event,
+    options: SessionOptions,
+    observer: &mut dyn RunObserver,
+) -> Result<ChildEnd, RuntimeError> {
+    let store = host.store();
+    let def = &start.child.def;
+    let name = start.child.name.clone();
+    let request = StartRequest {
+        def,
+        definition_text: &start.child.text,
+        loop_name: &name,
+        loop_path: start.child.path.clone(),
+        context: start.context.clone(),
+        argv: vec!["dloop".into(), "run".into(), name.clone()],
+        max_steps: def.limits.max_steps(),
+        timeout_ms: def.limits.timeout.map(dloop_core::HumanDuration::as_millis),
+        delay_ms: def.delay.map(dloop_core::HumanDuration::as_millis),
+        scope: None,
+        options: RunOptions {
+            no_llm: start.no_llm,
+            budget: dloop_core::budget::Budget::default(),
+        },
+    };
+    let run_id = RunId::parse(id)?;
+    let meta = crate::runs::new_meta(
+        &request,
+        &run_id,
+        options.clock.now(),
+        &options.project_root,
+    );
+    let run = match store.create_run(&meta) {
+        Err(err) if err.kind() == StoreErrorKind::AlreadyExists => {
+            // Only a creation cut short can hold this id: it was free when it was recorded.
+            store.remove_incomplete(id)?;
+            store.create_run(&meta)?
+        }
+        other => other?,
+    };
+    let started = meta
+        .started
+        .clone()
+        .expect("new_meta always sets run_started");
+    drive_new(
+        host,
+        def,
+        run,
+        &meta,
+        vec![started, link],
+        start.no_llm,
+        options,
+        observer,
+    )
+}
+
+/// Drives a child run whose log is empty: `first` (its `run_started` and `sub_loop_of`) is its
+/// first batch.
+#[allow(clippy::too_many_arguments)]
+fn drive_new(
+    host: &dyn SubLoopHost,
+    def: &LoopDef,
+    run: Box<dyn RunHandle>,
+    meta: &dloop_store::RunMeta,
+    first: Vec<Event>,
+    no_llm: bool,
+    options: SessionOptions,
+    observer: &mut dyn RunObserver,
+) -> Result<ChildEnd, RuntimeError> {
+    let run_dir = host.local_dir(&meta.id)?;
+    let mut options = options;
+    crate::worktree::attach(&mut options, meta, &run_dir)?;
+    let mut session = Session::new(def, run, run_dir, RunState::default(), options, observer);
+    for event in first {
+        session.record(event);
+    }
+    if no_llm {
+        session.record(Event::RunOptions {
+            no_llm,
+            budget: dloop_core::budget::Budget::default(),
+        });
+    }
+    let status = session.drive()?;
+    Ok(ChildEnd {
+        run_id: meta.id.clone(),
+        status,
+        state: session.into_state(),
+    })
+}
+
+/// Continues child run `id` from its own log: a finished (or timed-out) child is read as it
+/// is; one whose log is still empty is started with `link` (and `no_llm`, the parent's); any
+/// other is resumed as `dloop resume` would (no scope, no reload: it keeps the definition it
+/// started with).
+///
+/// # Errors
+/// The child is live in another process, its log is damaged, or the store failed.
+pub(crate) fn continue_child(
+    host: &dyn SubLoopHost,
+    id: &str,
+    link: Event,
+    no_llm: bool,
+    options: SessionOptions,
+    observer: &mut dyn RunObserver,
+) -> Result<ChildEnd, RuntimeError> {
+    let store = host.store();
+    let (state, _) = store.load_state(id)?;
+    if state.status.is_finished() || state.status == RunStatus::TimedOut {
+        return Ok(ChildEnd {
+            run_id: id.to_owned(),
+            status: state.status,
+            state,
+        });
+    }
+    if state.last_seq == 0 {
+        let meta = store.read_meta(id)?;
+        let def = crate::runs::parse_definition(id, &meta.definition)?;
+        crate::agent_runners::check_runners(&def, &*options.agents)?;
+        let run = store.open_run(id)?;
+        let Some(started) = meta.started.clone() else {
+            return Err(dloop_core::transition::ResumeError::NeverStarted {
+                run_id: id.to_owned(),
+            }
+            .into());
+        };
+        return drive_new(
+            host,
+            &def,
+            run,
+            &meta,
+            vec![started, link],
+            no_llm,
+            options,
+            observer,
+        );
+    }
+    let input = ResumeInput {
+        run_id: id.to_owned(),
+        current_definition: None,
+        reload: false,
+        request: ResumeRequest::default(),
+        scope: None,
+    };
+    let local_dir = |id: &str| host.local_dir(id);
+    let end = crate::runs::resume_run(store, &local_dir, &input, options, observer)?;
+    Ok(ChildEnd {
+        run_id: end.run_id,
+        status: end.status,
+        state: end.state,
+    })
+}
+
+/// The step's output of a child that ended: the child's final context and captures, as one
+/// JSON object (see the README's "Sub-loops"):
+/// `{"run_id", "loop", "status", "state", "error"?, "context": {K: V}, "captured": {NAME:
+/// {"output", "exit_code"?, "verdict"?}}}`. Capture outputs are read whole up to `capture_limit`
+/// bytes (their tail beyond it), as `${captured.NAME.output}` would read them in the child.
+pub(crate) fn outcome_json(host: &dyn SubLoopHost, end: &ChildEnd, capture_limit: u64) -> String {
+    #[derive(Serialize)]
+    struct Captured {
+        output: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        verdict: Option<String>,
+    }
+    #[derive(Serialize)]
+    struct Outcome<'a> {
+        run_id: &'a str,
+        #[serde(rename = "loop")]
+        loop_name: &'a str,
+        status: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        state: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+        context: &'a BTreeMap<String, String>,
+        captured: BTreeMap<&'a str, Captured>,
+    }
+    let state = &end.state;
+    // The child's lock is free again (its session ended): read its outputs through a handle
+    // of its own; without one, captures fall back to the log's excerpts.
+    let handle = host.store().open_run(&end.run_id).ok();
+    let run_dir = host.local_dir(&end.run_id).unwrap_or_default();
+    let lookup = Lookup {
+        state,
+        run_dir: &run_dir,
+        capture_limit,
+        outputs: handle.as_deref(),
+    };
+    let captured = state
+        .captures
+        .iter()
+        .map(|(name, result): (&String, &StepResult)| {
+            (
+                name.as_str(),
+                Captured {
+                    output: lookup.output(result),
+                    exit_code: result.result.exit_code,
+                    verdict: result.verdict.clone(),
+                },
+            )
+        })
+        .collect();
+    let outcome = Outcome {
+        run_id: &end.run_id,
+        loop_name: &state.loop_name,
+        status: end.status.as_str(),
+        state: state.current.as_deref(),
+        error: match end.status {
+            RunStatus::Completed => None,
+            _ => state.message.as_deref().or(state.last_error.as_deref()),
+        },
+        context: &state.context,
+        captured,
+    };
+    serde_json::to_string(&outcome).expect("strings and numbers always serialize")
+}
+
+/// The child's agent spend as one agent report for the parent's step, so it counts in the
+/// parent's figures and budgets; `None` when the child called no agent.
+pub(crate) fn spend(end: &ChildEnd) -> Option<AgentReport> {
+    let totals = &end.state.agent;
+    if totals.is_empty() {
+        return None;
+    }
+    Some(AgentReport {
+        profile: format!("loop:{}", end.state.loop_name),
+        outcome: if end.status == RunStatus::Completed {
+            AgentOutcome::Success
+        } else {
+            AgentOutcome::Failure
+        },
+        final_text: None,
+        model: totals.model.clone(),
+        turns: Some(totals.turns),
+        tokens: totals.tokens,
+        cost_usd: Some(totals.cost_usd),
+        message: None,
+        resets_at: None,
+        continued: false,
+    })
+}
+
+/// What a child's session shows through its parent's observer: its output and agent activity
+/// as they arrive, and its waits; its records are its own log's, not the parent's, and are not
+/// passed on.
+pub(crate) struct ChildObserver<'a> {
+    /// The parent session's observer.
+    pub(crate) parent: &'a mut dyn RunObserver,
+}
+
+impl RunObserver for ChildObserver<'_> {
+    fn on_output(&mut self, stream: Stream, bytes: &[u8]) {
+        self.parent.on_output(stream, bytes);
+    }
+
+    fn on_wait(&mut self, wait: std::time::Duration, why: &str) {
+        self.parent.on_wait(wait, why);
+    }
+
+    fn on_agent_activity(&mut self, activity: &AgentActivity) {
+        self.parent.on_agent_activity(activity);
+    }
+}
