@@ -9,7 +9,7 @@ use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::run_json::RunJson;
 use crate::render::{json, run_view};
-use crate::runs::{load_info, resolve_newest};
+use crate::runs::{load_info, load_summary, resolve_newest};
 use crate::storage::Storage;
 
 /// Show one run: status, state, step, context, captures, per-state counts, last error
@@ -33,11 +33,19 @@ pub(crate) fn cmd_inspect(ctx: &Ctx, args: InspectArgs) -> CmdResult {
     let store = storage.store();
     let id = resolve_newest(store, &args.run)?;
     let info = load_info(store, &id)?;
+    // A child that cannot be read is shown as such; it never hides its parent.
+    let children = info
+        .state
+        .children
+        .iter()
+        .filter_map(|c| load_summary(store, &c.run_id).ok())
+        .map(|child| (child.id.clone(), child))
+        .collect();
     if args.json {
         ctx.ui.print(&json::to_pretty(&RunJson::from_info(&info)))?;
     } else {
         ctx.ui
-            .print(&run_view::inspect(&info, now(), ctx.ui.color))?;
+            .print(&run_view::inspect(&info, &children, now(), ctx.ui.color))?;
     }
     Ok(Exit::Ok)
 }

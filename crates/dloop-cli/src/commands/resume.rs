@@ -66,11 +66,26 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
         return crate::detach::spawn(ctx, &storage, "resume");
     }
     let store = storage.store();
-    let resumable = |info: &RunInfo| info.is_resumable();
+    // A sub-loop run whose parent has not finished is the parent's to continue.
+    let resumable = |info: &RunInfo| info.is_resumable() && held_by(store, info).is_none();
     let run_id = match &args.run {
         Some(query) => resolve(store, query, "resumable", &resumable)?,
         None => resolve_only(store, "resumable", &resumable)?,
     };
+    if let Some(parent) = held_by(store, &crate::runs::load_summary(store, &run_id)?) {
+        return Err(CliError::new(
+            ErrorKind::Refused,
+            format!(
+                "run {run_id} is a sub-loop of run {} (state `{}`, step {}), which has not \
+                 finished",
+                parent.run_id, parent.state, parent.step
+            ),
+        )
+        .with_hint(format!(
+            "`dloop resume {}` continues it, then its parent",
+            parent.run_id
+        )));
+    }
     let meta = store
         .read_meta(&run_id)
         .map_err(|e| crate::runs::store_error(e, &run_id))?;
@@ -129,6 +144,14 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
     drop(progress);
     crate::notify::after_session(ctx, args.session.notify.as_deref(), &project.root, &end);
     session::finish(ctx, store, &end, args.json)
+}
+
+/// The parent of sub-loop run `info` when that parent has not finished (it resumes its child
+/// itself); `None` for a top-level run, or one whose parent finished or cannot be read.
+fn held_by(store: &dyn dloop_store::Store, info: &RunInfo) -> Option<dloop_core::state::ParentRun> {
+    let parent = info.state.parent.as_ref()?;
+    let (state, _) = store.load_state(&parent.run_id).ok()?;
+    (!state.status.is_finished()).then(|| parent.clone())
 }
 
 /// The text of a loop file given with `--reload` (resume, fork), taken only as `dloop validate`

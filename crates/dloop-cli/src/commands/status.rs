@@ -68,6 +68,7 @@ pub(crate) fn cmd_status(ctx: &Ctx, args: StatusArgs) -> CmdResult {
         .filter(|info| args.all || !info.state.status.is_finished())
         .collect();
     sort_newest_first(&mut runs);
+    let runs = nest_children(runs);
     let report = StatusReport { runs, now: now() };
     if args.json {
         let rows: Vec<RunJson> = report.runs.iter().map(RunJson::from_info).collect();
@@ -86,6 +87,44 @@ pub(crate) fn cmd_status(ctx: &Ctx, args: StatusArgs) -> CmdResult {
 /// Newest start first; the id breaks ties so the order is stable.
 pub(crate) fn sort_newest_first(runs: &mut [RunInfo]) {
     runs.sort_by(|a, b| (b.state.started_at, &b.id).cmp(&(a.state.started_at, &a.id)));
+}
+
+/// Puts each sub-loop run right after its parent when the parent is listed (a parent's children
+/// in the order they started, theirs after each); every other run keeps its place. A run is
+/// never dropped: one whose chain of parents does not reach a listed top (a log edited into
+/// a loop of parents) comes last.
+pub(crate) fn nest_children(runs: Vec<RunInfo>) -> Vec<RunInfo> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let ids: BTreeSet<String> = runs.iter().map(|r| r.id.clone()).collect();
+    let mut tops = Vec::new();
+    let mut by_parent: BTreeMap<String, Vec<RunInfo>> = BTreeMap::new();
+    for run in runs {
+        match run
+            .state
+            .parent
+            .as_ref()
+            .filter(|p| ids.contains(&p.run_id))
+        {
+            Some(parent) => by_parent
+                .entry(parent.run_id.clone())
+                .or_default()
+                .push(run),
+            None => tops.push(run),
+        }
+    }
+    for children in by_parent.values_mut() {
+        children.sort_by(|a, b| (a.state.started_at, &a.id).cmp(&(b.state.started_at, &b.id)));
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    let mut stack: Vec<RunInfo> = tops.into_iter().rev().collect();
+    while let Some(run) = stack.pop() {
+        if let Some(children) = by_parent.remove(&run.id) {
+            stack.extend(children.into_iter().rev());
+        }
+        out.push(run);
+    }
+    out.extend(by_parent.into_values().flatten());
+    out
 }
 
 /// The current time.

@@ -55,6 +55,36 @@ pub(crate) struct RunJson {
     pub(crate) rate_limit_waits: u32,
     /// Agent figures of the whole run (`null` when no agent ran).
     pub(crate) agent: Option<AgentJson>,
+    /// A sub-loop run's parent; absent for a top-level run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) parent: Option<ParentJson>,
+    /// The child runs of its `loop:` states, in the order they started; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) children: Vec<ChildJson>,
+}
+
+/// The run a sub-loop run belongs to.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ParentJson {
+    /// The parent run's id.
+    pub(crate) run_id: String,
+    /// The parent's `loop:` state that runs this one.
+    pub(crate) state: String,
+    /// The parent's step.
+    pub(crate) step: u64,
+    /// Nesting depth: 1 for a child of a top-level run.
+    pub(crate) depth: u32,
+}
+
+/// A child run of a `loop:` state.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ChildJson {
+    /// The child run's id (`dloop inspect ID` shows it).
+    pub(crate) run_id: String,
+    /// The `loop:` state that runs it.
+    pub(crate) state: String,
+    /// The step.
+    pub(crate) step: u64,
 }
 
 /// Agent figures, summed over invocations (a state's, or the run's).
@@ -275,6 +305,21 @@ impl RunJson {
             rate_limit_until: state.rate_limit_until.map(|t| t.to_string()),
             rate_limit_waits: state.rate_limit_waits,
             agent: AgentJson::from_totals(&state.agent),
+            parent: state.parent.as_ref().map(|p| ParentJson {
+                run_id: p.run_id.clone(),
+                state: p.state.clone(),
+                step: p.step,
+                depth: p.depth,
+            }),
+            children: state
+                .children
+                .iter()
+                .map(|c| ChildJson {
+                    run_id: c.run_id.clone(),
+                    state: c.state.clone(),
+                    step: c.step,
+                })
+                .collect(),
         }
     }
 }

@@ -136,11 +136,24 @@ pub(crate) fn status(runs: &[RunInfo], all: bool, now: Timestamp, color: bool) -
         };
     }
     let agents = runs.iter().any(|r| !r.state.agent.is_empty());
+    // A sub-loop run listed after its parent is drawn under it, one level deeper.
+    let mut levels: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|info| {
+            let level = info
+                .state
+                .parent
+                .as_ref()
+                .and_then(|p| levels.get(p.run_id.as_str()))
+                .map_or(0, |l| l + 1);
+            levels.insert(&info.id, level);
+            let id = match level {
+                0 => info.id.clone(),
+                n => format!("{}└ {}", "  ".repeat(n - 1), info.id),
+            };
             let mut row = vec![
-                info.id.clone(),
+                id,
                 loop_name(info),
                 info.status_label(),
                 info.state.current.clone().unwrap_or_else(|| "-".to_owned()),
@@ -260,6 +273,9 @@ pub(crate) fn next_step(info: &RunInfo) -> Option<String> {
              `dloop resume {id} --queue` waits again)"
         ));
     }
+    if let Some(text) = sub_loop_next_step(info) {
+        return Some(text);
+    }
     let text = match info.status() {
         "running" => format!("`dloop logs -f {id}` follows it; `dloop stop {id}` pauses it"),
         "crashed" => format!(
@@ -287,9 +303,45 @@ pub(crate) fn next_step(info: &RunInfo) -> Option<String> {
     Some(text)
 }
 
+/// What to do next with a resumable run that is, or waits on, a sub-loop: a child is resumed by
+/// resuming its parent; a parent paused by its child (not by a stop) resumes the child first.
+fn sub_loop_next_step(info: &RunInfo) -> Option<String> {
+    if !info.is_resumable() {
+        return None;
+    }
+    let state = &info.state;
+    if let Some(parent) = &state.parent {
+        return Some(format!(
+            "`dloop resume {}` (its parent run) continues it, then the parent",
+            parent.run_id
+        ));
+    }
+    let by_child = state
+        .interrupted
+        .as_ref()
+        .filter(|i| i.kind == dloop_core::event::ActionKind::SubLoop)
+        .and_then(|i| state.child_of_step(i.step))
+        .filter(|_| {
+            !matches!(
+                state.pause_reason,
+                Some(PauseReason::Stopped | PauseReason::Interrupted) | None
+            )
+        })?;
+    Some(format!(
+        "`dloop resume {}` resumes its sub-loop run {} where it paused, then this run",
+        info.id, by_child.run_id
+    ))
+}
+
 /// `inspect`: the run's status, position, context, captures, per-state counters, last error,
+/// its parent and child runs (sub-loops; `children` holds those that could be read, by id),
 /// and what to do next.
-pub(crate) fn inspect(info: &RunInfo, now: Timestamp, color: bool) -> String {
+pub(crate) fn inspect(
+    info: &RunInfo,
+    children: &std::collections::BTreeMap<String, RunInfo>,
+    now: Timestamp,
+    color: bool,
+) -> String {
     let state = &info.state;
     let mut out = String::new();
     let bold = |t: &str| Paint::Bold.apply(color, t);
@@ -298,6 +350,13 @@ pub(crate) fn inspect(info: &RunInfo, now: Timestamp, color: bool) -> String {
         status_paint(&status).map_or_else(|| status.clone(), |p| p.apply(color, &status));
     let _ = writeln!(out, "run       {}", bold(&info.id));
     let _ = writeln!(out, "loop      {}", loop_name(info));
+    if let Some(parent) = &state.parent {
+        let _ = writeln!(
+            out,
+            "parent    {} (state `{}`, step {}; sub-loop depth {})",
+            parent.run_id, parent.state, parent.step, parent.depth
+        );
+    }
     match state.pause_reason {
         Some(reason) => {
             let _ = writeln!(out, "status    {status_shown} ({})", reason.as_str());
@@ -388,6 +447,36 @@ pub(crate) fn inspect(info: &RunInfo, now: Timestamp, color: bool) -> String {
             &rows,
             color,
             usize::MAX,
+        )
+        .lines()
+        {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    if !state.children.is_empty() {
+        let _ = writeln!(out, "\n{}", bold("sub-loops"));
+        let rows: Vec<Vec<String>> = state
+            .children
+            .iter()
+            .map(|c| {
+                let child = children.get(&c.run_id);
+                vec![
+                    c.step.to_string(),
+                    c.state.clone(),
+                    c.run_id.clone(),
+                    child.map_or_else(|| "unreadable".to_owned(), RunInfo::status_label),
+                    child
+                        .and_then(|i| i.state.current.clone())
+                        .unwrap_or_else(|| "-".to_owned()),
+                    child.map_or_else(|| "-".to_owned(), |i| i.state.step.to_string()),
+                ]
+            })
+            .collect();
+        for line in table(
+            &["STEP", "STATE", "RUN", "STATUS", "ITS STATE", "ITS STEP"],
+            &rows,
+            color,
+            3,
         )
         .lines()
         {

@@ -36,6 +36,7 @@ mod show;
 mod soak;
 mod status;
 mod store_door;
+mod subloops;
 mod templates;
 mod validate;
 mod watch;
