@@ -782,9 +782,14 @@ impl RunState {
         self.started_at = kept.started_at;
         self.sessions = kept.sessions;
         self.closed_sessions_ms = kept.closed_sessions_ms;
-        // Where the run sits among runs is its whole life's, as are the children it started.
+        // Where the run sits among runs is its whole life's. Children of the steps after `step`
+        // are forgotten: those step numbers will be taken again, and must not find them.
         self.parent = kept.parent;
-        self.children = kept.children;
+        self.children = kept
+            .children
+            .into_iter()
+            .filter(|c| c.step <= step)
+            .collect();
         self.session_started = None;
         self.scope_wait = None;
         self.interrupted = None;

@@ -8,6 +8,8 @@ mod parse_errors;
 mod props;
 #[path = "main/render.rs"]
 mod render;
+#[path = "main/subloop_fold.rs"]
+mod subloop_fold;
 #[path = "main/validate_errors.rs"]
 mod validate_errors;
 

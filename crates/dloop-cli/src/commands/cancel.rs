@@ -52,7 +52,31 @@ pub(crate) fn cmd_cancel(ctx: &Ctx, args: CancelArgs) -> CmdResult {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
-    cancel_run(store, &run_id).map_err(|e| runtime_error(e, Some(&run_id)))?;
+    let state = cancel_run(store, &run_id).map_err(|e| runtime_error(e, Some(&run_id)))?;
     ctx.ui.status(&format!("cancelled run {run_id}\n"));
+    cancel_children(ctx, store, &state);
     Ok(Exit::Ok)
+}
+
+/// Cancels the unfinished sub-loop runs of a cancelled run (and theirs): nothing would ever
+/// continue them. A child that cannot be cancelled (live elsewhere, unreadable) is a warning.
+fn cancel_children(ctx: &Ctx, store: &dyn dloop_store::Store, state: &dloop_core::RunState) {
+    let mut pending: Vec<String> = state.children.iter().map(|c| c.run_id.clone()).collect();
+    while let Some(id) = pending.pop() {
+        let finished = store
+            .load_state(&id)
+            .is_ok_and(|(child, _)| child.status.is_finished());
+        if finished {
+            continue;
+        }
+        match cancel_run(store, &id) {
+            Ok(child) => {
+                ctx.ui.status(&format!("cancelled its sub-loop run {id}\n"));
+                pending.extend(child.children.iter().map(|c| c.run_id.clone()));
+            }
+            Err(err) => ctx.ui.warn(&format!(
+                "warning: sub-loop run {id} was not cancelled: {err}\n"
+            )),
+        }
+    }
 }

@@ -237,6 +237,17 @@ fn details(event: &Event) -> String {
             dropped_bytes,
             reason,
         } => format!("cut {dropped_bytes} bytes: {reason}"),
+        Event::SubLoopStarted {
+            state,
+            child_run_id,
+            ..
+        } => format!("{state} runs {child_run_id}"),
+        Event::SubLoopOf {
+            run_id,
+            state,
+            step,
+            depth,
+        } => format!("of {run_id} ({state}, step {step}; depth {depth})"),
         _ => String::new(),
     }
 }

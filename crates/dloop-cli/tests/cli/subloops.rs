@@ -487,3 +487,30 @@ fn status_and_inspect_show_the_child_under_its_parent() {
     assert_eq!(inspect.code, 0, "{}", inspect.render());
     insta::assert_snapshot!("subloop_inspect_child", redact_runs(&inspect.render()));
 }
+
+#[test]
+fn cancel_of_the_parent_cancels_its_unfinished_child() {
+    let p = TestProject::new();
+    p.write_loop("parent", &parent_of("counter"));
+    p.write_loop(
+        "counter",
+        &COUNTER.replace("initial: s1\n", "initial: s1\nlimits:\n  max_steps: 2\n"),
+    );
+    let parent = run_loop(&p, &["parent"], 3);
+    let child = only_run_of(&p, "counter");
+    let out = p.dloop(&["cancel", &parent]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(
+        out.stderr
+            .contains(&format!("cancelled its sub-loop run {child}")),
+        "{}",
+        out.stderr
+    );
+    for id in [&parent, &child] {
+        let json = p.dloop(&["inspect", id, "--json"]).json();
+        assert_eq!(json["status"], "cancelled", "{id}");
+    }
+    let out = p.dloop(&["status"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(!out.stdout.contains(&child), "{}", out.stdout);
+}
