@@ -276,6 +276,14 @@ impl RunObserver for Announce<'_> {
     fn on_agent_activity(&mut self, activity: &AgentActivity) {
         self.inner.on_agent_activity(activity);
     }
+
+    fn on_wait(&mut self, wait: std::time::Duration, why: &str) {
+        self.inner.on_wait(wait, why);
+    }
+
+    fn on_child_record(&mut self, depth: u32, record: &Record, state: &RunState) {
+        self.inner.on_child_record(depth, record, state);
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,13 @@ pub trait RunObserver {
     fn on_agent_activity(&mut self, activity: &AgentActivity) {
         let _ = activity;
     }
+
+    /// A sub-loop's child run (`depth` levels below the observed run) made a record durable in
+    /// its own log; `state` is the child's. Its output, waits and agent activity reach the
+    /// methods above as the parent's action's.
+    fn on_child_record(&mut self, depth: u32, record: &Record, state: &RunState) {
+        let _ = (depth, record, state);
+    }
 }
 
 /// An observer that ignores everything.

@@ -398,14 +398,25 @@ pub(crate) fn spend(end: &ChildEnd) -> Option<AgentReport> {
 }
 
 /// What a child's session shows through its parent's observer: its output and agent activity
-/// as they arrive, and its waits; its records are its own log's, not the parent's, and are not
-/// passed on.
+/// as they arrive, and its waits, as the parent's action's; its records (its own log's, not the
+/// parent's) as [`RunObserver::on_child_record`], a grandchild's with its own depth.
 pub(crate) struct ChildObserver<'a> {
     /// The parent session's observer.
     pub(crate) parent: &'a mut dyn RunObserver,
+    /// The child's depth below the run the parent's observer observes (1: its child).
+    pub(crate) depth: u32,
 }
 
 impl RunObserver for ChildObserver<'_> {
+    fn on_record(&mut self, record: &dloop_core::Record, state: &RunState) {
+        self.parent.on_child_record(self.depth, record, state);
+    }
+
+    fn on_child_record(&mut self, depth: u32, record: &dloop_core::Record, state: &RunState) {
+        self.parent
+            .on_child_record(self.depth + depth, record, state);
+    }
+
     fn on_output(&mut self, stream: Stream, bytes: &[u8]) {
         self.parent.on_output(stream, bytes);
     }

@@ -62,6 +62,9 @@ pub(crate) struct Progress {
     agent_running: bool,
     /// `-q`: no lines at all.
     quiet: bool,
+    /// Per sub-loop depth (index 0: depth 1), the child's step being shown: its number and
+    /// its action's result.
+    children: Vec<(u64, Option<String>)>,
 }
 
 impl Progress {
@@ -106,6 +109,7 @@ impl Progress {
             last_verdict: None,
             agent_running: false,
             quiet,
+            children: Vec::new(),
         }
     }
 
@@ -275,7 +279,72 @@ pub(crate) fn clock(ms: u64) -> String {
     }
 }
 
+impl Progress {
+    /// One line of a sub-loop's child run, indented under the parent's step lines by depth:
+    /// its start or resume, and each of its steps as the parent's are shown.
+    fn child_line(&mut self, depth: u32, record: &Record, state: &RunState) {
+        let at = depth.max(1) as usize - 1;
+        if self.children.len() <= at {
+            self.children.resize(at + 1, (0, None));
+        }
+        let indent = "    ".repeat(at + 1);
+        let arrow = Paint::Dim.apply(self.color, "↳");
+        let text = match &record.event {
+            Event::RunStarted {
+                run_id, loop_name, ..
+            } => format!("{indent}{arrow} sub-loop run {run_id} started (loop {loop_name})"),
+            Event::RunResumed { .. } => format!(
+                "{indent}{arrow} sub-loop run {} resumed at step {} in `{}`",
+                state.run_id,
+                state.step,
+                state.current.as_deref().unwrap_or("?")
+            ),
+            Event::ActionFinished { result, .. } => {
+                self.children[at].1 = Some(match (&result.error, result.exit_code) {
+                    (Some(_), _) => "not started".to_owned(),
+                    (None, Some(code)) => format!("exit {code}"),
+                    (None, None) => "no exit".to_owned(),
+                });
+                return;
+            }
+            Event::Evaluated { step, .. } => {
+                self.children[at].0 = *step;
+                return;
+            }
+            Event::Transitioned { from, to, verdict } => {
+                let (step, result) = &mut self.children[at];
+                let result = result.take().unwrap_or_default();
+                format!(
+                    "{indent}{step:>4}  {:<14} {result:<12} {verdict} → {to}",
+                    fit(from, 14)
+                )
+            }
+            Event::ActionInterrupted {
+                state: name,
+                reason,
+                ..
+            } => format!(
+                "{indent}{:>4}  {name:<14} interrupted ({reason})",
+                state.step
+            ),
+            Event::RunCompleted { state: name } => format!("{indent}{arrow} completed in `{name}`"),
+            Event::RunFailed { error, .. } => {
+                format!("{indent}{arrow} failed: {}", fit(error, 100))
+            }
+            Event::RunPaused { reason, .. } => {
+                format!("{indent}{arrow} paused ({})", reason.as_str())
+            }
+            _ => return,
+        };
+        self.line(&text);
+    }
+}
+
 impl RunObserver for Progress {
+    fn on_child_record(&mut self, depth: u32, record: &Record, state: &RunState) {
+        self.child_line(depth, record, state);
+    }
+
     fn on_action_start(&mut self, pending: &PendingAction, state: &RunState) {
         self.agent_running = pending.kind == ActionKind::Prompt;
         if let Some(live) = &self.live

@@ -514,3 +514,13 @@ fn cancel_of_the_parent_cancels_its_unfinished_child() {
     assert_eq!(out.code, 0, "{}", out.render());
     assert!(!out.stdout.contains(&child), "{}", out.stdout);
 }
+
+#[test]
+fn run_shows_the_childs_steps_under_the_parents() {
+    let p = TestProject::new();
+    p.write_loop("parent", &parent_of("counter"));
+    p.write_loop("counter", COUNTER);
+    let out = p.dloop(&["run", "parent"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    insta::assert_snapshot!("subloop_run_progress", redact_runs(&out.render()));
+}

@@ -135,6 +135,7 @@ impl<R: RunHandle> Session<'_, R> {
             if exists {
                 let mut observer = ChildObserver {
                     parent: &mut *self.observer,
+                    depth: 1,
                 };
                 let end = subloop::continue_child(host, &id, link, no_llm, options, &mut observer)?;
                 return Ok(Ok(end));
@@ -147,6 +148,7 @@ impl<R: RunHandle> Session<'_, R> {
             };
             let mut observer = ChildObserver {
                 parent: &mut *self.observer,
+                depth: 1,
             };
             let end = subloop::create_child(host, &id, &start, link, options, &mut observer)?;
             return Ok(Ok(end));
@@ -172,6 +174,7 @@ impl<R: RunHandle> Session<'_, R> {
         crash_point("after_sub_loop_note");
         let mut observer = ChildObserver {
             parent: &mut *self.observer,
+            depth: 1,
         };
         let end = subloop::create_child(host, &id, &start, link, options, &mut observer)?;
         Ok(Ok(end))
