@@ -13,7 +13,9 @@
 //! - `snapshot_before_rename`: `state.json.tmp` is written and synced, not yet renamed.
 //! - `snapshot_after_rename`: `state.json` is replaced, the folder not yet synced.
 //!
-//! The runtime adds its own (`after_intent`, `after_side_effect`) by calling [`crash_point`].
+//! The runtime adds its own (`after_intent`, `after_side_effect`, and `after_sub_loop_note`:
+//! a sub-loop's child id is durable in the parent's log, the child not yet created) by calling
+//! [`crash_point`].
 //! A process killed by SIGKILL loses nothing the kernel already has, so these points test
 //! process crashes, not power loss.
 

@@ -524,3 +524,44 @@ fn run_shows_the_childs_steps_under_the_parents() {
     assert_eq!(out.code, 0, "{}", out.render());
     insta::assert_snapshot!("subloop_run_progress", redact_runs(&out.render()));
 }
+
+#[test]
+fn kill_9_while_a_child_step_runs_then_resume_ends_the_leftover_and_finishes() {
+    let p = TestProject::new();
+    p.write_loop("parent", &parent_of("waiter"));
+    p.write_loop("waiter", WAITER);
+    let child_process = p.spawn(&["run", "parent"], &[]);
+    let pid = child_process.id();
+    wait_for_line(p.root(), "s2-start");
+    crate::common::signal(pid, "KILL");
+    let out = p.wait(child_process, Duration::from_secs(20));
+    assert_eq!(out.signal, Some(9), "{}", out.render());
+    let parent = only_run_of(&p, "parent");
+    let child = only_run_of(&p, "waiter");
+    assert!(lock_is_free(&run_dir(&p, &parent)));
+    assert!(lock_is_free(&run_dir(&p, &child)));
+    for id in [&parent, &child] {
+        let json = p.dloop(&["inspect", id, "--json"]).json();
+        assert_eq!(json["status"], "crashed", "{id}");
+    }
+    // The child's step 2 still waits in its own process group: the resume ends it before it
+    // runs the step again, so once the re-run has announced itself, `go` reaches it alone.
+    let resume = p.spawn(&["resume", &parent, "--json"], &[]);
+    let rerun = poll(Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(p.root().join("marker.txt")).unwrap_or_default();
+        (text.lines().filter(|l| *l == "s2-start").count() == 2).then_some(())
+    });
+    assert!(rerun.is_some(), "step 2 was never run again");
+    std::fs::write(p.root().join("go"), "").expect("write go");
+    let out = p.wait(resume, Duration::from_secs(20));
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(out.json()["status"], "completed");
+    // Every finished step once; the interrupted step 2 started twice and finished once.
+    assert_eq!(
+        p.read("marker.txt"),
+        "s1\ns2-start\ns2-start\ns2\ns3\nparent-after\n"
+    );
+    verified_log(&run_dir(&p, &parent));
+    let child_log = verified_log(&run_dir(&p, &child));
+    assert_eq!(count(&child_log, "run_completed"), 1);
+}
