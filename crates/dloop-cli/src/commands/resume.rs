@@ -66,24 +66,30 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
         return crate::detach::spawn(ctx, &storage, "resume");
     }
     let store = storage.store();
-    // A sub-loop run whose parent has not finished is the parent's to continue.
+    // A sub-loop run whose parent has not finished is resumed through its parent, unless named.
     let resumable = |info: &RunInfo| info.is_resumable() && held_by(store, info).is_none();
     let run_id = match &args.run {
         Some(query) => resolve(store, query, "resumable", &resumable)?,
         None => resolve_only(store, "resumable", &resumable)?,
     };
-    if let Some(parent) = held_by(store, &crate::runs::load_summary(store, &run_id)?) {
+    // A sub-loop run named on its own: refused while its parent is live (the parent drives
+    // it); otherwise it may be resumed alone (with a decision or a larger limit only it can
+    // use), and the parent takes its result when it resumes.
+    let parent = held_by(store, &crate::runs::load_summary(store, &run_id)?);
+    if let Some(parent) = &parent
+        && store.is_live(&parent.run_id).unwrap_or(false)
+    {
         return Err(CliError::new(
             ErrorKind::Refused,
             format!(
-                "run {run_id} is a sub-loop of run {} (state `{}`, step {}), which has not \
-                 finished",
+                "run {run_id} is a sub-loop of run {} (state `{}`, step {}), which is live and \
+                 drives it",
                 parent.run_id, parent.state, parent.step
             ),
         )
         .with_hint(format!(
-            "`dloop resume {}` continues it, then its parent",
-            parent.run_id
+            "`dloop stop {}` pauses both; `dloop resume {}` continues both",
+            parent.run_id, parent.run_id
         )));
     }
     let meta = store
@@ -143,11 +149,28 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
     drop(observer);
     drop(progress);
     crate::notify::after_session(ctx, args.session.notify.as_deref(), &project.root, &end);
-    session::finish(ctx, store, &end, args.json)
+    let exit = session::finish(ctx, store, &end, args.json)?;
+    if let Some(parent) = parent {
+        ctx.ui.status(&format!(
+            "note: run {run_id} is a sub-loop of run {} (state `{}`, step {}); `dloop resume {}` \
+             continues the parent{}\n",
+            parent.run_id,
+            parent.state,
+            parent.step,
+            parent.run_id,
+            if end.status.is_resumable() {
+                ", and this run with it"
+            } else {
+                " with this run's result"
+            }
+        ));
+    }
+    Ok(exit)
 }
 
-/// The parent of sub-loop run `info` when that parent has not finished (it resumes its child
-/// itself); `None` for a top-level run, or one whose parent finished or cannot be read.
+/// The parent of sub-loop run `info` when that parent has not finished (resuming the parent
+/// resumes the child); `None` for a top-level run, or one whose parent finished or cannot be
+/// read.
 fn held_by(store: &dyn dloop_store::Store, info: &RunInfo) -> Option<dloop_core::state::ParentRun> {
     let parent = info.state.parent.as_ref()?;
     let (state, _) = store.load_state(&parent.run_id).ok()?;

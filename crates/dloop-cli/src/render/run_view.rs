@@ -312,8 +312,9 @@ fn sub_loop_next_step(info: &RunInfo) -> Option<String> {
     let state = &info.state;
     if let Some(parent) = &state.parent {
         return Some(format!(
-            "`dloop resume {}` (its parent run) continues it, then the parent",
-            parent.run_id
+            "`dloop resume {}` (its parent run) continues both; `dloop resume {}` alone takes a \
+             decision or a larger limit for it (then resume the parent)",
+            parent.run_id, info.id
         ));
     }
     let by_child = state
@@ -328,8 +329,9 @@ fn sub_loop_next_step(info: &RunInfo) -> Option<String> {
             )
         })?;
     Some(format!(
-        "`dloop resume {}` resumes its sub-loop run {} where it paused, then this run",
-        info.id, by_child.run_id
+        "`dloop resume {}` resumes its sub-loop run {} where it paused, then this run (a \
+         decision or a larger limit for the child: `dloop resume {} ...` first)",
+        info.id, by_child.run_id, by_child.run_id
     ))
 }
 

@@ -390,6 +390,16 @@ fn stop_during_the_child_then_resume_continues_both() {
     wait_for_line(p.root(), "s2-start");
     let parent = only_run_of(&p, "parent");
     let child = only_run_of(&p, "waiter");
+    // While the parent drives it, the child is not resumed on its own.
+    let refused = p.dloop(&["resume", &child]);
+    assert_eq!(refused.code, 2, "{}", refused.render());
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("sub-loop of run {parent}")),
+        "{}",
+        refused.stderr
+    );
     let stop = p.dloop(&["stop", &parent]);
     assert_eq!(stop.code, 0, "{}", stop.render());
     let out = p.wait(child_process, Duration::from_secs(20));
@@ -402,16 +412,6 @@ fn stop_during_the_child_then_resume_continues_both() {
     assert!(lock_is_free(&run_dir(&p, &parent)));
     assert!(lock_is_free(&run_dir(&p, &child)));
 
-    // The child is its parent's to continue.
-    let refused = p.dloop(&["resume", &child]);
-    assert_eq!(refused.code, 2, "{}", refused.render());
-    assert!(
-        refused
-            .stderr
-            .contains(&format!("sub-loop of run {parent}")),
-        "{}",
-        refused.stderr
-    );
     // `dloop resume` without RUN picks the parent, not the child.
     std::fs::write(p.root().join("go"), "").expect("write go");
     let out = p.dloop(&["resume", "--json"]);
@@ -564,4 +564,34 @@ fn kill_9_while_a_child_step_runs_then_resume_ends_the_leftover_and_finishes() {
     verified_log(&run_dir(&p, &parent));
     let child_log = verified_log(&run_dir(&p, &child));
     assert_eq!(count(&child_log, "run_completed"), 1);
+}
+
+#[test]
+fn a_child_resumed_on_its_own_then_the_parent_takes_its_result() {
+    let p = TestProject::new();
+    p.write_loop("parent", &parent_of("counter"));
+    p.write_loop(
+        "counter",
+        &COUNTER.replace("initial: s1\n", "initial: s1\nlimits:\n  max_steps: 2\n"),
+    );
+    let parent = run_loop(&p, &["parent"], 3);
+    let child = only_run_of(&p, "counter");
+    // A larger limit only the child can use: resume it alone.
+    let out = p.dloop(&["resume", &child, "--max-steps", "10"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(
+        out.stderr.contains(&format!(
+            "is a sub-loop of run {parent} (state `sub`, step 1); `dloop resume {parent}` \
+             continues the parent with this run's result"
+        )),
+        "{}",
+        out.stderr
+    );
+    let out = p.dloop(&["resume", &parent, "--json"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(out.json()["status"], "completed");
+    assert_eq!(p.read("marker.txt"), "s1\ns2\ns3\ns4\ns5\nparent-after\n");
+    let child_log = verified_log(&run_dir(&p, &child));
+    // The parent took the finished child's result: the child had two sessions, not three.
+    assert_eq!(count(&child_log, "run_resumed"), 1);
 }
