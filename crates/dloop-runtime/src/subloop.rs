@@ -34,7 +34,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use dloop_core::event::{AgentOutcome, AgentReport, Event};
+use dloop_core::event::{ActionResult, AgentOutcome, AgentReport, Event};
 use dloop_core::model::LoopDef;
 use dloop_core::run_id::RunId;
 use dloop_core::state::{RunStatus, StepResult};
@@ -47,7 +47,6 @@ use crate::actions::AgentActivity;
 use crate::actions::output::Stream;
 use crate::driver::{Session, SessionOptions};
 use crate::error::RuntimeError;
-use crate::interp::Lookup;
 use crate::observer::RunObserver;
 use crate::runs::{ResumeInput, RunOptions, StartRequest};
 
@@ -308,8 +307,8 @@ pub(crate) fn continue_child(
 /// The step's output of a child that ended: the child's final context and captures, as one
 /// JSON object (see the README's "Sub-loops"):
 /// `{"run_id", "loop", "status", "state", "error"?, "context": {K: V}, "captured": {NAME:
-/// {"output", "exit_code"?, "verdict"?}}}`. Capture outputs are read whole up to `capture_limit`
-/// bytes (their tail beyond it), as `${captured.NAME.output}` would read them in the child.
+/// {"output", "exit_code"?, "verdict"?}}}`. Capture outputs are read as
+/// `${captured.NAME.output}` reads them in the child ([`capture_output`]).
 pub(crate) fn outcome_json(host: &dyn SubLoopHost, end: &ChildEnd, capture_limit: u64) -> String {
     #[derive(Serialize)]
     struct Captured {
@@ -333,16 +332,6 @@ pub(crate) fn outcome_json(host: &dyn SubLoopHost, end: &ChildEnd, capture_limit
         captured: BTreeMap<&'a str, Captured>,
     }
     let state = &end.state;
-    // The child's lock is free again (its session ended): read its outputs through a handle
-    // of its own; without one, captures fall back to the log's excerpts.
-    let handle = host.store().open_run(&end.run_id).ok();
-    let run_dir = host.local_dir(&end.run_id).unwrap_or_default();
-    let lookup = Lookup {
-        state,
-        run_dir: &run_dir,
-        capture_limit,
-        outputs: handle.as_deref(),
-    };
     let captured = state
         .captures
         .iter()
@@ -350,7 +339,12 @@ pub(crate) fn outcome_json(host: &dyn SubLoopHost, end: &ChildEnd, capture_limit
             (
                 name.as_str(),
                 Captured {
-                    output: lookup.output(result),
+                    output: capture_output(
+                        host.store(),
+                        &end.run_id,
+                        &result.result,
+                        capture_limit,
+                    ),
                     exit_code: result.result.exit_code,
                     verdict: result.verdict.clone(),
                 },
@@ -370,6 +364,24 @@ pub(crate) fn outcome_json(host: &dyn SubLoopHost, end: &ChildEnd, capture_limit
         captured,
     };
     serde_json::to_string(&outcome).expect("strings and numbers always serialize")
+}
+
+/// A child's captured output as `${captured.NAME.output}` reads it: whole when the log kept it
+/// whole, else its last `capture_limit` bytes from the child's output stream (read through the
+/// store, without the child's lock), else the log's excerpt.
+fn capture_output(store: &dyn Store, run_id: &str, result: &ActionResult, limit: u64) -> String {
+    let excerpt = || result.excerpt.clone();
+    let Some(offset) = result.output_offset.filter(|_| !result.complete) else {
+        return excerpt();
+    };
+    let keep = result.bytes.min(limit);
+    let from = offset + (result.bytes - keep);
+    match store.read_output(run_id, from, Some(offset + result.bytes)) {
+        Ok((bytes, _)) if bytes.len() as u64 == keep => {
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        _ => excerpt(),
+    }
 }
 
 /// The child's agent spend as one agent report for the parent's step, so it counts in the

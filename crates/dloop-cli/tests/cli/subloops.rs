@@ -595,3 +595,20 @@ fn a_child_resumed_on_its_own_then_the_parent_takes_its_result() {
     // The parent took the finished child's result: the child had two sessions, not three.
     assert_eq!(count(&child_log, "run_resumed"), 1);
 }
+
+#[test]
+fn a_large_child_capture_reaches_the_parent_whole() {
+    let p = TestProject::new();
+    p.write_loop("parent", &parent_of("big"));
+    p.write_loop(
+        "big",
+        "initial: a\nstates:\n  a:\n    shell: seq 1 3000\n    capture: numbers\n    next: done\n  done:\n    terminal: success\n",
+    );
+    let parent = run_loop(&p, &["parent"], 0);
+    let out = p.dloop(&["output", &parent, "1"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let outcome: Value = serde_json::from_str(out.stdout.trim()).expect("output is JSON");
+    let expected: String = (1..=3000).map(|n| format!("{n}\n")).collect();
+    assert!(expected.len() > 4096, "bigger than the log's excerpt");
+    assert_eq!(outcome["captured"]["numbers"]["output"], expected.as_str());
+}
