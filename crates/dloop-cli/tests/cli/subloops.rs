@@ -612,3 +612,37 @@ fn a_large_child_capture_reaches_the_parent_whole() {
     assert!(expected.len() > 4096, "bigger than the log's excerpt");
     assert_eq!(outcome["captured"]["numbers"]["output"], expected.as_str());
 }
+
+#[test]
+fn the_childs_agent_spend_counts_in_the_parent() {
+    let p = TestProject::new();
+    p.write_loop("parent", &parent_of("agentic"));
+    p.write_loop(
+        "agentic",
+        "initial: fix\nstates:\n  fix:\n    prompt: Make the check pass\n    runner: claude\n    next: done\n  done:\n    terminal: success\n",
+    );
+    let path = format!(
+        "{}:{}",
+        crate::common::repo_root()
+            .join("tests/fixtures/agents")
+            .display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // `--no-llm` is inherited: the child's prompt state is judged by its agent's outcome.
+    let out = p.dloop_env(&["run", "parent", "--no-llm"], &[("PATH", path.as_str())]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let parent = only_run_of(&p, "parent");
+    let child = only_run_of(&p, "agentic");
+    let child_json = p.dloop(&["inspect", &child, "--json"]).json();
+    let parent_json = p.dloop(&["inspect", &parent, "--json"]).json();
+    assert_eq!(child_json["agent"]["invocations"], 1);
+    for key in ["tokens_in", "tokens_out", "tokens_cached", "cost_usd"] {
+        assert_eq!(
+            parent_json["agent"][key], child_json["agent"][key],
+            "{key}: {}",
+            parent_json["agent"]
+        );
+    }
+    assert_eq!(parent_json["states"]["sub"]["agent"]["invocations"], 1);
+    assert_eq!(count(&verified_log(&run_dir(&p, &child)), "judged"), 0);
+}
