@@ -34,7 +34,7 @@ pub(crate) fn cmd_inspect(ctx: &Ctx, args: InspectArgs) -> CmdResult {
     let id = resolve_newest(store, &args.run)?;
     let info = load_info(store, &id)?;
     // A child that cannot be read is shown as such; it never hides its parent.
-    let children = info
+    let children: std::collections::BTreeMap<String, crate::runs::RunInfo> = info
         .state
         .children
         .iter()
@@ -42,7 +42,13 @@ pub(crate) fn cmd_inspect(ctx: &Ctx, args: InspectArgs) -> CmdResult {
         .map(|child| (child.id.clone(), child))
         .collect();
     if args.json {
-        ctx.ui.print(&json::to_pretty(&RunJson::from_info(&info)))?;
+        let mut json = RunJson::from_info(&info);
+        for child in &mut json.children {
+            child.status = children
+                .get(&child.run_id)
+                .map(crate::runs::RunInfo::status);
+        }
+        ctx.ui.print(&json::to_pretty(&json))?;
     } else {
         ctx.ui
             .print(&run_view::inspect(&info, &children, now(), ctx.ui.color))?;

@@ -85,6 +85,9 @@ pub(crate) struct ChildJson {
     pub(crate) state: String,
     /// The step.
     pub(crate) step: u64,
+    /// The child's status (as its own `status`), where the command read it (`inspect`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) status: Option<&'static str>,
 }
 
 /// Agent figures, summed over invocations (a state's, or the run's).
@@ -318,6 +321,7 @@ impl RunJson {
                     run_id: c.run_id.clone(),
                     state: c.state.clone(),
                     step: c.step,
+                    status: None,
                 })
                 .collect(),
         }

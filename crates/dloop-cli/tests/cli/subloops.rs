@@ -89,6 +89,7 @@ fn success_and_failure_route_through_a_sub_loop() {
     let parent_json = p.dloop(&["inspect", &parent, "--json"]).json();
     assert_eq!(parent_json["children"][0]["run_id"], child.as_str());
     assert_eq!(parent_json["children"][0]["step"], 1);
+    assert_eq!(parent_json["children"][0]["status"], "completed");
     let child_json = p.dloop(&["inspect", &child, "--json"]).json();
     assert_eq!(child_json["parent"]["run_id"], parent.as_str());
     assert_eq!(child_json["parent"]["state"], "sub");
