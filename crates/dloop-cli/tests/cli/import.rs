@@ -55,10 +55,11 @@ fn context_health_monitor_maps_routing_states_sources_and_failure_terminals() {
 #[test]
 fn deep_research_maps_inputs_and_the_sub_loop() {
     let p = TestProject::new();
-    // The child the sub-loop state names, as the user would import it next to it.
+    // The child the sub-loop state names, as the user would import it next to it (reading
+    // the context the sub-loop state binds).
     p.write(
         ".loops/research-coverage.yaml",
-        "initial: a\nstates:\n  a:\n    shell: 'true'\n    next: b\n  b:\n    terminal: success\n",
+        "initial: a\ncontext:\n  topic: ''\n  out: ''\nstates:\n  a:\n    shell: 'true'\n    next: b\n  b:\n    terminal: success\n",
     );
     let written = import(&p, "deep-research.yaml", "deep-research");
     insta::assert_snapshot!(body(&written));

@@ -647,3 +647,22 @@ fn the_childs_agent_spend_counts_in_the_parent() {
     assert_eq!(parent_json["states"]["sub"]["agent"]["invocations"], 1);
     assert_eq!(count(&verified_log(&run_dir(&p, &child)), "judged"), 0);
 }
+
+#[test]
+fn validate_names_a_with_key_the_child_never_reads() {
+    let p = TestProject::new();
+    p.write_loop(
+        "parent",
+        "initial: sub\nstates:\n  sub:\n    loop: child\n    with:\n      greting: hi\n      extra: ${context.extra?}\n    next: done\n  done:\n    terminal: success\n",
+    );
+    p.write_loop(
+        "child",
+        "initial: a\ncontext:\n  greeting: hello\nstates:\n  a:\n    shell: echo ${context.greeting} ${context.extra:default=none}\n    next: done\n  done:\n    terminal: success\n",
+    );
+    let out = p.dloop(&["validate"]);
+    assert_eq!(out.code, 2, "{}", out.render());
+    insta::assert_snapshot!("subloop_with_typo", out.render());
+    let out = p.dloop(&["run", "parent"]);
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(p.run_ids().is_empty(), "nothing ran: {:?}", p.run_ids());
+}
