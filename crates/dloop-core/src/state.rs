@@ -749,7 +749,9 @@ impl RunState {
                     depth: *depth,
                 });
             }
-            Event::LogRepaired { .. } | Event::ForkedFrom { .. } => {}
+            // A fork of a sub-loop run is a run of its own: no parent continues it.
+            Event::ForkedFrom { .. } => self.parent = None,
+            Event::LogRepaired { .. } => {}
             Event::RunOptions { no_llm, budget } => {
                 self.judge_off = *no_llm;
                 self.budget = *budget;

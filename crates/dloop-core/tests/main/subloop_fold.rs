@@ -122,3 +122,24 @@ fn a_rewind_forgets_the_children_of_later_steps() {
     // Step 2 will be taken again: it must start a new child, not find the old one.
     assert_eq!(state.child_of_step(2), None);
 }
+
+#[test]
+fn a_fork_of_a_child_has_no_parent() {
+    let events = vec![
+        started("fork"),
+        Event::SubLoopOf {
+            run_id: "p".into(),
+            state: "sub".into(),
+            step: 1,
+            depth: 1,
+        },
+        Event::ForkedFrom {
+            run_id: "c".into(),
+            step: 1,
+            source_seq: 2,
+        },
+    ];
+    let state = RunState::from_records(&records(events));
+    assert_eq!(state.parent, None);
+    assert_eq!(state.depth(), 0);
+}
