@@ -9,6 +9,7 @@ mod judge;
 mod parallel_state;
 mod process;
 mod stream_props;
+mod subloop;
 
 /// Every file in tests/ is compiled: a file without a `mod` line here would be silently skipped.
 #[test]
