@@ -28,7 +28,7 @@
 //! - it shares the parent's stop flag and signals: a stop pauses the child, then the parent;
 //! - depth is bounded at run time by [`MAX_DEPTH`] (validation refuses cycles; a long chain
 //!   of distinct loops is refused here, failing the step with an `error`);
-//! - the step's output is one JSON object ([`outcome_json`]), which is how the parent reads the
+//! - the step's output is one JSON object (`outcome_json`), which is how the parent reads the
 //!   child's final context and captures.
 
 use std::collections::BTreeMap;
