@@ -60,11 +60,25 @@ pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
     } else {
         format!("older than {}", args.older_than)
     };
+    // A finished sub-loop run whose parent has not finished is kept: the parent takes its
+    // result from it when it resumes (deleted, the child would be run again from scratch).
+    let unfinished: std::collections::BTreeSet<&str> = all
+        .runs
+        .iter()
+        .filter(|info| !info.state.status.is_finished())
+        .map(|info| info.id.as_str())
+        .collect();
     let mut old: Vec<String> = all
         .runs
-        .into_iter()
+        .iter()
         .filter(|info| info.state.status.is_finished() && info.state.last_ts.as_millis() < cutoff)
-        .map(|info| info.id)
+        .filter(|info| {
+            info.state
+                .parent
+                .as_ref()
+                .is_none_or(|p| !unfinished.contains(p.run_id.as_str()))
+        })
+        .map(|info| info.id.clone())
         .collect();
     old.sort();
     if args.dry_run {

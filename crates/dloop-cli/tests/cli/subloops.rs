@@ -666,3 +666,27 @@ fn validate_names_a_with_key_the_child_never_reads() {
     assert_eq!(out.code, 2, "{}", out.render());
     assert!(p.run_ids().is_empty(), "nothing ran: {:?}", p.run_ids());
 }
+
+#[test]
+fn gc_keeps_a_finished_child_whose_parent_has_not_finished() {
+    let p = TestProject::new();
+    p.write_loop("parent", &parent_of("counter"));
+    p.write_loop("counter", COUNTER);
+    // Killed after the child finished, before the parent recorded its result.
+    let out = p.dloop_env(
+        &["run", "parent"],
+        &[("DLOOP_CRASH_AT", "after_side_effect:6")],
+    );
+    assert_eq!(out.signal, Some(9), "{}", out.render());
+    let child = only_run_of(&p, "counter");
+    let out = p.dloop(&["gc", "--all"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(!out.stdout.contains(&child), "{}", out.render());
+    let out = p.dloop(&["resume", "parent"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(p.read("marker.txt"), "s1\ns2\ns3\ns4\ns5\nparent-after\n");
+    // Once the parent has finished, both go.
+    let out = p.dloop(&["gc", "--all"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(p.run_ids().is_empty(), "{:?}", p.run_ids());
+}
