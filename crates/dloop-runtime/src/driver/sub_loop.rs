@@ -190,6 +190,9 @@ impl<R: RunHandle> Session<'_, R> {
         name: &str,
     ) -> Result<ChildStart, String> {
         let child = host.load(name)?;
+        // Its runs are named after it: a name no run id can carry fails the step, not the run.
+        dloop_core::run_id::RunId::new(&child.name, self.options.clock.now(), 0)
+            .map_err(|err| format!("sub-loop `{name}` cannot name a run: {err}"))?;
         let lookup = Lookup {
             state: &self.state,
             run_dir: &self.run_dir,
