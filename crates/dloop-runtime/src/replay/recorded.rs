@@ -128,7 +128,7 @@ pub fn load(store: &dyn Store, run_id: &str) -> Result<Recorded, RuntimeError> {
                         return Err(RuntimeError::Replay(format!(
                             "run {run_id} was recorded by a dloop without replay keys (its step \
                              {step} has no input_sha256); only runs recorded by this version \
-                             or later can be replayed"
+                             or later can be replayed: run the loop again to record one"
                         )));
                     }
                     continue;
