@@ -58,7 +58,10 @@ fn assert_nothing_left(p: &TestProject) {
     assert!(left.is_empty(), "scratch folders left: {left:?}");
 }
 
-fn steps(json: &Value) -> Vec<(u64, String, Option<String>, Option<String>, String)> {
+/// One row of `--json`'s `steps`: step, state, recorded verdict, verdict, result.
+type Row = (u64, String, Option<String>, Option<String>, String);
+
+fn steps(json: &Value) -> Vec<Row> {
     json["steps"]
         .as_array()
         .expect("steps")
