@@ -94,7 +94,7 @@ pub(crate) fn cmd_replay(ctx: &Ctx, args: ReplayArgs) -> CmdResult {
     let report = if args.live {
         let local_dir = |id: &str| storage.local_dir(id);
         replay_run(
-            &recorded,
+            recorded,
             store,
             &local_dir,
             &request,
@@ -106,7 +106,7 @@ pub(crate) fn cmd_replay(ctx: &Ctx, args: ReplayArgs) -> CmdResult {
         let scratch = storage.scratch()?;
         let local_dir = |id: &str| scratch.local_dir(id);
         replay_run(
-            &recorded,
+            recorded,
             scratch.store(),
             &local_dir,
             &request,
@@ -126,6 +126,10 @@ pub(crate) fn cmd_replay(ctx: &Ctx, args: ReplayArgs) -> CmdResult {
         ctx.ui.print(&view.human(ctx.ui.color))?;
     }
     if !args.live {
+        if report.state.pause_reason == Some(dloop_core::event::PauseReason::Interrupted) {
+            // Ctrl-C: not a verdict on the loop.
+            return Ok(Exit::Interrupted);
+        }
         return Ok(if report.matched() {
             Exit::Ok
         } else {

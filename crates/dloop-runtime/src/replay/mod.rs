@@ -173,7 +173,7 @@ pub struct ReplayedStep {
 /// A loop this version cannot run, a runner profile that is not configured, the target
 /// store's failures, or a scope held by another run (live replays).
 pub fn replay_run(
-    recorded: &Recorded,
+    recorded: Recorded,
     target: &dyn Store,
     local_dir: LocalDir<'_>,
     request: &ReplayRequest<'_>,
@@ -190,6 +190,7 @@ pub fn replay_run(
         request.live,
         Arc::clone(&stop),
     ));
+    let recorded = &replayer.recorded;
     let mut options = options;
     options.shell = Arc::new(ReplayRunner {
         replayer: Arc::clone(&replayer),

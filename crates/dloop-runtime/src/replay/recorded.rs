@@ -59,6 +59,8 @@ pub struct Recorded {
     /// Its path: every state it entered, in order (a state entered again at the same step by a
     /// resume counts once).
     pub steps: Vec<RecordedStep>,
+    /// Where each step's entries are in `steps`.
+    by_step: BTreeMap<u64, Vec<usize>>,
     pub(crate) actions: BTreeMap<u64, VecDeque<Attempt>>,
     pub(crate) judges: BTreeMap<u64, VecDeque<JudgeCall>>,
 }
@@ -67,7 +69,8 @@ impl Recorded {
     /// The `nth` state (from 0) the source entered at step `step`: a step's action state,
     /// then the terminal state it routed to, which takes no step of its own.
     pub fn entered(&self, step: u64, nth: usize) -> Option<&RecordedStep> {
-        self.steps.iter().filter(|s| s.step == step).nth(nth)
+        let at = *self.by_step.get(&step)?.get(nth)?;
+        self.steps.get(at)
     }
 }
 
@@ -182,11 +185,16 @@ pub fn load(store: &dyn Store, run_id: &str) -> Result<Recorded, RuntimeError> {
             "run {run_id} has not started: nothing to replay"
         )));
     };
+    let mut by_step: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (at, entry) in steps.iter().enumerate() {
+        by_step.entry(entry.step).or_default().push(at);
+    }
     Ok(Recorded {
         meta,
         state,
         started,
         steps,
+        by_step,
         actions,
         judges,
     })

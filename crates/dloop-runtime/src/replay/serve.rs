@@ -85,7 +85,8 @@ pub(crate) struct Progress {
 #[derive(Debug)]
 pub(crate) struct Replayer {
     progress: Mutex<Progress>,
-    recorded: super::Recorded,
+    /// The recorded path, without the results (they are in `progress`).
+    pub(crate) recorded: super::Recorded,
     /// `--live`: go on for real from the divergence.
     live_allowed: bool,
     live: AtomicBool,
@@ -96,23 +97,25 @@ pub(crate) struct Replayer {
 
 impl Replayer {
     pub(crate) fn new(
-        recorded: &super::Recorded,
+        mut recorded: super::Recorded,
         def: &LoopDef,
         live_allowed: bool,
         stop: Arc<StopFlag>,
     ) -> Self {
+        let actions = std::mem::take(&mut recorded.actions);
+        let judges = std::mem::take(&mut recorded.judges);
         Self {
             progress: Mutex::new(Progress {
-                actions: recorded.actions.clone(),
-                judges: recorded.judges.clone(),
+                actions,
+                judges,
                 ..Progress::default()
             }),
-            recorded: recorded.clone(),
+            source_def: crate::runs::parse_definition(&recorded.meta.id, &recorded.meta.definition)
+                .ok(),
+            recorded,
             live_allowed,
             live: AtomicBool::new(false),
             stop,
-            source_def: crate::runs::parse_definition(&recorded.meta.id, &recorded.meta.definition)
-                .ok(),
             def: def.clone(),
         }
     }
