@@ -418,3 +418,112 @@ fn a_bad_run_or_loop_path_is_named() {
     assert!(out.stderr.contains("broken.yaml"), "{}", out.stderr);
     assert_eq!(p.run_dirs().len(), 1);
 }
+
+#[test]
+fn a_run_that_crashed_and_was_resumed_or_paused_at_max_steps_replays_to_its_end() {
+    // SIGKILL after step 3's action ran and before its result was recorded: resume runs it
+    // again; the replay reuses the result that was recorded.
+    let p = TestProject::new();
+    p.write_loop("six", SIX);
+    let out = p.dloop_env(
+        &["run", "six"],
+        &[("DLOOP_CRASH_AT", "after_side_effect:3")],
+    );
+    assert_eq!(out.signal, Some(9), "{}", out.render());
+    let out = p.dloop(&["resume", "six"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let (id, dir) = p.only_run();
+    assert_eq!(count(&verified_log(&dir), "action_interrupted"), 1);
+    let trail = p.read("trail");
+    let out = p.dloop(&["replay", &id, "--json"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(out.json()["saved"]["actions"], 6);
+    assert_eq!(p.read("trail"), trail);
+
+    // Paused by `--max-steps 3`, resumed with a larger limit: the replay runs through.
+    let p = TestProject::new();
+    p.write_loop("six", SIX);
+    let out = p.dloop(&["run", "six", "--max-steps", "3"]);
+    assert_eq!(out.code, 3, "{}", out.render());
+    let out = p.dloop(&["resume", "six", "--max-steps", "10"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let (id, _) = p.only_run();
+    let out = p.dloop(&["replay", &id, "--json"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let json = out.json();
+    assert_eq!(json["outcome"], "matched");
+    assert_eq!(json["end"]["step"], 6);
+}
+
+#[test]
+fn a_live_replay_killed_mid_way_is_a_crashed_run_that_resume_finishes() {
+    let (p, id, dir) = six_run();
+    let before = files(&dir);
+    p.write(
+        "edited.yaml",
+        &SIX.replace("echo \"b $DLOOP_ITERATION\"", "echo \"B $DLOOP_ITERATION\""),
+    );
+    // Killed after the intent of step 3 (the second live step) is durable.
+    let out = p.dloop_env(
+        &["replay", &id, "edited.yaml", "--live"],
+        &[("DLOOP_CRASH_AT", "after_intent:3")],
+    );
+    assert_eq!(out.signal, Some(9), "{}", out.render());
+    assert_eq!(files(&dir), before, "the source run is byte-identical");
+    let replay_dir = p
+        .run_dirs()
+        .into_iter()
+        .find(|d| *d != dir)
+        .expect("the live replay's run");
+    let replay_id = replay_dir
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let out = p.dloop(&["status", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let status = out.json();
+    let row = status
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["id"] == replay_id.as_str())
+        .expect("the replay is listed");
+    assert_eq!(row["status"], "crashed");
+    let out = p.dloop(&["resume", &replay_id]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let records = verified_log(&replay_dir);
+    assert_eq!(records.last().expect("records")["type"], "run_completed");
+    assert_eq!(count(&records, "replayed_from"), 1);
+    assert_eq!(files(&dir), before);
+}
+
+#[test]
+fn a_pause_the_source_was_resumed_from_is_resumed_in_the_replay() {
+    // The agent cannot log in on its first call (the run pauses, `agent_error`); resumed, it
+    // answers. The replay reaches the same pause, resumes it, and reuses both calls.
+    let p = TestProject::new();
+    p.write_loop(
+        "ask",
+        "initial: ask\nstates:\n  ask:\n    prompt: Do it\n    runner: claude\n    next: done\n  done:\n    terminal: success\n",
+    );
+    p.write("modes", "auth\nok\n");
+    let path = fakes_path();
+    let script = p.root().join("modes");
+    let env = [
+        ("PATH", path.as_str()),
+        ("FAKE_AGENT_SCRIPT", script.to_str().expect("utf-8")),
+    ];
+    let out = p.dloop_env(&["run", "ask", "--no-llm"], &env);
+    assert_eq!(out.code, 3, "{}", out.render());
+    let out = p.dloop_env(&["resume", "ask"], &env);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let (id, _) = p.only_run();
+    let calls = p.read("modes.count");
+    let out = p.dloop_env(&["replay", &id, "--json"], &env);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let json = out.json();
+    assert_eq!(json["outcome"], "matched");
+    assert_eq!(json["saved"]["actions"], 2);
+    assert_eq!(p.read("modes.count"), calls, "the agent was not called");
+}
