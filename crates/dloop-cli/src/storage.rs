@@ -180,6 +180,15 @@ impl Storage {
         let parent = self.runtime.join("scratch");
         std::fs::create_dir_all(&parent)
             .map_err(|e| CliError::io(format!("creating {}", parent.display()), e))?;
+        // Never through a planted link: the folder is emptied and removed when done.
+        let is_dir = std::fs::symlink_metadata(&parent).is_ok_and(|m| m.is_dir());
+        if !is_dir {
+            return Err(CliError::new(
+                ErrorKind::Corrupt,
+                format!("{} is not a folder (a symbolic link?)", parent.display()),
+            )
+            .with_hint("remove it; dloop makes it again"));
+        }
         // A fresh name, made with `mkdir` (which fails on an existing folder): never shared.
         for attempt in 0..64u32 {
             let nanos = std::time::SystemTime::now()

@@ -305,7 +305,110 @@ impl From<&ReplayView<'_>> for ReplayJson {
 
 #[cfg(test)]
 mod tests {
+    use dloop_core::RunState;
+    use dloop_core::event::TokenUsage;
+    use dloop_core::state::RunStatus;
+    use dloop_runtime::replay::{Divergence, DivergenceKind, ReplayedStep, Savings};
+
     use super::*;
+
+    fn step(
+        step: u64,
+        state: &str,
+        recorded: Option<(&str, &str)>,
+        verdict: Option<&str>,
+        source: StepSource,
+    ) -> ReplayedStep {
+        ReplayedStep {
+            step,
+            state: state.to_owned(),
+            verdict: verdict.map(str::to_owned),
+            recorded_state: recorded.map(|(s, _)| s.to_owned()),
+            recorded_verdict: recorded.map(|(_, v)| v.to_owned()),
+            source,
+        }
+    }
+
+    /// A live replay that diverged on routing at step 3, with agent figures to show.
+    fn live_report() -> ReplayReport {
+        ReplayReport {
+            source: "fix-20261130T101500-ab12".to_owned(),
+            run_id: "fix-20261130T111500-cd34".to_owned(),
+            live: true,
+            steps: vec![
+                step(
+                    1,
+                    "test",
+                    Some(("test", "failure")),
+                    Some("failure"),
+                    StepSource::Reused,
+                ),
+                step(
+                    2,
+                    "fix",
+                    Some(("fix", "success")),
+                    Some("partial"),
+                    StepSource::Reused,
+                ),
+                step(
+                    3,
+                    "review",
+                    Some(("test", "success")),
+                    Some("success"),
+                    StepSource::Live,
+                ),
+                step(4, "test", None, Some("success"), StepSource::Live),
+                step(4, "done", None, None, StepSource::NoAction),
+            ],
+            divergence: Some(Divergence {
+                step: 3,
+                state: "review".to_owned(),
+                kind: DivergenceKind::State,
+                reason: "entered `review` where the recorded run entered `test`".to_owned(),
+            }),
+            saved: Savings {
+                actions: 2,
+                judge_calls: 1,
+                tokens: TokenUsage {
+                    input: 1200,
+                    output: 640,
+                    cached: 25000,
+                    cache_write: 0,
+                },
+                cost_usd: Some(0.0421),
+                agent_ms: 38_900,
+                action_ms: 41_200,
+            },
+            recorded_end: EndPoint {
+                status: RunStatus::Completed,
+                state: Some("done".to_owned()),
+                step: 3,
+            },
+            end: EndPoint {
+                status: RunStatus::Completed,
+                state: Some("done".to_owned()),
+                step: 4,
+            },
+            state: RunState::default(),
+        }
+    }
+
+    #[test]
+    fn a_live_replay_shows_where_it_left_the_record_and_what_it_saved() {
+        let report = live_report();
+        let view = ReplayView {
+            report: &report,
+            against: Some(".loops/fix.yaml"),
+        };
+        insta::assert_snapshot!(view.human(false));
+        let json = serde_json::to_value(ReplayJson::from(&view)).expect("serializes");
+        assert_eq!(json["outcome"], "diverged");
+        assert_eq!(json["run_id"], "fix-20261130T111500-cd34");
+        assert_eq!(json["divergence"]["kind"], "state");
+        assert_eq!(json["steps"][2]["recorded_state"], "test");
+        assert_eq!(json["steps"][3]["recorded_state"], serde_json::Value::Null);
+        assert_eq!(json["saved"]["tokens"]["cached"], 25000);
+    }
 
     #[test]
     fn thousands_groups_digits() {

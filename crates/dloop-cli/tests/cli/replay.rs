@@ -527,3 +527,19 @@ fn a_pause_the_source_was_resumed_from_is_resumed_in_the_replay() {
     assert_eq!(json["saved"]["actions"], 2);
     assert_eq!(p.read("modes.count"), calls, "the agent was not called");
 }
+
+#[test]
+fn a_planted_link_for_the_scratch_folder_is_refused() {
+    let (p, id, _) = six_run();
+    let elsewhere = p.root().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    std::os::unix::fs::symlink(&elsewhere, p.root().join(".loops/.dloop/scratch")).expect("link");
+    let out = p.dloop(&["replay", &id]);
+    assert_eq!(out.code, 70, "{}", out.render());
+    assert!(out.stderr.contains("scratch"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).expect("read").count(),
+        0,
+        "nothing was written through the link"
+    );
+}
