@@ -243,6 +243,14 @@ fn live_goes_on_for_real_from_the_divergence_as_a_new_run() {
     assert_eq!(link["run_id"], id.as_str());
     assert_eq!(count(&verified_log(&dir), "replayed_from"), 0);
     assert_eq!(records.last().expect("records")["type"], "run_completed");
+    let out = p.dloop(&["logs", &run_id, "--type", "replayed_from"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(
+        out.stdout
+            .contains(&format!("replayed_from        run {id}")),
+        "{}",
+        out.stdout
+    );
     let out = p.dloop(&["inspect", &run_id, "--json"]);
     assert_eq!(out.code, 0, "{}", out.render());
     assert_eq!(out.json()["status"], "completed");
