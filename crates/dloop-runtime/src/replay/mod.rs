@@ -170,8 +170,9 @@ pub struct ReplayedStep {
 /// `request.def` in `target`, and reports how it went.
 ///
 /// # Errors
-/// A loop this version cannot run, a runner profile that is not configured, the target
-/// store's failures, or a scope held by another run (live replays).
+/// A loop this version cannot run, a runner profile that is not configured, `--live` for a
+/// source that works in a git worktree, the target store's failures, or a scope held by
+/// another run (live replays).
 pub fn replay_run(
     recorded: Recorded,
     target: &dyn Store,
@@ -181,6 +182,14 @@ pub fn replay_run(
     observer: &mut dyn RunObserver,
 ) -> Result<ReplayReport, RuntimeError> {
     let def = request.def;
+    if request.live && recorded.meta.worktree.is_some() {
+        // Its live steps would work in the project root, not in the source's worktree.
+        return Err(RuntimeError::Replay(format!(
+            "run {} works in a git worktree; replaying worktree runs with --live is not \
+             supported yet (a replay without --live runs nothing and works)",
+            recorded.meta.id
+        )));
+    }
     check_supported(def)?;
     check_runners(def, &*options.agents)?;
     let stop = Arc::clone(&options.stop);
