@@ -25,9 +25,9 @@ use crate::storage::Storage;
 /// Re-execute a loop against a run's recorded results; stop at the first divergence
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  dloop replay fix-tests                    the newest fix-tests run against its own definition
+  dloop replay fix-tests                     the newest fix-tests run against its own definition
   dloop replay fix-tests .loops/edited.yaml  the same run against an edited loop file
-  dloop replay fix-tests edited --live      go on for real from the first step that differs
+  dloop replay fix-tests edited --live       go on for real from the first step that differs
 
 Exit status: 0 the replay reached the recorded end; 5 it diverged; with --live, as `dloop run`.")]
 pub(crate) struct ReplayArgs {
