@@ -687,7 +687,7 @@ impl RunState {
                 self.definition_sha256.clone_from(definition_sha256);
             }
             Event::RunRewound { step, state, .. } => self.rewind_to(*step, state),
-            Event::LogRepaired { .. } | Event::ForkedFrom { .. } => {}
+            Event::LogRepaired { .. } | Event::ForkedFrom { .. } | Event::ReplayedFrom { .. } => {}
             Event::RunOptions { no_llm, budget } => {
                 self.judge_off = *no_llm;
                 self.budget = *budget;

@@ -29,6 +29,8 @@ pub(crate) const EVENT_TYPES: &[&str] = &[
     "scope_acquired",
     "definition_reloaded",
     "log_repaired",
+    "forked_from",
+    "replayed_from",
 ];
 
 /// The width of the type column: the longest type name.
@@ -237,6 +239,7 @@ fn details(event: &Event) -> String {
             dropped_bytes,
             reason,
         } => format!("cut {dropped_bytes} bytes: {reason}"),
+        Event::ReplayedFrom { run_id } => format!("run {run_id}"),
         _ => String::new(),
     }
 }
