@@ -69,6 +69,8 @@ pub(crate) enum Command {
     Rewind(commands::rewind::RewindArgs),
     /// Start a new run from a run's history up to a step, and continue it live
     Fork(commands::fork::ForkArgs),
+    /// Re-execute a loop against a run's recorded results; stop at the first divergence
+    Replay(commands::replay::ReplayArgs),
     /// Run a loop once per task, each in its own git worktree, and integrate the results
     Parallel(commands::parallel::ParallelArgs),
     /// Watch runs live in a terminal dashboard (q quits)
@@ -113,6 +115,7 @@ impl Command {
             Command::Diff(args) => commands::diff::cmd_diff(ctx, args),
             Command::Rewind(args) => commands::rewind::cmd_rewind(ctx, args),
             Command::Fork(args) => commands::fork::cmd_fork(ctx, args),
+            Command::Replay(args) => commands::replay::cmd_replay(ctx, args),
             Command::Parallel(args) => commands::parallel::cmd_parallel(ctx, args),
             Command::Watch(args) => commands::watch::cmd_watch(ctx, args),
             Command::Inspect(args) => commands::inspect::cmd_inspect(ctx, args),

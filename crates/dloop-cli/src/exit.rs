@@ -22,6 +22,9 @@ pub(crate) enum Exit {
     TimedOut,
     /// 130: interrupted by Ctrl-C; the run is paused and resumable.
     Interrupted,
+    /// 5: `dloop replay` left the record (a step differs from the recorded run's) and did not
+    /// go on live.
+    Diverged,
     /// 70 (sysexits' EX_SOFTWARE): dloop itself failed: its storage (I/O, a full disk, a lost
     /// claim), data it refuses to guess at (a corrupt log, an edited run.json, a link in a run
     /// folder), or an internal error. The run, if any, is as the log says; fix the cause and
@@ -39,6 +42,7 @@ impl Exit {
             Exit::Paused => 3,
             Exit::TimedOut => 4,
             Exit::Interrupted => 130,
+            Exit::Diverged => 5,
             Exit::Fault => 70,
         }
     }
@@ -77,6 +81,7 @@ mod tests {
             (Exit::Paused, 3),
             (Exit::TimedOut, 4),
             (Exit::Interrupted, 130),
+            (Exit::Diverged, 5),
             (Exit::Fault, 70),
         ];
         for (exit, code) in table {

@@ -172,6 +172,49 @@ impl Storage {
         project.root.join(LOOPS_DIR).join(RUNTIME_DIR)
     }
 
+    /// A store for runs that must not remain among the project's (`dloop replay` without
+    /// `--live`): a file store in a fresh folder under `.loops/.dloop/scratch/`, removed with
+    /// everything in it when the [`ScratchStore`] is dropped. Whatever the project's store, it
+    /// is local: nothing of it is meant to outlive the command.
+    pub(crate) fn scratch(&self) -> Result<ScratchStore, CliError> {
+        let parent = self.runtime.join("scratch");
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| CliError::io(format!("creating {}", parent.display()), e))?;
+        // Never through a planted link: the folder is emptied and removed when done.
+        let is_dir = std::fs::symlink_metadata(&parent).is_ok_and(|m| m.is_dir());
+        if !is_dir {
+            return Err(CliError::new(
+                ErrorKind::Corrupt,
+                format!("{} is not a folder (a symbolic link?)", parent.display()),
+            )
+            .with_hint("remove it; dloop makes it again"));
+        }
+        // A fresh name, made with `mkdir` (which fails on an existing folder): never shared.
+        for attempt in 0..64u32 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let dir = parent.join(format!(
+                "replay-{}-{nanos:09}-{attempt}",
+                std::process::id()
+            ));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {
+                    return Ok(ScratchStore {
+                        files: FileStore::new(dir.clone()),
+                        dir,
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(CliError::io(format!("creating {}", dir.display()), e)),
+            }
+        }
+        Err(CliError::io(
+            format!("creating a folder in {}", parent.display()),
+            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        ))
+    }
+
     /// Where worktree runs' worktrees go (`.loops/.dloop/worktrees/<run-id>`): beside the
     /// runs, ignored by git with the rest of the runtime folder.
     pub(crate) fn worktrees_dir(&self) -> PathBuf {
@@ -187,5 +230,31 @@ impl Storage {
     /// (`.loops/.dloop/background/`).
     pub(crate) fn background_dir(&self) -> PathBuf {
         self.runtime.join("background")
+    }
+}
+
+/// A file store in a temporary folder, removed when this is dropped ([`Storage::scratch`]).
+pub(crate) struct ScratchStore {
+    files: FileStore,
+    dir: PathBuf,
+}
+
+impl ScratchStore {
+    /// The store.
+    pub(crate) fn store(&self) -> &dyn Store {
+        &self.files
+    }
+
+    /// The local folder of run `id` in the scratch folder.
+    pub(crate) fn local_dir(&self, id: &str) -> dloop_store::Result<PathBuf> {
+        self.files.local_run_dir(id)
+    }
+}
+
+impl Drop for ScratchStore {
+    fn drop(&mut self) {
+        // Best effort: a folder left by a failed removal (or a SIGKILL) holds no run of the
+        // project's store, and nothing reads `scratch/`.
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -149,6 +149,12 @@ pub struct ActionResult {
     /// (boxed: absent outside one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Box<Checkpoint>>,
+    /// The replay key: SHA-256 (hex) of what the action was asked to do (its state, kind,
+    /// rendered command or prompt, and the agent call), so `dloop replay` can tell whether a
+    /// step may reuse this result. `None` in logs from before replay and for an action that
+    /// could not be rendered (it ran nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_sha256: Option<String>,
 }
 
 /// A step checkpoint: the git trees of the run's working tree before and after one action,
@@ -569,6 +575,10 @@ pub enum Event {
         /// How long the judge took.
         #[serde(default)]
         duration_ms: u64,
+        /// The replay key of the judge's call (its prompt as sent and its profile), like
+        /// [`ActionResult::input_sha256`]; `None` in logs from before replay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input_sha256: Option<String>,
     },
     /// `dloop rewind`: the run is put back to where it was at the end of step `step` (its
     /// working tree restored to that step's checkpoint) and paused there. The record carries
@@ -616,6 +626,14 @@ pub enum Event {
         /// Nesting depth: 1 for a child of a top-level run.
         depth: u32,
     },
+    /// `dloop replay`: this run re-executes run `run_id`'s recorded steps, reusing their
+    /// results (no action process starts) up to the first step that diverges; with `--live` it
+    /// goes on for real from there. Only this run's log holds the link: the source run is left
+    /// byte-identical.
+    ReplayedFrom {
+        /// The source run.
+        run_id: String,
+    },
     /// Opening the log cut off a torn or bad last line.
     LogRepaired {
         /// Bytes removed.
@@ -654,6 +672,7 @@ impl Event {
             Self::ForkedFrom { .. } => "forked_from",
             Self::SubLoopStarted { .. } => "sub_loop_started",
             Self::SubLoopOf { .. } => "sub_loop_of",
+            Self::ReplayedFrom { .. } => "replayed_from",
             Self::LogRepaired { .. } => "log_repaired",
             Self::Judged { .. } => "judged",
             Self::RunOptions { .. } => "run_options",

@@ -749,8 +749,8 @@ impl RunState {
                     depth: *depth,
                 });
             }
-            // A fork of a sub-loop run is a run of its own: no parent continues it.
-            Event::ForkedFrom { .. } => self.parent = None,
+            // A fork or a replay of a sub-loop run is a run of its own: no parent continues it.
+            Event::ForkedFrom { .. } | Event::ReplayedFrom { .. } => self.parent = None,
             Event::LogRepaired { .. } => {}
             Event::RunOptions { no_llm, budget } => {
                 self.judge_off = *no_llm;

@@ -373,6 +373,8 @@ impl<'a, R: RunHandle> Session<'a, R> {
         } = self;
         let stream = stream.as_deref_mut().expect("opened above");
         let mut output = StepOutput::new(stream);
+        // The replay key of the call (`dloop replay`), recorded with its result.
+        let input_key;
         let outcome = match rendered {
             Ok((runner, text)) => {
                 observer.on_action_start(&pending, state);
@@ -391,6 +393,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
                         max_turns: a.max_turns,
                     }),
                 };
+                input_key = Some(crate::replay::input_sha256(&request));
                 let observer = std::cell::RefCell::new(&mut **observer);
                 let mut watch = |s, bytes: &[u8]| observer.borrow_mut().on_output(s, bytes);
                 let mut activity = |a: &_| observer.borrow_mut().on_agent_activity(a);
@@ -470,6 +473,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
         result.error = process.spawn_error.clone();
         result.session_id = session_id;
         result.agent = agent.map(Box::new);
+        result.input_sha256 = input_key;
         crash_point("after_side_effect");
         if process.stopped || result.timed_out == Some(ActionTimeout::Run) {
             self.record(Event::ActionInterrupted {

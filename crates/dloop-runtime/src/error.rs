@@ -164,6 +164,10 @@ pub enum RuntimeError {
     /// A fork is refused: the step is not in the source run, or the source cannot be copied.
     #[error("{0}")]
     Fork(String),
+    /// A replay is refused: the source run was recorded without replay keys, or its recorded
+    /// output is damaged.
+    #[error("{0}")]
+    Replay(String),
 }
 
 impl RuntimeError {
@@ -180,7 +184,8 @@ impl RuntimeError {
             | Self::Worktree(_)
             | Self::Checkpoint(_)
             | Self::Parallel(_)
-            | Self::Fork(_) => RuntimeErrorKind::Refused,
+            | Self::Fork(_)
+            | Self::Replay(_) => RuntimeErrorKind::Refused,
             Self::Git(_) => RuntimeErrorKind::Io,
             Self::InvalidReload { .. } | Self::ScopeOutside { .. } => RuntimeErrorKind::Invalid,
             Self::ScopeRegistry { .. } => RuntimeErrorKind::Corrupt,

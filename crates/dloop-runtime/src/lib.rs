@@ -15,6 +15,7 @@
 //!   control; [`reaper`] makes sure nothing of it outlives its step.
 //! - [`scope`]: scope locks and the wait queue between runs of one project.
 //! - [`clock::Clock`]: time, injected ([`clock::ManualClock`] in tests).
+//! - [`replay::replay_run`]: re-execute a recorded run against a definition, reusing results.
 
 pub mod actions;
 pub mod agent_runners;
@@ -29,6 +30,7 @@ pub mod observer;
 pub mod parallel;
 pub mod process;
 pub mod reaper;
+pub mod replay;
 pub mod rewind;
 pub mod runs;
 pub mod scope;

@@ -235,18 +235,11 @@ pub fn submit_run(
     created_at: dloop_core::Timestamp,
     create: &mut dyn FnMut(&RunMeta) -> Result<(), StoreError>,
 ) -> Result<RunMeta, RuntimeError> {
-    if let Some((name, _)) = request
-        .def
-        .states
-        .iter()
-        .find(|(_, s)| s.sub_loop.is_some())
-    {
-        // A worker knows no project loops to start children from.
-        return Err(RuntimeError::Unsupported(format!(
-            "state `{name}` runs a sub-loop, which runs only in `dloop run` and `dloop resume`, \
-             not on workers"
-        )));
-    }
+    // A worker knows no project loops to start children from.
+    crate::subloop::refuse_sub_loops(
+        request.def,
+        "runs only in `dloop run` and `dloop resume`, not on workers",
+    )?;
     for attempt in 0..64 {
         let id = RunId::new(request.loop_name, created_at, random_suffix(attempt))?;
         let meta = new_meta(request, &id, created_at, project_root);

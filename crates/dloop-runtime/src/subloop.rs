@@ -100,6 +100,20 @@ pub fn check_sub_loops(def: &LoopDef, options: &SessionOptions) -> Result<(), Ru
     }
 }
 
+/// Refuses a loop with `loop:` states where sub-loops cannot run: `what` says where and why
+/// (`dloop submit`: workers know no project loops; `dloop replay`: a child would run for real).
+///
+/// # Errors
+/// [`RuntimeError::Unsupported`] naming the first such state.
+pub fn refuse_sub_loops(def: &LoopDef, what: &str) -> Result<(), RuntimeError> {
+    match def.states.iter().find(|(_, s)| s.sub_loop.is_some()) {
+        Some((name, _)) => Err(RuntimeError::Unsupported(format!(
+            "state `{name}` runs a sub-loop, which {what}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A child run about to be created.
 #[derive(Debug)]
 pub(crate) struct ChildStart {

@@ -17,6 +17,7 @@ pub(crate) mod new;
 pub(crate) mod output;
 pub(crate) mod parallel;
 pub(crate) mod plan;
+pub(crate) mod replay;
 pub(crate) mod resume;
 pub(crate) mod rewind;
 pub(crate) mod rm;

@@ -8,6 +8,7 @@ pub(crate) mod graph;
 pub(crate) mod human;
 pub(crate) mod json;
 pub(crate) mod progress;
+pub(crate) mod replay;
 pub(crate) mod run_json;
 pub(crate) mod run_view;
 pub(crate) mod timeline;

@@ -29,6 +29,8 @@ pub(crate) const EVENT_TYPES: &[&str] = &[
     "scope_acquired",
     "definition_reloaded",
     "log_repaired",
+    "forked_from",
+    "replayed_from",
 ];
 
 /// The width of the type column: the longest type name.
@@ -248,6 +250,7 @@ fn details(event: &Event) -> String {
             step,
             depth,
         } => format!("of {run_id} ({state}, step {step}; depth {depth})"),
+        Event::ReplayedFrom { run_id } => format!("run {run_id}"),
         _ => String::new(),
     }
 }

@@ -116,3 +116,59 @@ fn fork_of_a_step_the_run_never_finished_is_refused_and_makes_nothing() {
     assert!(out.stderr.contains("no finished step 7"), "{}", out.stderr);
     assert_eq!(p.run_dirs().len(), 1);
 }
+
+#[test]
+fn fork_with_reload_continues_with_the_edited_loop_and_records_the_definition() {
+    let p = TestProject::new();
+    p.write_loop("ten", TEN_STEPS);
+    let out = p.dloop(&["run", "ten"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (source, source_dir) = p.only_run();
+    let before = files(&source_dir);
+    // The edit: `a` now writes `A`, and the context default changed (the fork keeps the
+    // source's context as it was at step 4, whatever the file says now).
+    p.write_loop(
+        "ten",
+        &TEN_STEPS
+            .replace("echo \"a ", "echo \"A ")
+            .replace("tag: x", "tag: y"),
+    );
+
+    let out = p.dloop(&["fork", &source, "--at", "4", "--reload"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(files(&source_dir), before, "the source run is untouched");
+    let fork_dir = p
+        .run_dirs()
+        .into_iter()
+        .find(|d| *d != source_dir)
+        .expect("fork");
+    let records = verified_log(&fork_dir);
+    assert_eq!(count(&records, "definition_reloaded"), 1);
+    let trail = std::fs::read_to_string(fork_dir.join("work/trail")).expect("trail");
+    assert_eq!(
+        trail, "A 5 x\nb 6 x\nA 7 x\nb 8 x\nA 9 x\nb 10 x\n",
+        "the fork's steps ran the edited actions with the source's context"
+    );
+}
+
+#[test]
+fn fork_with_reload_of_an_invalid_loop_is_refused_and_makes_nothing() {
+    let p = TestProject::new();
+    p.write_loop("ten", TEN_STEPS);
+    let out = p.dloop(&["run", "ten"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (source, source_dir) = p.only_run();
+    let before = files(&source_dir);
+    p.write_loop("ten", &TEN_STEPS.replace("next: b", "next: nowhere"));
+
+    let out = p.dloop(&["fork", &source, "--at", "4", "--reload"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("nowhere"), "{}", out.stderr);
+    assert!(out.stderr.contains("no fork was made"), "{}", out.stderr);
+    assert_eq!(
+        p.run_dirs(),
+        vec![source_dir.clone()],
+        "nothing was created"
+    );
+    assert_eq!(files(&source_dir), before);
+}

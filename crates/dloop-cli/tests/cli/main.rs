@@ -28,6 +28,7 @@ mod pg_cluster;
 mod pg_commands;
 mod quoting;
 mod refusals;
+mod replay;
 mod resume;
 mod run;
 mod schema;

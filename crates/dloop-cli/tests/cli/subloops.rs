@@ -690,3 +690,22 @@ fn gc_keeps_a_finished_child_whose_parent_has_not_finished() {
     assert_eq!(out.code, 0, "{}", out.render());
     assert!(p.run_ids().is_empty(), "{:?}", p.run_ids());
 }
+
+#[test]
+fn replay_refuses_a_loop_with_a_sub_loop() {
+    let p = TestProject::new();
+    p.write_loop("parent", &parent_of("counter"));
+    p.write_loop("counter", COUNTER);
+    let parent = run_loop(&p, &["parent"], 0);
+    let runs_before = p.run_ids();
+    let out = p.dloop(&["replay", &parent]);
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(
+        out.stderr
+            .contains("state `sub` runs a sub-loop, which `dloop replay` cannot replay yet"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(p.run_ids(), runs_before, "no child ran for real");
+    assert_eq!(p.read("marker.txt").lines().count(), 6);
+}

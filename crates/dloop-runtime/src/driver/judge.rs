@@ -196,6 +196,7 @@ impl<R: RunHandle> Session<'_, R> {
                 max_turns: agent_limits.max_turns,
             }),
         };
+        let input_sha256 = Some(crate::replay::input_sha256(&request));
         let stop = std::sync::Arc::clone(&self.options.stop);
         let outcome = {
             let stream = self.stream()?;
@@ -275,6 +276,7 @@ impl<R: RunHandle> Session<'_, R> {
             raw_answer: raw,
             agent: report.map(Box::new),
             duration_ms,
+            input_sha256,
         });
         self.record(Event::Evaluated {
             state: current,

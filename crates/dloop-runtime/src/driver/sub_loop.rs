@@ -228,6 +228,42 @@ impl<R: RunHandle> Session<'_, R> {
         })
     }
 
+    /// The step's replay key ([`crate::replay::input_sha256`]): the call a `loop:` step makes
+    /// is its loop and its `with:` values, rendered (`None` when one does not render).
+    fn replay_key(&self, pending: &PendingAction) -> Option<String> {
+        let state_def = &self.def.states[&pending.state];
+        let lookup = Lookup {
+            state: &self.state,
+            run_dir: &self.run_dir,
+            capture_limit: self.options.capture_limit,
+            outputs: Some(&self.run),
+        };
+        let mut with = std::collections::BTreeMap::new();
+        for (key, value) in &state_def.with {
+            with.insert(
+                key.as_str(),
+                lookup.render(&value.0, Quoting::Verbatim).ok()?,
+            );
+        }
+        let call = serde_json::json!({ "loop": state_def.sub_loop, "with": with });
+        let text = call.to_string();
+        let work_dir = super::work_dir(&self.run_dir);
+        let env = [
+            ("DLOOP_RUN_ID".to_owned(), self.state.run_id.clone()),
+            ("DLOOP_RUN_DIR".to_owned(), work_dir.display().to_string()),
+        ];
+        let request = crate::actions::ActionRequest {
+            pending,
+            text: text.as_bytes(),
+            env: &env,
+            cwd: &self.options.project_root,
+            scratch: &self.run_dir,
+            limits: crate::process::Limits::default(),
+            agent: None,
+        };
+        Some(crate::replay::input_sha256(&request))
+    }
+
     /// Records the step's `action_finished`: the child's outcome JSON as its output (and,
     /// for a child that did not complete, a line on stderr saying so), exit code 0 for a
     /// completed child and 1 otherwise, the child's agent spend; or, for `Err`, no output and
@@ -279,6 +315,7 @@ impl<R: RunHandle> Session<'_, R> {
         result.exit_code = exit_code;
         result.error = error;
         result.agent = agent.map(Box::new);
+        result.input_sha256 = self.replay_key(pending);
         crash_point("after_side_effect");
         if outcome.is_ok()
             && let Some(hook) = &self.options.step_hook
