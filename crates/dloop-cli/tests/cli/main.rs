@@ -37,6 +37,7 @@ mod show;
 mod soak;
 mod status;
 mod store_door;
+mod subloop_lifecycle;
 mod subloops;
 mod templates;
 mod validate;
