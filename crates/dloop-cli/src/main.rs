@@ -17,6 +17,7 @@ mod step_output;
 mod storage;
 mod templates;
 mod watch;
+mod web;
 
 use std::process::ExitCode;
 
