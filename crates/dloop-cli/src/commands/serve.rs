@@ -28,7 +28,12 @@ pub(crate) struct ServeArgs {
     pub(crate) addr: String,
     /// Require this token on every request (at least 16 characters): open `URL?token=TOKEN`
     /// once and the browser keeps it in a cookie; scripts send `Authorization: Bearer TOKEN`
-    #[arg(long, value_name = "TOKEN", env = "DLOOP_SERVE_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "DLOOP_SERVE_TOKEN",
+        hide_env_values = true
+    )]
     pub(crate) token: Option<String>,
     /// Add stop and resume buttons (POST requests with the page's CSRF token)
     #[arg(long)]
@@ -123,7 +128,13 @@ mod tests {
         );
         assert!(parse_addr("[::1]:0").expect("ok").ip().is_loopback());
         assert!(!parse_addr("0.0.0.0:1").expect("ok").ip().is_loopback());
-        for bad in ["", "127.0.0.1", "example.com:80", "localhost:x", "1.2.3.4:99999"] {
+        for bad in [
+            "",
+            "127.0.0.1",
+            "example.com:80",
+            "localhost:x",
+            "1.2.3.4:99999",
+        ] {
             assert!(parse_addr(bad).is_err(), "{bad}");
         }
     }

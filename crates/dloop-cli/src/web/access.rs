@@ -97,7 +97,10 @@ impl Access {
         if !req.header(CSRF_HEADER).is_some_and(|g| same(g, &self.csrf)) {
             return Err(Refusal::Forbidden("missing or wrong CSRF token"));
         }
-        if req.header("sec-fetch-site").is_some_and(|site| site == "cross-site") {
+        if req
+            .header("sec-fetch-site")
+            .is_some_and(|site| site == "cross-site")
+        {
             return Err(Refusal::Forbidden("cross-site request"));
         }
         if let Some(origin) = req.header("origin") {
@@ -178,7 +181,12 @@ mod tests {
     #[test]
     fn loopback_binds_answer_loopback_host_names_only() {
         let a = access("127.0.0.1:4000", None, false);
-        for host in ["127.0.0.1:4000", "localhost:4000", "LOCALHOST:4000", "[::1]:4000"] {
+        for host in [
+            "127.0.0.1:4000",
+            "localhost:4000",
+            "LOCALHOST:4000",
+            "[::1]:4000",
+        ] {
             let r = req(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"));
             assert_eq!(a.check(&r), Ok(()), "{host}");
         }
@@ -252,7 +260,9 @@ mod tests {
                 "{bad}"
             );
         }
-        let get = req(&format!("GET /x HTTP/1.1\r\n{host}X-Dloop-Csrf: {csrf}\r\n\r\n"));
+        let get = req(&format!(
+            "GET /x HTTP/1.1\r\n{host}X-Dloop-Csrf: {csrf}\r\n\r\n"
+        ));
         assert!(matches!(a.check_change(&get), Err(Refusal::Forbidden(_))));
     }
 

@@ -231,8 +231,8 @@ pub(crate) fn output(
     let (text, used) = utf8_prefix(&bytes);
     out.text = text;
     out.next_offset = offset + used as u64;
-    out.complete = found.status != OutputState::Open
-        && out.bytes.is_none_or(|total| out.next_offset >= total);
+    out.complete =
+        found.status != OutputState::Open && out.bytes.is_none_or(|total| out.next_offset >= total);
     Ok(out)
 }
 

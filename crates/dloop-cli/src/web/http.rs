@@ -442,7 +442,11 @@ mod tests {
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         ];
         for case in cases {
-            assert!(read_request(*case).is_err(), "{:?}", String::from_utf8_lossy(case));
+            assert!(
+                read_request(*case).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(case)
+            );
         }
         assert_eq!(
             parse("BREW / HTTP/1.1\r\n\r\n").unwrap_err(),

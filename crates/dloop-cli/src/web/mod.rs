@@ -155,7 +155,8 @@ fn connection(server: &Server, stream: TcpStream) {
         Ok(req) => req,
         Err(bad) => {
             if let Some((status, message)) = bad.status() {
-                let _ = http::write_response(&stream, &http::Response::error(status, message), false);
+                let _ =
+                    http::write_response(&stream, &http::Response::error(status, message), false);
             }
             return;
         }

@@ -53,14 +53,11 @@ pub(crate) struct Site {
 
 impl Site {
     /// A site for `access`.
-    pub(crate) fn new(
-        access: Access,
-        root: std::path::PathBuf,
-        store_url: Option<String>,
-    ) -> Site {
-        let index = INDEX_HTML
-            .replace("{{CSRF}}", &access.csrf)
-            .replace("{{CONTROL}}", if access.allow_control { "on" } else { "off" });
+    pub(crate) fn new(access: Access, root: std::path::PathBuf, store_url: Option<String>) -> Site {
+        let index = INDEX_HTML.replace("{{CSRF}}", &access.csrf).replace(
+            "{{CONTROL}}",
+            if access.allow_control { "on" } else { "off" },
+        );
         Site {
             access,
             index,
@@ -199,8 +196,7 @@ fn change(site: &Site, store: &dyn Store, req: &Request, segments: &[&str]) -> R
 /// cannot be a run).
 fn known_run(store: &dyn Store, id: &str) -> Result<(), Response> {
     let not_found = || Response::error(404, "no such run");
-    if dloop_core::run_id::RunId::parse(id).is_err() || dloop_store::validate_run_id(id).is_err()
-    {
+    if dloop_core::run_id::RunId::parse(id).is_err() || dloop_store::validate_run_id(id).is_err() {
         return Err(not_found());
     }
     match store.run_ids() {

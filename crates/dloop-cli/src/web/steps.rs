@@ -3,8 +3,10 @@
 //! (`/api/runs/ID/steps`, records from seq 1) and the live feed (one record at a time, each
 //! change pushed as the step it touched), so both always agree.
 //!
-//! A step is keyed by its number: a step that runs again under the same number (a rate-limit
-//! wait, a resume's re-run of an interrupted action) updates its row instead of adding one.
+//! A step is keyed by its number and state: a step that runs again under the same number (a
+//! rate-limit wait, a resume's re-run of an interrupted action) updates its row instead of
+//! adding one. (A terminal state is entered under the number of the step that led to it, so
+//! the number alone is not a key.)
 
 use dloop_core::Record;
 use dloop_core::event::Event;
@@ -82,7 +84,7 @@ impl Timeline {
                     next: None,
                     seq: record.seq,
                 };
-                match self.position(*step) {
+                match self.position(*step, state) {
                     Some(i) => {
                         self.steps[i] = row;
                         i
@@ -96,9 +98,8 @@ impl Timeline {
             Event::ActionStarted {
                 step, kind, state, ..
             } => {
-                let i = self.position(*step)?;
+                let i = self.position(*step, state)?;
                 let row = &mut self.steps[i];
-                row.state.clone_from(state);
                 row.status = "running";
                 row.action = serde_json::to_value(kind)
                     .ok()
@@ -106,8 +107,13 @@ impl Timeline {
                 row.has_output = true;
                 i
             }
-            Event::ActionFinished { step, result, .. } => {
-                let i = self.position(*step)?;
+            Event::ActionFinished {
+                step,
+                result,
+                state,
+                ..
+            } => {
+                let i = self.position(*step, state)?;
                 let row = &mut self.steps[i];
                 row.duration_ms = Some(result.duration_ms);
                 row.exit_code = result.exit_code;
@@ -121,8 +127,10 @@ impl Timeline {
                 }
                 i
             }
-            Event::ActionInterrupted { step, bytes, .. } => {
-                let i = self.position(*step)?;
+            Event::ActionInterrupted {
+                step, bytes, state, ..
+            } => {
+                let i = self.position(*step, state)?;
                 let row = &mut self.steps[i];
                 row.status = "interrupted";
                 row.output_bytes = row.output_bytes.or(*bytes);
@@ -130,8 +138,13 @@ impl Timeline {
                 row.ended_at = Some(ts);
                 i
             }
-            Event::Evaluated { step, verdict, .. } => {
-                let i = self.position(*step)?;
+            Event::Evaluated {
+                step,
+                verdict,
+                state,
+                ..
+            } => {
+                let i = self.position(*step, state)?;
                 let row = &mut self.steps[i];
                 row.verdict = Some(verdict.clone());
                 row.status = "finished";
@@ -166,9 +179,12 @@ impl Timeline {
         Some(index)
     }
 
-    /// The index of step `step` (searched from the end: the live feed touches the last ones).
-    fn position(&self, step: u64) -> Option<usize> {
-        self.steps.iter().rposition(|s| s.step == step)
+    /// The index of step `step` of `state` (searched from the end: the live feed touches the
+    /// last ones).
+    fn position(&self, step: u64, state: &str) -> Option<usize> {
+        self.steps
+            .iter()
+            .rposition(|s| s.step == step && s.state == state)
     }
 }
 
@@ -256,7 +272,8 @@ mod tests {
                     verdict: "success".into(),
                 },
             ),
-            rec(6, 1_250, entered("done", 2)),
+            // A terminal state is entered under the number of the step that led to it.
+            rec(6, 1_250, entered("done", 1)),
         ];
         let changed: Vec<Option<usize>> = records.iter().map(|r| t.feed(r)).collect();
         assert_eq!(
@@ -270,7 +287,10 @@ mod tests {
         );
         assert_eq!(first.verdict.as_deref(), Some("success"));
         assert_eq!(first.next.as_deref(), Some("done"));
-        assert_eq!((first.action.as_deref(), first.has_output), (Some("shell"), true));
+        assert_eq!(
+            (first.action.as_deref(), first.has_output),
+            (Some("shell"), true)
+        );
         assert_eq!(t.steps[1].status, "running");
         t.feed(&rec(
             7,

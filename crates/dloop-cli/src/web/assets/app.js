@@ -3,7 +3,7 @@
 // Safety rule of this file: data from the server (run ids, state names, output, messages) is
 // attacker-controlled. It reaches the page only as textContent or as attribute values set with
 // setAttribute on attributes that cannot run code (class, data-*, x/y, href built from
-// encodeURIComponent of a run id). Never innerHTML.
+// encodeURIComponent of a run id). Never as markup: no HTML parsing of anything.
 "use strict";
 
 const CSRF = document.querySelector('meta[name="dloop-csrf"]').content;
@@ -306,7 +306,8 @@ function runPage(id) {
     },
     step: (s) => {
       const latestBefore = latestWithOutput();
-      const at = steps.findIndex((x) => x.step === s.step);
+      // A terminal state shares the number of the step before it: the key is both.
+      const at = steps.findIndex((x) => x.step === s.step && x.state === s.state);
       if (at >= 0) steps[at] = s; else steps.push(s);
       drawSteps();
       // Follow the newest step's output while the newest one before it was showing.
