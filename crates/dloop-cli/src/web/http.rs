@@ -196,10 +196,11 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// Decoded query pairs, in order.
+type Query = Vec<(String, String)>;
+
 /// Splits an origin-form target into decoded path segments and query pairs.
-pub(crate) fn parse_target(
-    target: &str,
-) -> Result<(Vec<String>, Vec<(String, String)>), BadRequest> {
+pub(crate) fn parse_target(target: &str) -> Result<(Vec<String>, Query), BadRequest> {
     if !target.starts_with('/') || target.starts_with("//") {
         return Err(BadRequest::Malformed("the target must be a path"));
     }
