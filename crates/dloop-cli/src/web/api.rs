@@ -5,9 +5,14 @@
 //! - `/api/runs/ID/steps`: the timeline ([`super::steps::StepJson`]).
 //! - `/api/runs/ID/graph`: the run's own loop (the copy it started with) as `dloop show
 //!   --format json`'s `states`, for the diagram.
-//! - `/api/runs/ID/output/STEP?offset=N&limit=M`: a bounded slice of one step's output.
+//! - `/api/runs/ID/output/STEP?offset=N&limit=M[&view=raw|transcript]`: a bounded slice of
+//!   one step's output; an agent step's is its readable transcript unless `view=raw` (offsets
+//!   then count bytes of the transcript, which only grows while the step runs).
 
 use dloop_core::Timestamp;
+use dloop_core::config::Base;
+use dloop_runtime::actions::AgentActivity;
+use dloop_runtime::actions::agents::StreamReader;
 use dloop_store::Store;
 use serde::Serialize;
 
@@ -21,6 +26,8 @@ use crate::step_output::{OutputState, Outputs};
 pub(crate) const OUTPUT_LIMIT: u64 = 64 * 1024;
 /// The largest `limit` a request may ask for.
 pub(crate) const OUTPUT_LIMIT_MAX: u64 = 1024 * 1024;
+/// The most bytes of an agent's stream read to make its transcript.
+const TRANSCRIPT_MAX: u64 = 16 * 1024 * 1024;
 
 /// One row of the runs list (wire type of `/api/runs` and the `run` event).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -158,6 +165,8 @@ pub(crate) struct OutputJson {
     pub(crate) complete: bool,
     /// The runner profile of an agent step (its output is the CLI's JSON stream).
     pub(crate) profile: Option<String>,
+    /// `raw` (the bytes as printed) or `transcript` (an agent step's stream made readable).
+    pub(crate) view: &'static str,
     /// The slice as text (invalid UTF-8 replaced; a character cut by the slice's end is left
     /// for the next one).
     pub(crate) text: String,
@@ -172,14 +181,33 @@ pub(crate) enum OutputError {
     Store(CliError),
 }
 
-/// Reads at most `limit` bytes of step `step`'s output of run `id`, from `offset`.
+/// What `/api/runs/ID/output/STEP` asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutputQuery {
+    /// The step number.
+    pub(crate) step: u64,
+    /// Where to start, in bytes of the step's output (or transcript).
+    pub(crate) offset: u64,
+    /// The most bytes to return.
+    pub(crate) limit: u64,
+    /// The raw bytes even for an agent step.
+    pub(crate) raw: bool,
+}
+
+/// Reads a slice of a step's output of run `id`; `agent_base` names the CLI of a runner
+/// profile, to read an agent step's stream as its transcript.
 pub(crate) fn output(
     store: &dyn Store,
     id: &str,
-    step: u64,
-    offset: u64,
-    limit: u64,
+    query: OutputQuery,
+    agent_base: &dyn Fn(&str) -> Option<Base>,
 ) -> Result<OutputJson, OutputError> {
+    let OutputQuery {
+        step,
+        offset,
+        limit,
+        raw,
+    } = query;
     let mut outputs = Outputs::default();
     let records = store
         .records_from(id, 1)
@@ -194,6 +222,10 @@ pub(crate) fn output(
         .find(|s| s.step == step)
         .ok_or(OutputError::NoSuchStep)?;
     let limit = limit.clamp(1, OUTPUT_LIMIT_MAX);
+    let base = match (&found.profile, raw) {
+        (Some(profile), false) => agent_base(profile),
+        _ => None,
+    };
     let mut out = OutputJson {
         step,
         state: found.state.clone(),
@@ -203,9 +235,17 @@ pub(crate) fn output(
         bytes: found.bytes,
         complete: false,
         profile: found.profile.clone(),
+        view: if base.is_some() { "transcript" } else { "raw" },
         text: String::new(),
     };
     let bytes = match (&found.in_log, found.offset) {
+        (None, Some(start)) if let Some(base) = base => {
+            let all = transcript(store, id, found, start, base)?;
+            out.bytes = (found.status != OutputState::Open).then_some(all.len() as u64);
+            let from = (offset as usize).min(all.len());
+            let to = from.saturating_add(limit as usize).min(all.len());
+            all.as_bytes()[from..to].to_vec()
+        }
         // A log from before the output stream that holds the whole (short) output.
         (Some(text), _) => {
             let all = text.as_bytes();
@@ -234,6 +274,44 @@ pub(crate) fn output(
     out.complete =
         found.status != OutputState::Open && out.bytes.is_none_or(|total| out.next_offset >= total);
     Ok(out)
+}
+
+/// The readable transcript of an agent step's stream (what `dloop output` prints for it): what
+/// the agent wrote, each tool call, errors, the end. Lines still being written are left for a
+/// later read, so the text only grows while the step runs.
+fn transcript(
+    store: &dyn Store,
+    id: &str,
+    found: &crate::step_output::StepOutput,
+    start: u64,
+    base: Base,
+) -> Result<String, OutputError> {
+    let end = found
+        .end()
+        .unwrap_or(u64::MAX)
+        .min(start.saturating_add(TRANSCRIPT_MAX));
+    let (bytes, _) = store
+        .read_output(id, start, Some(end))
+        .map_err(|e| OutputError::Store(store_error(e, id)))?;
+    let mut lines = Vec::new();
+    let mut collect = |activity: AgentActivity| {
+        lines.extend(crate::render::agent_view::lines(
+            &activity,
+            true,
+            usize::MAX,
+            false,
+        ));
+    };
+    let mut reader = StreamReader::new(base);
+    reader.feed(&bytes, &mut collect);
+    if found.status != OutputState::Open {
+        reader.finish(&mut collect);
+    }
+    let mut text = lines.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// `bytes` as text, and how many bytes that used: a multi-byte character cut at the end is

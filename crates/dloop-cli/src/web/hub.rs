@@ -165,9 +165,12 @@ impl Follower {
             if followed.follow.is_none() {
                 continue;
             }
-            let changes = update(store, &id, followed, &queued, now)?;
-            for change in changes {
-                self.hub.publish(change);
+            // One run that cannot be read now (being deleted, damaged) does not hold up the
+            // others; it is tried again next tick.
+            if let Ok(changes) = update(store, &id, followed, &queued, now) {
+                for change in changes {
+                    self.hub.publish(change);
+                }
             }
         }
         Ok(())

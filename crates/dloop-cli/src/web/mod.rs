@@ -179,6 +179,9 @@ fn connection(server: &Server, stream: TcpStream) {
         routes::Answer::Response(response) => {
             let _ = http::write_response(&stream, &response, head_only);
         }
+        routes::Answer::Events(_) if head_only => {
+            let _ = http::write_event_stream_head(&stream);
+        }
         routes::Answer::Events(run) => {
             // The feed runs until the page leaves; its end is not an error.
             let _ = sse::stream(&stream, &server.hub, storage.store(), run.as_deref());

@@ -90,7 +90,7 @@ pub(crate) fn route(site: &Site, store: &dyn Store, req: &Request) -> Answer {
             },
         },
         ["api", "runs", id, rest @ ..] => match known_run(store, id) {
-            Ok(()) => run_route(store, id, rest, req),
+            Ok(()) => run_route(store, &site.root, id, rest, req),
             Err(response) => response,
         },
         _ => Response::error(404, "no such page"),
@@ -102,7 +102,16 @@ pub(crate) fn route(site: &Site, store: &dyn Store, req: &Request) -> Answer {
 /// without it, so the token leaves the address bar and the history.
 fn page(site: &Site, req: &Request) -> Response {
     if let (Some(_), Some(token)) = (req.param("token"), &site.access.token) {
-        let path = format!("/{}", req.segments.join("/"));
+        let path: String = req
+            .segments
+            .iter()
+            .map(|segment| format!("/{}", percent_encode(segment)))
+            .collect();
+        let path = if path.is_empty() {
+            "/".to_owned()
+        } else {
+            path
+        };
         return Response::new(303, "text/plain; charset=utf-8", "")
             .with_header("Location", path)
             .with_header(
@@ -111,6 +120,19 @@ fn page(site: &Site, req: &Request) -> Response {
             );
     }
     Response::new(200, "text/html; charset=utf-8", site.index.clone())
+}
+
+/// `segment` with everything but unreserved characters percent-encoded (for a `Location`).
+fn percent_encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Every run's row, newest first. Read from the store, not the hub, so the answer is what is
@@ -127,7 +149,13 @@ fn runs(store: &dyn Store) -> Result<Vec<api::RunRowJson>, Response> {
 }
 
 /// `/api/runs/ID/...`.
-fn run_route(store: &dyn Store, id: &str, rest: &[&str], req: &Request) -> Response {
+fn run_route(
+    store: &dyn Store,
+    root: &std::path::Path,
+    id: &str,
+    rest: &[&str],
+    req: &Request,
+) -> Response {
     match rest {
         [] => match load_info(store, id) {
             Ok(info) => Response::json(200, &RunJson::from_info(&info)),
@@ -161,7 +189,18 @@ fn run_route(store: &dyn Store, id: &str, rest: &[&str], req: &Request) -> Respo
                     return Response::error(400, &format!("`{name}` must be a number"));
                 }
             };
-            match api::output(store, id, step, offset, limit) {
+            let raw = match req.param("view") {
+                None | Some("transcript") => false,
+                Some("raw") => true,
+                Some(_) => return Response::error(400, "`view` is raw or transcript"),
+            };
+            let query = api::OutputQuery {
+                step,
+                offset,
+                limit,
+                raw,
+            };
+            match api::output(store, id, query, &|profile| agent_base(root, profile)) {
                 Ok(output) => Response::json(200, &output),
                 Err(OutputError::NoSuchStep) => {
                     Response::error(404, "the run has no output of that step")
@@ -171,6 +210,15 @@ fn run_route(store: &dyn Store, id: &str, rest: &[&str], req: &Request) -> Respo
         }
         _ => Response::error(404, "no such page"),
     }
+}
+
+/// The CLI kind of runner profile `profile`: the project's config (read now, so an edit shows
+/// without a restart), else the built-in names.
+fn agent_base(root: &std::path::Path, profile: &str) -> Option<dloop_core::config::Base> {
+    let from_config = dloop_runtime::actions::agents::Agents::load(root)
+        .ok()
+        .and_then(|agents| agents.profile(profile).map(|p| p.base));
+    from_config.or_else(|| dloop_core::config::Base::from_name(profile))
 }
 
 /// POST routes: stop and resume.
@@ -217,4 +265,15 @@ fn internal(e: &crate::error::CliError) -> Response {
         | ErrorKind::Internal => 500,
     };
     Response::error(status, &format!("{:#}", e.source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_paths_are_encoded() {
+        assert_eq!(percent_encode("run-1_a.b~"), "run-1_a.b~");
+        assert_eq!(percent_encode("a b/é"), "a%20b%2F%C3%A9");
+    }
 }

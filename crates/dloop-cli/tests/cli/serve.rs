@@ -411,3 +411,66 @@ fn the_live_feed_sends_a_snapshot_then_each_new_step_and_new_runs() {
     let row = all.until(deadline, "run", |r| r["id"] == newer.as_str());
     assert!(row.is_some(), "the new run reached the feed");
 }
+
+#[test]
+fn an_agent_steps_tokens_cost_and_transcript_are_served() {
+    let p = TestProject::new();
+    p.write_loop(
+        "fix",
+        "initial: check\nstates:\n  check:\n    shell: 'test -f fixed'\n    on: { success: done, failure: fix }\n  fix:\n    prompt: Make the check pass\n    runner: claude\n    next: check\n  done:\n    terminal: success\n",
+    );
+    let path = format!(
+        "{}:{}",
+        crate::common::repo_root()
+            .join("tests/fixtures/agents")
+            .display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = p.dloop_env(
+        &["run", "fix", "--no-llm"],
+        &[
+            ("PATH", path.as_str()),
+            ("FAKE_AGENT_MODE", "edit"),
+            ("FAKE_AGENT_EDIT", "fixed:ok"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.render());
+    let (id, _) = p.only_run();
+    let server = Server::start(&p, &["--addr", "127.0.0.1:0"], &[]);
+    let steps = server.get_json(&format!("/api/runs/{id}/steps"));
+    let fix = steps["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["state"] == "fix")
+        .expect("the fix step")
+        .clone();
+    assert_eq!(
+        (&fix["tokens_in"], &fix["tokens_out"]),
+        (&8.into(), &70.into())
+    );
+    assert_eq!(fix["cost_usd"], 0.0421);
+    assert_eq!(fix["action"], "prompt");
+    let row = &server.get_json("/api/runs")[0];
+    assert_eq!(row["cost_usd"], 0.0421);
+    let step = fix["step"].as_u64().expect("step");
+
+    let transcript = server.get_json(&format!("/api/runs/{id}/output/{step}"));
+    assert_eq!(transcript["view"], "transcript");
+    assert_eq!(transcript["profile"], "claude");
+    let text = transcript["text"].as_str().expect("text");
+    assert!(!text.is_empty() && !text.contains("\"type\""), "{text}");
+    assert_eq!(transcript["complete"], true);
+    let raw = server.get_json(&format!("/api/runs/{id}/output/{step}?view=raw"));
+    assert_eq!(raw["view"], "raw");
+    assert!(
+        raw["text"].as_str().expect("text").starts_with('{'),
+        "{raw}"
+    );
+    assert_eq!(
+        server
+            .get(&format!("/api/runs/{id}/output/{step}?view=html"))
+            .status,
+        400
+    );
+}

@@ -174,7 +174,7 @@ impl Drop for Browser {
 }
 
 /// The first step waits for the file `gate`; the second is the one the page must show live.
-const GATED: &str = "initial: wait\nstates:\n  wait:\n    shell: \"while [ ! -e gate ]; do sleep 0.02; done; echo through\"\n    next: second\n  second:\n    shell: echo second-step\n    next: done\n  done:\n    terminal: success\n";
+const GATED: &str = "initial: wait\nstates:\n  wait:\n    shell: \"while [ ! -e gate ]; do sleep 0.02; done; echo through\"\n    next: second\n  second:\n    shell: 'echo second-step; echo \"<img src=x onerror=window.pwned=1><script>window.pwned=2</script>\"'\n    next: done\n  done:\n    terminal: success\n";
 
 /// Opens the gate when dropped, so a failing test leaves no run waiting forever.
 struct Gate(PathBuf);
@@ -261,6 +261,20 @@ fn the_page_lists_a_run_and_shows_a_new_step_within_a_second() {
         browser.eval(&session, "document.body.innerText")
     );
     eprintln!("the new step showed {took:?} after its record was durable");
+
+    // The step's output (attacker-controlled) shows as text, never as markup.
+    let output = r#"document.getElementById('output').textContent.includes('<img src=x onerror=window.pwned=1>')"#;
+    assert!(
+        browser.wait_true(&session, output, LIMIT),
+        "the new step's output never showed: {}",
+        browser.eval(&session, "document.getElementById('output').textContent")
+    );
+    let markup = "window.pwned === undefined && document.querySelector('#output img, #output script') === null";
+    assert_eq!(
+        browser.eval(&session, markup),
+        json!(true),
+        "output ran as markup"
+    );
 
     // The path taken is drawn: the edge wait -> second lights up.
     let path = r#"document.querySelector('#diagram g.edge.taken[data-from="wait"][data-to="second"]') !== null"#;
