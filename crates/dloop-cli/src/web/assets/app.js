@@ -216,7 +216,7 @@ function runPage(id) {
   const drawSteps = () => {
     const trs = steps.map((s) => {
       const tr = el("tr", {
-        class: "clickable" + (selected === s.step ? " selected" : ""),
+        class: "clickable" + (selected === s.step && s.has_output ? " selected" : ""),
         "data-step": s.step, "data-state": s.state, "data-status": s.status,
       },
         el("td", { class: "num" }, s.step),
@@ -271,12 +271,15 @@ function runPage(id) {
     selected = step;
     outputOffset = 0;
     clearTimeout(outputTimer);
-    const s = steps.find((x) => x.step === step);
+    const s = steps.find((x) => x.step === step && x.has_output);
     outputTitle.textContent = "Output of step " + step + (s ? " (" + s.state + ")" : "");
     outputPre.textContent = "";
     outputMore.hidden = true;
     for (const tr of timeline.children) {
-      tr.classList.toggle("selected", tr.getAttribute("data-step") === String(step));
+      // A terminal state shares its step's number but has no output: only the action's row.
+      const row = steps.find((x) => String(x.step) === tr.getAttribute("data-step")
+        && x.state === tr.getAttribute("data-state"));
+      tr.classList.toggle("selected", tr.getAttribute("data-step") === String(step) && !!row && row.has_output);
     }
     fetchOutput(step);
   };
@@ -347,14 +350,15 @@ function drawGraph(graph, steps, current, live) {
     const l = layer.get(name);
     (columns[l] = columns[l] || []).push(name);
   }
-  const W = 150, H = 36, GX = 90, GY = 34, PAD = 24;
+  // TOP leaves room for the arcs of routes that go back (drawn above the boxes).
+  const W = 150, H = 36, GX = 90, GY = 34, PAD = 24, TOP = 70;
   const pos = new Map();
   columns.forEach((col, c) => (col || []).forEach((name, r) => {
-    pos.set(name, { x: PAD + c * (W + GX), y: PAD + r * (H + GY) });
+    pos.set(name, { x: PAD + c * (W + GX), y: TOP + r * (H + GY) });
   }));
   const rowsMax = Math.max(1, ...columns.map((c) => (c ? c.length : 0)));
   const width = PAD * 2 + columns.length * (W + GX) - GX;
-  const height = PAD * 2 + rowsMax * (H + GY) - GY + 30;
+  const height = TOP + PAD + rowsMax * (H + GY) - GY;
 
   // The path taken: visited states, and each move between consecutive steps.
   const visited = new Set(steps.map((s) => s.state));
@@ -397,14 +401,18 @@ function drawGraph(graph, steps, current, live) {
       d = "M" + x1 + "," + y1 + " C" + (x1 + GX / 2) + "," + y1 + " " + (x2 - GX / 2) + "," + y2 + " " + x2 + "," + y2;
       lx = (x1 + x2) / 2; ly = (y1 + y2) / 2 - 6;
     } else {
-      // Back or sideways: an arc below the boxes.
-      const x1 = a.x + W / 2, y1 = a.y + H, x2 = b.x + W / 2, y2 = b.y + H;
-      const dip = Math.max(y1, y2) + 28 + Math.abs(x1 - x2) / 12;
-      d = "M" + x1 + "," + y1 + " C" + x1 + "," + dip + " " + x2 + "," + dip + " " + x2 + "," + y2;
-      lx = (x1 + x2) / 2; ly = dip - 4;
+      // Back or sideways: an arc above the boxes, from the top of one to the top of the other.
+      const x1 = a.x + W / 2 + 20, y1 = a.y, x2 = b.x + W / 2 - 20, y2 = b.y;
+      // Control points at height c put the arc's top at about y + 0.75 (c - y).
+      const c = Math.min(y1, y2) - 66;
+      d = "M" + x1 + "," + y1 + " C" + x1 + "," + c + " " + x2 + "," + c + " " + x2 + "," + y2;
+      lx = (x1 + x2) / 2; ly = Math.min(y1, y2) - 0.75 * 66 - 4;
     }
     g.append(svg("path", { d, "marker-end": isTaken ? "url(#arrow-taken)" : "url(#arrow)" }));
-    g.append(svg("text", { x: lx, y: ly, "text-anchor": "middle" }, edge.labels.join(", ")));
+    // A `next:` route carries every verdict: name two, the title has them all.
+    const label = edge.labels.length > 2 ? edge.labels.slice(0, 2).join(", ") + ", …" : edge.labels.join(", ");
+    g.append(svg("text", { x: lx, y: ly, "text-anchor": "middle" }, label));
+    g.append(svg("title", {}, edge.from + " → " + edge.to + ": " + edge.labels.join(", ")));
     root.append(g);
   }
   for (const name of names) {
