@@ -270,3 +270,60 @@ fn update(
     }
     Ok(changes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, step: u64) -> Arc<RunRowJson> {
+        Arc::new(RunRowJson {
+            id: id.to_owned(),
+            loop_name: "l".to_owned(),
+            status: "running",
+            label: "running".to_owned(),
+            group: "live",
+            reason: None,
+            state: Some("a".to_owned()),
+            step,
+            started_at: "2026-01-01T00:00:00.000Z".to_owned(),
+            elapsed_ms: 0,
+            live: true,
+            resumable: false,
+            cost_usd: 0.0,
+            tokens_in: 0,
+            tokens_out: 0,
+        })
+    }
+
+    #[test]
+    fn a_subscriber_gets_the_rows_then_every_change_after_them() {
+        let hub = Hub::default();
+        hub.publish(Change::Row(row("a", 1)));
+        let (changes, rows) = hub.subscribe();
+        assert_eq!(rows.len(), 1);
+        hub.publish(Change::Row(row("a", 2)));
+        hub.publish(Change::Removed("a".to_owned()));
+        assert!(matches!(changes.try_recv(), Ok(Change::Row(r)) if r.step == 2));
+        assert!(matches!(changes.try_recv(), Ok(Change::Removed(id)) if id == "a"));
+        let (_, rows) = hub.subscribe();
+        assert!(rows.is_empty(), "a removed run leaves the rows");
+    }
+
+    #[test]
+    fn a_subscriber_that_falls_behind_or_leaves_is_dropped() {
+        let hub = Hub::default();
+        let (slow, _) = hub.subscribe();
+        let (gone, _) = hub.subscribe();
+        drop(gone);
+        for step in 0..=QUEUE as u64 {
+            hub.publish(Change::Row(row("a", step)));
+        }
+        assert!(hub.lock().subscribers.is_empty());
+        // The slow one keeps what it had; its end tells its page to reconnect.
+        assert_eq!(slow.try_iter().count(), QUEUE);
+        assert!(matches!(
+            slow.try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Disconnected)
+        ));
+    }
+}

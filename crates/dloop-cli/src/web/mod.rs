@@ -28,17 +28,19 @@ pub(crate) mod routes;
 pub(crate) mod sse;
 pub(crate) mod steps;
 
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::project::Project;
 use crate::storage::Storage;
 
 /// Connections served at once; more are answered 503 and closed.
 pub(crate) const MAX_CONNECTIONS: usize = 64;
-/// How long a client may take to send its request.
+/// How long a client may take to send its whole request (not per read: a client that sends a
+/// byte at a time cannot hold a connection longer).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a write may block (a page that stopped reading its event stream).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -140,6 +142,24 @@ pub(crate) fn serve(
     }
 }
 
+/// Reads a socket until a deadline for the whole request: each read may wait only for the time
+/// left.
+struct DeadlineReader<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        (&mut &*self.stream).read(buf)
+    }
+}
+
 /// Answers 503 to a connection over the limit.
 fn busy(stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
@@ -149,9 +169,12 @@ fn busy(stream: TcpStream) {
 
 /// Serves one connection: one request, one answer.
 fn connection(server: &Server, stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let req = match http::read_request(&stream) {
+    let reader = DeadlineReader {
+        stream: &stream,
+        deadline: Instant::now() + READ_TIMEOUT,
+    };
+    let req = match http::read_request(reader) {
         Ok(req) => req,
         Err(bad) => {
             if let Some((status, message)) = bad.status() {
@@ -165,6 +188,11 @@ fn connection(server: &Server, stream: TcpStream) {
     if let Err(refusal) = server.site.access.check(&req) {
         let (status, message) = refusal.status();
         let _ = http::write_response(&stream, &http::Response::error(status, message), head_only);
+        return;
+    }
+    // The page and its assets need no store (which may be a database connection).
+    if let Some(response) = routes::static_answer(&server.site, &req) {
+        let _ = http::write_response(&stream, &response, head_only);
         return;
     }
     let storage = match Storage::for_project(&server.project) {

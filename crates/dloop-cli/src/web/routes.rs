@@ -74,10 +74,10 @@ pub(crate) fn route(site: &Site, store: &dyn Store, req: &Request) -> Answer {
     if !get {
         return Answer::Response(change(site, store, req, &segments));
     }
+    if let Some(response) = static_answer(site, req) {
+        return Answer::Response(response);
+    }
     let response = match segments.as_slice() {
-        [] | ["runs", _] => page(site, req),
-        ["assets", "app.js"] => Response::new(200, "text/javascript; charset=utf-8", APP_JS),
-        ["assets", "style.css"] => Response::new(200, "text/css; charset=utf-8", STYLE_CSS),
         ["api", "runs"] => match runs(store) {
             Ok(rows) => Response::json(200, &rows),
             Err(response) => response,
@@ -96,6 +96,20 @@ pub(crate) fn route(site: &Site, store: &dyn Store, req: &Request) -> Answer {
         _ => Response::error(404, "no such page"),
     };
     Answer::Response(response)
+}
+
+/// The answer to a GET of the page or an asset (which need no store), or `None`.
+pub(crate) fn static_answer(site: &Site, req: &Request) -> Option<Response> {
+    if !matches!(req.method, Method::Get | Method::Head) {
+        return None;
+    }
+    let segments: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    Some(match segments.as_slice() {
+        [] | ["runs", _] => page(site, req),
+        ["assets", "app.js"] => Response::new(200, "text/javascript; charset=utf-8", APP_JS),
+        ["assets", "style.css"] => Response::new(200, "text/css; charset=utf-8", STYLE_CSS),
+        _ => return None,
+    })
 }
 
 /// The page; a first visit with `?token=` (already checked) sets the cookie and comes back

@@ -167,6 +167,8 @@ fn unknown_runs_and_traversal_attempts_get_404_or_400() {
     let id = run_loop(&p, &["quick"], 0);
     p.write("secret.txt", "TOP-SECRET\n");
     let server = Server::start(&p, &["--addr", "127.0.0.1:0"], &[]);
+    // A client that connects and sends nothing holds one connection, not the server.
+    let _idle = std::net::TcpStream::connect(server.addr).expect("connect");
     let attempts = [
         "/api/runs/quick-20200101T000000-abcd".to_owned(),
         "/api/runs/quick".to_owned(),
