@@ -213,6 +213,13 @@ function runPage(id) {
     }
   };
 
+  // A running step's time counts on from its start (the browser's clock, never below 0).
+  const stepDuration = (s) => {
+    if (s.duration_ms !== null) return duration(s.duration_ms);
+    if (s.status !== "running") return "";
+    return duration(Math.max(0, Date.now() - Date.parse(s.started_at))) + " …";
+  };
+
   const drawSteps = () => {
     const trs = steps.map((s) => {
       const tr = el("tr", {
@@ -222,7 +229,7 @@ function runPage(id) {
         el("td", { class: "num" }, s.step),
         el("td", {}, s.state),
         el("td", { class: "status-" + s.status }, s.status),
-        el("td", { class: "num" }, s.duration_ms === null ? "…" : duration(s.duration_ms)),
+        el("td", { class: "num step-duration" }, stepDuration(s)),
         el("td", {}, s.verdict || ""),
         el("td", { class: "num" }, s.exit_code === null ? "" : s.exit_code),
         el("td", { class: "num" }, tokens(s.tokens_in, s.tokens_out)),
@@ -320,7 +327,15 @@ function runPage(id) {
     },
     problem: (p) => { message.textContent = p.error; },
   });
-  setInterval(() => { if (row && row.live) drawSummary(); }, 1000);
+  setInterval(() => {
+    if (!row || !row.live) return;
+    drawSummary();
+    for (const tr of timeline.querySelectorAll('tr[data-status="running"]')) {
+      const s = steps.find((x) => String(x.step) === tr.getAttribute("data-step")
+        && x.state === tr.getAttribute("data-state"));
+      if (s) tr.querySelector(".step-duration").textContent = stepDuration(s);
+    }
+  }, 1000);
 }
 
 // ---------- the states diagram ----------
