@@ -6,7 +6,8 @@
 //! run's next step within a second of its record being durable.
 //!
 //! Without Chromium the test fails under CI (`CI=true`; `.ci/run` installs it) and is skipped
-//! with a note elsewhere.
+//! with a note elsewhere. A second test clicks `--allow-control`'s Stop and Resume buttons: the
+//! browser's own request (its Origin, the page's CSRF token) gets through.
 
 #[allow(dead_code)]
 #[path = "../cli/common.rs"]
@@ -38,6 +39,19 @@ fn chromium() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
         .find(|p| p.is_file())
+}
+
+/// Chromium, or `None` with a note when it is missing outside CI; under CI a missing Chromium
+/// fails the test.
+fn chromium_or_skip() -> Option<PathBuf> {
+    let exe = chromium();
+    if exe.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("chromium is not installed; .ci/run installs it (apt-get install chromium)");
+        }
+        eprintln!("note: chromium is not installed; skipping the browser test of `dloop serve`");
+    }
+    exe
 }
 
 /// A headless Chromium driven over its DevTools pipe; killed (its whole process group) on drop.
@@ -136,6 +150,21 @@ impl Browser {
         }
     }
 
+    /// Opens a page at `url`; returns its session id.
+    fn open(&mut self, url: &str) -> String {
+        let target = self.call(None, "Target.createTarget", json!({ "url": url }));
+        let target_id = target["targetId"].as_str().expect("targetId").to_owned();
+        let attached = self.call(
+            None,
+            "Target.attachToTarget",
+            json!({ "targetId": target_id, "flatten": true }),
+        );
+        attached["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_owned()
+    }
+
     /// Evaluates `expression` in the page and returns its value.
     fn eval(&mut self, session: &str, expression: &str) -> Value {
         let result = self.call(
@@ -187,11 +216,7 @@ impl Drop for Gate {
 
 #[test]
 fn the_page_lists_a_run_and_shows_a_new_step_within_a_second() {
-    let Some(exe) = chromium() else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("chromium is not installed; .ci/run installs it (apt-get install chromium)");
-        }
-        eprintln!("note: chromium is not installed; skipping the browser test of `dloop serve`");
+    let Some(exe) = chromium_or_skip() else {
         return;
     };
     let p = TestProject::new();
@@ -203,17 +228,7 @@ fn the_page_lists_a_run_and_shows_a_new_step_within_a_second() {
     let server = Server::start(&p, &["--addr", "127.0.0.1:0"], &[]);
     let mut browser = Browser::launch(&exe);
 
-    let target = browser.call(None, "Target.createTarget", json!({ "url": server.url }));
-    let target_id = target["targetId"].as_str().expect("targetId").to_owned();
-    let attached = browser.call(
-        None,
-        "Target.attachToTarget",
-        json!({ "targetId": target_id, "flatten": true }),
-    );
-    let session = attached["sessionId"]
-        .as_str()
-        .expect("sessionId")
-        .to_owned();
+    let session = browser.open(&server.url);
 
     // The runs list shows the run, live.
     let listed = format!(
@@ -279,6 +294,40 @@ fn the_page_lists_a_run_and_shows_a_new_step_within_a_second() {
     // The path taken is drawn: the edge wait -> second lights up.
     let path = r#"document.querySelector('#diagram g.edge.taken[data-from="wait"][data-to="second"]') !== null"#;
     assert!(browser.wait_true(&session, path, LIMIT));
+}
+
+#[test]
+fn with_allow_control_the_buttons_stop_and_resume_a_run() {
+    let Some(exe) = chromium_or_skip() else {
+        return;
+    };
+    let p = TestProject::new();
+    p.write_loop("gated", GATED);
+    let gate = Gate(p.root().join("gate"));
+    let out = p.dloop(&["run", "gated", "-b"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let id = out.stdout.trim().to_owned();
+    let status = || p.dloop(&["inspect", &id, "--json"]).json()["status"].clone();
+    let server = Server::start(&p, &["--addr", "127.0.0.1:0", "--allow-control"], &[]);
+    let mut browser = Browser::launch(&exe);
+    let url = format!("{}runs/{id}", server.url);
+    let session = browser.open(&url);
+
+    // The page's own request (the browser's Origin, the embedded CSRF token) is accepted.
+    let stop = "(() => { const b = document.getElementById('stop'); \
+        if (!b || b.disabled) return false; b.click(); return true; })()";
+    assert!(browser.wait_true(&session, stop, LIMIT), "no Stop button");
+    assert!(poll(LIMIT, || (status() == "paused").then_some(())).is_some());
+    let resume = "(() => { const b = document.getElementById('resume'); \
+        if (!b || b.disabled) return false; b.click(); return true; })()";
+    assert!(
+        browser.wait_true(&session, resume, LIMIT),
+        "the page never offered Resume: {}",
+        browser.eval(&session, "document.body.innerText")
+    );
+    assert!(poll(LIMIT, || (status() == "running").then_some(())).is_some());
+    drop(gate);
+    assert!(poll(LIMIT, || (status() == "completed").then_some(())).is_some());
 }
 
 /// The run's log file (read by the test only, to time the record's write).
