@@ -476,3 +476,37 @@ fn an_agent_steps_tokens_cost_and_transcript_are_served() {
         400
     );
 }
+
+#[test]
+fn a_port_in_use_is_refused_with_exit_2() {
+    let p = project_with_loops();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = p.dloop(&["serve", "--addr", &addr]);
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(out.stderr.contains("cannot listen on"), "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_view_works_on_the_postgres_store_needs_postgres() {
+    let Some(pg) = dloop_store_pg::testing::TestServer::shared() else {
+        return;
+    };
+    let url = pg.database();
+    let p = project_with_loops();
+    let out = p.dloop(&["run", "twostep", "--store", url.as_str()]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let server = Server::start(&p, &["--addr", "127.0.0.1:0", "--store", url.as_str()], &[]);
+    let runs = server.get_json("/api/runs");
+    let id = runs[0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(runs[0]["status"], "completed");
+    let steps = server.get_json(&format!("/api/runs/{id}/steps"));
+    assert_eq!(steps["steps"].as_array().map(Vec::len), Some(3));
+    let output = server.get_json(&format!("/api/runs/{id}/output/1"));
+    assert_eq!(output["text"], "one\n");
+    assert_eq!(
+        server.get_json(&format!("/api/runs/{id}/graph"))["initial"],
+        "a"
+    );
+}
