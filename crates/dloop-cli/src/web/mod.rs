@@ -118,8 +118,12 @@ pub(crate) fn serve(
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
-            // A client that left before we accepted, or too many open files: try the next.
-            Err(_) => continue,
+            // A client that left before we accepted, or too many open files: try the next,
+            // after a pause so a lasting error does not spin a core.
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
         };
         if server.open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             server.open.fetch_sub(1, Ordering::SeqCst);
