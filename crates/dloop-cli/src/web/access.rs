@@ -5,8 +5,8 @@
 //!   loopback host (`127.0.0.1`, `localhost`, `[::1]`, with our port): a page on another site
 //!   that rebinds its DNS name to 127.0.0.1 sends its own name and is refused (421).
 //! - Bound to any other address, a token is required (the command refuses to start without
-//!   one) and every request must carry it: the `dloop_token` cookie (set by a first visit to
-//!   `/?token=T`), an `Authorization: Bearer T` header, or `X-Dloop-Token: T` (401 otherwise).
+//!   one) and every request must carry it: the `dloop_token_PORT` cookie (set by a first visit
+//!   to `/?token=T`), an `Authorization: Bearer T` header, or `X-Dloop-Token: T` (401 otherwise).
 //!   A token given on a loopback bind is required the same way.
 //! - Changes (stop, resume) exist only with `--allow-control`, only as POST, and only with the
 //!   server's CSRF token (random per server process, embedded in the page) in the
@@ -20,8 +20,9 @@ use std::net::SocketAddr;
 
 use super::http::{Method, Request};
 
-/// The cookie that carries the access token.
-pub(crate) const TOKEN_COOKIE: &str = "dloop_token";
+/// The cookie that carries the access token starts with this, then the server's port: cookies
+/// are not kept apart by port, and two servers on one host must not overwrite each other's.
+pub(crate) const TOKEN_COOKIE: &str = "dloop_token_";
 /// The header that carries the CSRF token.
 pub(crate) const CSRF_HEADER: &str = "x-dloop-csrf";
 
@@ -69,7 +70,7 @@ impl Access {
         }
         if let Some(token) = &self.token {
             let given = req
-                .cookie(TOKEN_COOKIE)
+                .cookie(&self.token_cookie())
                 .or_else(|| {
                     req.header("authorization")
                         .and_then(|v| v.strip_prefix("Bearer "))
@@ -81,6 +82,11 @@ impl Access {
             }
         }
         Ok(())
+    }
+
+    /// The name of this server's token cookie.
+    pub(crate) fn token_cookie(&self) -> String {
+        format!("{TOKEN_COOKIE}{}", self.bound.port())
     }
 
     /// Checks that a change request may change anything: POST, `--allow-control`, the CSRF
@@ -213,7 +219,7 @@ mod tests {
             Err(Refusal::Token)
         );
         for carrier in [
-            format!("Cookie: {TOKEN_COOKIE}={token}\r\n"),
+            format!("Cookie: {TOKEN_COOKIE}4000={token}\r\n"),
             format!("Authorization: Bearer {token}\r\n"),
             format!("X-Dloop-Token: {token}\r\n"),
         ] {
@@ -223,7 +229,7 @@ mod tests {
         let r = req(&format!("GET /?token={token} HTTP/1.1\r\n{host}\r\n"));
         assert_eq!(a.check(&r), Ok(()));
         let r = req(&format!(
-            "GET / HTTP/1.1\r\n{host}Cookie: {TOKEN_COOKIE}={token}x\r\n\r\n"
+            "GET / HTTP/1.1\r\n{host}Cookie: {TOKEN_COOKIE}4000={token}x\r\n\r\n"
         ));
         assert_eq!(a.check(&r), Err(Refusal::Token));
     }

@@ -18,7 +18,7 @@
 
 use dloop_store::Store;
 
-use super::access::{Access, TOKEN_COOKIE};
+use super::access::Access;
 use super::api::{self, OUTPUT_LIMIT, OutputError};
 use super::control::{self, Action};
 use super::http::{Method, Request, Response};
@@ -130,7 +130,10 @@ fn page(site: &Site, req: &Request) -> Response {
             .with_header("Location", path)
             .with_header(
                 "Set-Cookie",
-                format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
+                format!(
+                    "{}={token}; Path=/; HttpOnly; SameSite=Strict",
+                    site.access.token_cookie()
+                ),
             );
     }
     Response::new(200, "text/html; charset=utf-8", site.index.clone())

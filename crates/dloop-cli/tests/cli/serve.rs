@@ -299,6 +299,9 @@ fn a_non_loopback_address_needs_a_token_and_every_request_carries_it() {
         "{cookie}"
     );
     let pair = cookie.split(';').next().expect("pair");
+    // Named for the port: two servers on one host keep their own.
+    let name = format!("dloop_token_{}=", server.addr.port());
+    assert!(pair.starts_with(&name), "{pair}");
     let with_cookie = server.send(&format!(
         "GET /api/runs HTTP/1.1\r\n{host}Cookie: {pair}\r\n\r\n"
     ));
