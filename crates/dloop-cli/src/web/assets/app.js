@@ -262,8 +262,8 @@ function runPage(id) {
       outputPre.append(document.createTextNode(slice.text));
       outputOffset = slice.next_offset;
       clearTimeout(outputTimer);
-      if (slice.status === "open") {
-        // Still running: look again in a second.
+      if (slice.status === "open" && !(row && !row.live)) {
+        // Still running (a dead runner's last step stays "open": not followed): look again.
         outputMore.hidden = true;
         outputTimer = setTimeout(() => fetchOutput(step), 1000);
       } else {
