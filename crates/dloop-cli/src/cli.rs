@@ -75,6 +75,8 @@ pub(crate) enum Command {
     Parallel(commands::parallel::ParallelArgs),
     /// Watch runs live in a terminal dashboard (q quits)
     Watch(commands::watch::WatchArgs),
+    /// Serve a local web view of the runs, updated live (read only by default)
+    Serve(commands::serve::ServeArgs),
     /// Show a run: status, state, step, context, captures, counters, last error
     Inspect(commands::inspect::InspectArgs),
     /// Delete old finished runs
@@ -118,6 +120,7 @@ impl Command {
             Command::Replay(args) => commands::replay::cmd_replay(ctx, args),
             Command::Parallel(args) => commands::parallel::cmd_parallel(ctx, args),
             Command::Watch(args) => commands::watch::cmd_watch(ctx, args),
+            Command::Serve(args) => commands::serve::cmd_serve(ctx, args),
             Command::Inspect(args) => commands::inspect::cmd_inspect(ctx, args),
             Command::Gc(args) => commands::gc::cmd_gc(ctx, args),
             Command::Rm(args) => commands::rm::cmd_rm(ctx, args),

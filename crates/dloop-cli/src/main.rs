@@ -18,6 +18,7 @@ mod storage;
 mod subloops;
 mod templates;
 mod watch;
+mod web;
 
 use std::process::ExitCode;
 

@@ -23,6 +23,7 @@ pub(crate) mod rewind;
 pub(crate) mod rm;
 pub(crate) mod run;
 pub(crate) mod schema;
+pub(crate) mod serve;
 pub(crate) mod session;
 pub(crate) mod show;
 pub(crate) mod status;

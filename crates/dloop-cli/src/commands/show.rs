@@ -94,8 +94,9 @@ pub(crate) fn cmd_show(ctx: &Ctx, args: ShowArgs) -> CmdResult {
     Ok(Exit::Ok)
 }
 
-/// Every state with its action summary, evaluator and resolved routes.
-fn states(def: &LoopDef) -> Vec<StateJson> {
+/// Every state with its action summary, evaluator and resolved routes (also the web view's
+/// diagram).
+pub(crate) fn states(def: &LoopDef) -> Vec<StateJson> {
     def.states
         .iter()
         .map(|(name, state)| {

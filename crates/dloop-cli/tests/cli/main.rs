@@ -33,6 +33,8 @@ mod resume;
 mod run;
 mod schema;
 mod scopes;
+mod serve;
+mod serve_client;
 mod show;
 mod soak;
 mod status;
