@@ -25,6 +25,7 @@
 //! steps that use them diverge; the run's id and `${run.dir}` do not ([`key`]).
 
 mod diverge;
+mod host;
 mod key;
 pub mod recorded;
 mod serve;
@@ -190,8 +191,6 @@ pub fn replay_run(
             recorded.meta.id
         )));
     }
-    // A child run would not be served from the record: it would run for real.
-    crate::subloop::refuse_sub_loops(def, "`dloop replay` cannot replay yet")?;
     check_runners(def, &*options.agents)?;
     let stop = Arc::clone(&options.stop);
     let replayer = Arc::new(Replayer::new(
@@ -210,6 +209,14 @@ pub fn replay_run(
         replayer: Arc::clone(&replayer),
         real: Arc::clone(&options.agents),
     });
+    // A `loop:` step is served from the record too; the real host runs children only once
+    // live (`--live`, after the divergence).
+    if let Some(real) = options.sub_loops.take() {
+        options.sub_loops = Some(Arc::new(host::ReplayHost {
+            replayer: Arc::clone(&replayer),
+            real,
+        }));
+    }
     options.clock = Arc::new(ReplayClock {
         replayer: Arc::clone(&replayer),
         real: Arc::clone(&options.clock),

@@ -25,6 +25,9 @@ pub(crate) struct Attempt {
     pub(crate) output: Vec<u8>,
     /// The prompt as sent (prompt actions), for saying what changed.
     pub(crate) prompt: Option<Vec<u8>>,
+    /// The context the step's child run started with (`loop:` steps whose child can still be
+    /// read): its `with:` values as rendered, for saying which one changed.
+    pub(crate) child_context: Option<BTreeMap<String, String>>,
 }
 
 /// One recorded call of the `llm` judge.
@@ -90,6 +93,7 @@ pub fn load(store: &dyn Store, run_id: &str) -> Result<Recorded, RuntimeError> {
     let mut actions: BTreeMap<u64, VecDeque<Attempt>> = BTreeMap::new();
     let mut judges: BTreeMap<u64, VecDeque<JudgeCall>> = BTreeMap::new();
     let mut prompts: BTreeMap<u64, String> = BTreeMap::new();
+    let mut children: BTreeMap<u64, String> = BTreeMap::new();
     for record in &records {
         state.apply(record);
         match &record.event {
@@ -117,6 +121,11 @@ pub fn load(store: &dyn Store, run_id: &str) -> Result<Recorded, RuntimeError> {
                 ..
             } => {
                 prompts.insert(*step, name.clone());
+            }
+            Event::SubLoopStarted {
+                step, child_run_id, ..
+            } => {
+                children.insert(*step, child_run_id.clone());
             }
             Event::ActionFinished {
                 state,
@@ -147,6 +156,12 @@ pub fn load(store: &dyn Store, run_id: &str) -> Result<Recorded, RuntimeError> {
                     result: result.clone(),
                     output,
                     prompt,
+                    // Only to explain a divergence: a child removed since (`dloop gc`) just
+                    // makes the explanation vaguer.
+                    child_context: children
+                        .get(step)
+                        .and_then(|id| store.read_meta(id).ok())
+                        .map(|meta| meta.context),
                 });
             }
             Event::Judged {

@@ -26,7 +26,7 @@ use dloop_core::event::{ActionKind, Event, TokenUsage};
 use dloop_core::model::LoopDef;
 use dloop_core::{Record, RunState, Timestamp};
 
-use super::diverge::{Divergence, DivergenceKind, explain_input};
+use super::diverge::{Divergence, DivergenceKind, explain_call, explain_input};
 use super::recorded::{Attempt, JudgeCall};
 use crate::actions::output::Stream;
 use crate::actions::{ActionIo, ActionNote, ActionOutcome, ActionRequest, ActionRunner};
@@ -124,7 +124,7 @@ impl Replayer {
         self.progress.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         self.live.load(Ordering::SeqCst)
     }
 
@@ -135,7 +135,7 @@ impl Replayer {
 
     /// Keeps the first divergence; goes live (`--live`) or asks the session to stop at `level`.
     /// Returns whether the call that found it may go on live.
-    fn diverge(&self, divergence: Divergence, level: StopLevel) -> bool {
+    pub(crate) fn diverge(&self, divergence: Divergence, level: StopLevel) -> bool {
         let mut progress = self.lock();
         if progress.divergence.is_none() {
             progress.divergence = Some(divergence);
@@ -192,7 +192,7 @@ impl Replayer {
     }
 
     /// Serves `request` from the record, or says why it cannot (the divergence, not yet kept).
-    fn serve(
+    pub(crate) fn serve(
         &self,
         request: &ActionRequest<'_>,
         io: &mut ActionIo<'_, '_>,
@@ -257,6 +257,16 @@ impl Replayer {
                     pending.state, attempt.state
                 ),
             ));
+        }
+        if attempt.key != key && pending.kind == ActionKind::SubLoop {
+            let reason = explain_call(
+                self.source_def.as_ref(),
+                &self.def,
+                &pending.state,
+                attempt.child_context.as_ref(),
+                request.text,
+            );
+            return Err(diverged(DivergenceKind::Input, reason));
         }
         if attempt.key != key {
             let reason = explain_input(
@@ -476,6 +486,10 @@ impl RunObserver for ReplayObserver<'_> {
     }
     fn on_agent_activity(&mut self, activity: &crate::actions::AgentActivity) {
         self.inner.on_agent_activity(activity);
+    }
+    fn on_child_record(&mut self, depth: u32, record: &Record, state: &RunState) {
+        // A live replay's real child (after the divergence).
+        self.inner.on_child_record(depth, record, state);
     }
 }
 
