@@ -53,7 +53,11 @@ fn assert_nothing_left(p: &TestProject) {
     assert_eq!(p.run_dirs().len(), 1, "a plain replay leaves no run");
     let scratch = p.root().join(".loops/.dloop/scratch");
     let left: Vec<_> = std::fs::read_dir(&scratch)
-        .map(|d| d.map(|e| e.expect("entry").path()).collect())
+        .map(|d| {
+            d.map(|e| e.expect("entry").path())
+                .filter(|p| p.file_name().is_some_and(|n| n != ".registry"))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(left.is_empty(), "scratch folders left: {left:?}");
 }
