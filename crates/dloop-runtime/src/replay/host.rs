@@ -11,13 +11,12 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dloop_store::Store;
 
-use super::serve::Replayer;
+use super::serve::{Replayer, stopped};
 use crate::actions::{ActionIo, ActionOutcome, ActionRequest};
-use crate::process::{ProcessEnd, StopLevel};
+use crate::process::StopLevel;
 use crate::subloop::{ChildLoop, SubLoopHost};
 
 /// A [`SubLoopHost`] that answers recorded `loop:` steps (see the module docs).
@@ -44,18 +43,15 @@ impl SubLoopHost for ReplayHost {
         request: &ActionRequest<'_>,
         io: &mut ActionIo<'_, '_>,
     ) -> Option<io::Result<ActionOutcome>> {
+        if self.replayer.pause_for(request.pending.step) {
+            return Some(Ok(stopped()));
+        }
         if !self.replayer.is_live() {
             match self.replayer.serve(request, io) {
                 Ok(outcome) => return Some(outcome),
                 Err(divergence) => {
                     if !self.replayer.diverge(divergence, StopLevel::Stop) {
-                        return Some(Ok(ActionOutcome::from(ProcessEnd {
-                            status: None,
-                            spawn_error: None,
-                            timed_out: None,
-                            stopped: true,
-                            duration: Duration::ZERO,
-                        })));
+                        return Some(Ok(stopped()));
                     }
                 }
             }

@@ -20,7 +20,9 @@
 //! `max_steps`, timeout, `--no-llm` and budget in force at its end (so a pause the source was
 //! resumed from with larger limits does not stop the replay), and a pause the replay reaches
 //! where the source paused and was resumed (a handoff, an agent error) is resumed the same way.
-//! Context values given to `resume -c` are not applied again: steps that use them diverge.
+//! Context values given to `resume -c` (recorded in the source's `run_resumed`) are applied at
+//! the same point: the replay pauses before the first action the source started after that
+//! resume and resumes with the same values (its log shows that pause and resume).
 //! Values that differ by nature between two runs (`${run.elapsed_ms}`, the clock) make the
 //! steps that use them diverge; the run's id and `${run.dir}` do not ([`key`]).
 
@@ -268,17 +270,29 @@ pub fn replay_run(
     let mut status = session.drive()?;
     // A pause the source was resumed from (a handoff, an agent error) is resumed the same way,
     // while the record has results left and nobody asked the replay to stop.
+    // So is the pause the replay makes where the source was resumed with `resume -c`: the
+    // replay resumes with the same values.
     for _ in 0..MAX_RESUMES {
-        let diverged = replayer.lock().divergence.is_some();
+        let (diverged, context) = {
+            let mut progress = replayer.lock();
+            (progress.divergence.is_some(), progress.resume_with.take())
+        };
         if status != RunStatus::Paused
             || diverged
             || stop.level() != crate::process::StopLevel::None
-            || !replayer.has_unused()
+            || (!replayer.has_unused() && context.is_none())
         {
             break;
         }
         let before = session.state().last_seq;
-        let events = resume_events(def, session.state(), &ResumeRequest::default())?;
+        let request = ResumeRequest {
+            // The action this pause stopped never ran: it runs (is served) whatever the
+            // state's `on_interrupted`.
+            rerun: context.is_some(),
+            context: context.unwrap_or_default(),
+            ..ResumeRequest::default()
+        };
+        let events = resume_events(def, session.state(), &request)?;
         for event in events {
             session.record(event);
         }

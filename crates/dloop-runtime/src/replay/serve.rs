@@ -79,6 +79,10 @@ pub(crate) struct Progress {
     entered: BTreeMap<u64, Vec<String>>,
     actions: BTreeMap<u64, VecDeque<Attempt>>,
     judges: BTreeMap<u64, VecDeque<JudgeCall>>,
+    /// The source's `resume -c` values not yet applied, by step ([`Replayer::pause_for`]).
+    overrides: BTreeMap<u64, BTreeMap<String, String>>,
+    /// The values the replay's next resume sets (its action at that step was paused).
+    pub(crate) resume_with: Option<BTreeMap<String, String>>,
 }
 
 /// The shared state of one replay (see the module docs).
@@ -104,10 +108,12 @@ impl Replayer {
     ) -> Self {
         let actions = std::mem::take(&mut recorded.actions);
         let judges = std::mem::take(&mut recorded.judges);
+        let overrides = std::mem::take(&mut recorded.overrides);
         Self {
             progress: Mutex::new(Progress {
                 actions,
                 judges,
+                overrides,
                 ..Progress::default()
             }),
             source_def: crate::runs::parse_definition(&recorded.meta.id, &recorded.meta.definition)
@@ -131,6 +137,24 @@ impl Replayer {
     /// Whether recorded results remain unused.
     pub(crate) fn has_unused(&self) -> bool {
         self.lock().actions.values().any(|q| !q.is_empty())
+    }
+
+    /// Whether the action of `step` must pause first, so the replay resumes with the context
+    /// values the source was resumed with before its action of that step (`resume -c`): the
+    /// source paused there too, and its later steps rendered with those values. Only while
+    /// the replay follows the record; each set of values is applied once.
+    pub(crate) fn pause_for(&self, step: u64) -> bool {
+        if self.is_live() {
+            return false;
+        }
+        let mut progress = self.lock();
+        match progress.overrides.remove(&step) {
+            Some(context) => {
+                progress.resume_with = Some(context);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Keeps the first divergence; goes live (`--live`) or asks the session to stop at `level`.
@@ -390,18 +414,15 @@ impl ActionRunner for ReplayRunner {
         request: &ActionRequest<'_>,
         io: &mut ActionIo<'_, '_>,
     ) -> io::Result<ActionOutcome> {
+        if !is_judge(request) && self.replayer.pause_for(request.pending.step) {
+            return Ok(stopped());
+        }
         if !self.replayer.is_live() {
             match self.replayer.serve(request, io) {
                 Ok(outcome) => return outcome,
                 Err(divergence) => {
                     if !self.replayer.diverge(divergence, StopLevel::Stop) {
-                        return Ok(ActionOutcome::from(ProcessEnd {
-                            status: None,
-                            spawn_error: None,
-                            timed_out: None,
-                            stopped: true,
-                            duration: Duration::ZERO,
-                        }));
+                        return Ok(stopped());
                     }
                 }
             }
@@ -409,6 +430,17 @@ impl ActionRunner for ReplayRunner {
         self.replayer.lock().live_steps.insert(request.pending.step);
         self.real.run(request, io)
     }
+}
+
+/// The end of an action the replay stopped before it ran (nothing started).
+pub(crate) fn stopped() -> ActionOutcome {
+    ActionOutcome::from(ProcessEnd {
+        status: None,
+        spawn_error: None,
+        timed_out: None,
+        stopped: true,
+        duration: Duration::ZERO,
+    })
 }
 
 /// The project's agent runners, each wrapped in a [`ReplayRunner`].
