@@ -268,4 +268,51 @@ mod tests {
         let why = explain_input(Some(&old), &old, "a", Some(b"fix x"), b"fix y");
         assert!(why.contains("line 1: `fix x` → `fix y`"), "{why}");
     }
+
+    #[test]
+    fn a_sub_loop_call_names_the_loop_or_the_with_key_that_changed() {
+        let def = |child: &str, with: &str| {
+            parse(&format!(
+                "initial: a\nstates:\n  a:\n    loop: {child}\n    with:\n{with}    next: done\n  done:\n    terminal: success\n"
+            ))
+        };
+        let old = def("child", "      x: one\n      y: ${context.k}\n");
+        let why = explain_call(
+            Some(&old),
+            &def("other", "      x: one\n      y: ${context.k}\n"),
+            "a",
+            None,
+            b"{}",
+        );
+        assert_eq!(why, "the sub-loop changed: line 1: `child` → `other`");
+        let why = explain_call(
+            Some(&old),
+            &def("child", "      x: two\n      y: ${context.k}\n"),
+            "a",
+            None,
+            b"{}",
+        );
+        assert_eq!(why, "`with.x` changed: line 1: `one` → `two`");
+        let why = explain_call(
+            Some(&old),
+            &def("child", "      y: ${context.k}\n"),
+            "a",
+            None,
+            b"{}",
+        );
+        assert_eq!(why, "`with.x` was removed");
+        // Same templates: the rendered values against the recorded child's context.
+        let recorded = BTreeMap::from([
+            ("x".to_owned(), "one".to_owned()),
+            ("y".to_owned(), "old".to_owned()),
+        ]);
+        let now = br#"{"loop":"child","with":{"x":"one","y":"new"}}"#;
+        let why = explain_call(Some(&old), &old, "a", Some(&recorded), now);
+        assert_eq!(
+            why,
+            "`with.y` differs (an interpolated value changed): line 1: `old` → `new`"
+        );
+        let why = explain_call(Some(&old), &old, "a", None, now);
+        assert!(why.contains("a `with:` value"), "{why}");
+    }
 }

@@ -13,7 +13,12 @@
 //! (the session records the step interrupted and pauses), or a state that differs pauses before
 //! its action starts. With `--live` the replayer goes live for good: that call and every later
 //! one go to the real runner, and waits (`delay`, backoff) are real again ([`ReplayClock`];
-//! while following the record they take no time).
+//! while following the record they take no time). `loop:` steps are served the same way
+//! through the replay's sub-loop host (`super::host`).
+//!
+//! Where the source was resumed with `resume -c`, the action it ran first after that resume
+//! is stopped before it is served ([`Replayer::pause_for`]): the replay pauses there and
+//! `replay_run` resumes it with the same values, so later steps render as the source's did.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
