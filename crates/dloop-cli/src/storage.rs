@@ -9,7 +9,7 @@
 //! local folders (a run's `work/`, scope locks, background consoles) stay on this machine under
 //! `.loops/.dloop/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use dloop_runtime::process::{StopFlag, StopLevel};
@@ -192,7 +192,7 @@ impl Storage {
         // Made under the registry lock, which also sweeps the folders of replays that died.
         let registry = crate::scratch::Registry::lock(&parent)
             .map_err(|e| CliError::io(format!("locking {}", parent.display()), e))?;
-        crate::scratch::sweep(&parent, true, &registry);
+        remove_stale(&parent, true, &registry);
         // A fresh name, made with `mkdir` (which fails on an existing folder): never shared.
         for attempt in 0..64u32 {
             let nanos = std::time::SystemTime::now()
@@ -226,7 +226,7 @@ impl Storage {
     }
 
     /// The scratch folders of replays that are no longer alive (a replay killed by SIGKILL
-    /// leaves its folder); with `remove`, removed too ([`crate::scratch::sweep`]).
+    /// leaves its folder); with `remove`, removed too ([`crate::scratch::stale`]).
     pub(crate) fn sweep_scratch(&self, remove: bool) -> Result<Vec<PathBuf>, CliError> {
         let parent = self.runtime.join("scratch");
         if !std::fs::symlink_metadata(&parent).is_ok_and(|m| m.is_dir()) {
@@ -234,7 +234,7 @@ impl Storage {
         }
         let registry = crate::scratch::Registry::lock(&parent)
             .map_err(|e| CliError::io(format!("locking {}", parent.display()), e))?;
-        Ok(crate::scratch::sweep(&parent, remove, &registry))
+        Ok(remove_stale(&parent, remove, &registry))
     }
 
     /// Where worktree runs' worktrees go (`.loops/.dloop/worktrees/<run-id>`): beside the
@@ -253,6 +253,17 @@ impl Storage {
     pub(crate) fn background_dir(&self) -> PathBuf {
         self.runtime.join("background")
     }
+}
+
+/// The stale scratch folders under `parent` ([`crate::scratch::stale`]); with `remove`, removed
+/// (each while its lock is held). Returns those found (removed, with `remove`).
+fn remove_stale(parent: &Path, remove: bool, registry: &crate::scratch::Registry) -> Vec<PathBuf> {
+    crate::scratch::stale(parent, registry)
+        .into_iter()
+        // `remove_dir_all` removes a link inside the folder, never what it points to.
+        .filter(|stale| !remove || std::fs::remove_dir_all(&stale.dir).is_ok())
+        .map(|stale| stale.dir.clone())
+        .collect()
 }
 
 /// A file store in a temporary folder, removed when this is dropped ([`Storage::scratch`]).
