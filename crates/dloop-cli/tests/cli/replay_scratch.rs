@@ -60,7 +60,7 @@ fn live_folder(p: &TestProject) -> (String, File) {
     let name = "replay-999999-000000000-0".to_owned();
     let dir = scratch(p).join(&name);
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let lock = File::create(dir.join("lock")).expect("lock file");
+    let lock = File::create(dir.join("replay.lock")).expect("lock file");
     lock.try_lock().expect("free");
     (name, lock)
 }
