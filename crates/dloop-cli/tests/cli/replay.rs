@@ -13,10 +13,10 @@ use crate::common::{Output, TestProject, count, redact_runs, repo_root, verified
 
 /// Six steps alternating `a` and `b`; each appends `<state> <step>` to `trail` in the project;
 /// `a` also writes to stderr, `b` reads `a`'s capture and writes into `${run.dir}`.
-const SIX: &str = "initial: a\ncontext:\n  tag: x\nstates:\n  a:\n    shell: echo \"a $DLOOP_ITERATION ${context.tag}\" | tee -a trail; echo warn >&2\n    capture: last\n    next: b\n  b:\n    shell: echo \"b $DLOOP_ITERATION\" | tee -a trail; echo ${captured.last.output} > ${run.dir}/seen; test $DLOOP_ITERATION -lt 6\n    on:\n      success: a\n      failure: done\n  done:\n    terminal: success\n";
+pub(crate) const SIX: &str = "initial: a\ncontext:\n  tag: x\nstates:\n  a:\n    shell: echo \"a $DLOOP_ITERATION ${context.tag}\" | tee -a trail; echo warn >&2\n    capture: last\n    next: b\n  b:\n    shell: echo \"b $DLOOP_ITERATION\" | tee -a trail; echo ${captured.last.output} > ${run.dir}/seen; test $DLOOP_ITERATION -lt 6\n    on:\n      success: a\n      failure: done\n  done:\n    terminal: success\n";
 
 /// Every file under `dir` and its bytes.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -49,7 +49,7 @@ fn six_run() -> (TestProject, String, std::path::PathBuf) {
 }
 
 /// Nothing of a plain replay remains: no new run, an empty scratch folder.
-fn assert_nothing_left(p: &TestProject) {
+pub(crate) fn assert_nothing_left(p: &TestProject) {
     assert_eq!(p.run_dirs().len(), 1, "a plain replay leaves no run");
     let scratch = p.root().join(".loops/.dloop/scratch");
     let left: Vec<_> = std::fs::read_dir(&scratch)
@@ -553,54 +553,5 @@ fn a_planted_link_for_the_scratch_folder_is_refused() {
         std::fs::read_dir(&elsewhere).expect("read").count(),
         0,
         "nothing was written through the link"
-    );
-}
-
-#[test]
-fn context_given_to_resume_is_applied_at_the_same_point_of_the_replay() {
-    // Steps 1-3 run with tag x; paused by --max-steps 3, resumed with -c tag=y: steps 4-6 use y.
-    let p = TestProject::new();
-    p.write_loop("six", SIX);
-    let out = p.dloop(&["run", "six", "--max-steps", "3"]);
-    assert_eq!(out.code, 3, "{}", out.render());
-    let out = p.dloop(&["resume", "six", "--max-steps", "10", "-c", "tag=y"]);
-    assert_eq!(out.code, 0, "{}", out.render());
-    let trail = p.read("trail");
-    assert!(
-        trail.contains("a 1 x") && trail.contains("a 3 x") && trail.contains("a 5 y"),
-        "{trail}"
-    );
-    let (id, dir) = p.only_run();
-    let before = files(&dir);
-    let out = p.dloop(&["replay", &id, "--json"]);
-    assert_eq!(out.code, 0, "{}", out.render());
-    let json = out.json();
-    assert_eq!(json["outcome"], "matched", "{json}");
-    assert_eq!(json["end"]["step"], 6);
-    assert_eq!(json["saved"]["actions"], 6, "every step reused, 5 with y");
-    assert_eq!(p.read("trail"), trail, "nothing ran");
-    assert_eq!(files(&dir), before);
-    assert_nothing_left(&p);
-
-    // Applied where the source applied them, not from the start: a live replay's log shows
-    // the pause before step 4's action (the first the source ran after its resume) and the
-    // resume that sets tag=y.
-    let out = p.dloop(&["replay", &id, "--live", "--json"]);
-    assert_eq!(out.code, 0, "{}", out.render());
-    let replay = out.json()["run_id"].as_str().expect("run id").to_owned();
-    let log = verified_log(&p.root().join(".loops/.dloop/runs").join(&replay));
-    let resumed: Vec<&Value> = log.iter().filter(|r| r["type"] == "run_resumed").collect();
-    assert_eq!(resumed.len(), 1, "{resumed:?}");
-    assert_eq!(resumed[0]["context"]["tag"], "y");
-    let interrupted: Vec<&Value> = log
-        .iter()
-        .filter(|r| r["type"] == "action_interrupted")
-        .collect();
-    assert_eq!(interrupted.len(), 1);
-    assert_eq!(interrupted[0]["step"], 4);
-    assert_eq!(
-        p.read("trail"),
-        trail,
-        "the live replay followed the record: nothing ran"
     );
 }
