@@ -13,6 +13,7 @@ mod notify;
 mod project;
 mod render;
 mod runs;
+mod scratch;
 mod step_output;
 mod storage;
 mod subloops;

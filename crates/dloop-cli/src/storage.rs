@@ -9,7 +9,7 @@
 //! local folders (a run's `work/`, scope locks, background consoles) stay on this machine under
 //! `.loops/.dloop/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use dloop_runtime::process::{StopFlag, StopLevel};
@@ -189,20 +189,30 @@ impl Storage {
             )
             .with_hint("remove it; dloop makes it again"));
         }
+        // Made under the registry lock, which also sweeps the folders of replays that died.
+        let registry = crate::scratch::Registry::lock(&parent)
+            .map_err(|e| CliError::io(format!("locking {}", parent.display()), e))?;
+        remove_stale(&parent, true, &registry);
         // A fresh name, made with `mkdir` (which fails on an existing folder): never shared.
         for attempt in 0..64u32 {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos());
             let dir = parent.join(format!(
-                "replay-{}-{nanos:09}-{attempt}",
+                "{}{}-{nanos:09}-{attempt}",
+                crate::scratch::PREFIX,
                 std::process::id()
             ));
             match std::fs::create_dir(&dir) {
                 Ok(()) => {
+                    let held = crate::scratch::hold(&dir, &registry).map_err(|e| {
+                        let _ = std::fs::remove_dir_all(&dir);
+                        CliError::io(format!("locking {}", dir.display()), e)
+                    })?;
                     return Ok(ScratchStore {
                         files: FileStore::new(dir.clone()),
                         dir,
+                        _held: held,
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -213,6 +223,18 @@ impl Storage {
             format!("creating a folder in {}", parent.display()),
             std::io::Error::from(std::io::ErrorKind::AlreadyExists),
         ))
+    }
+
+    /// The scratch folders of replays that are no longer alive (a replay killed by SIGKILL
+    /// leaves its folder); with `remove`, removed too ([`crate::scratch::stale`]).
+    pub(crate) fn sweep_scratch(&self, remove: bool) -> Result<Vec<PathBuf>, CliError> {
+        let parent = self.runtime.join("scratch");
+        if !std::fs::symlink_metadata(&parent).is_ok_and(|m| m.is_dir()) {
+            return Ok(Vec::new());
+        }
+        let registry = crate::scratch::Registry::lock(&parent)
+            .map_err(|e| CliError::io(format!("locking {}", parent.display()), e))?;
+        Ok(remove_stale(&parent, remove, &registry))
     }
 
     /// Where worktree runs' worktrees go (`.loops/.dloop/worktrees/<run-id>`): beside the
@@ -233,10 +255,24 @@ impl Storage {
     }
 }
 
+/// The stale scratch folders under `parent` ([`crate::scratch::stale`]); with `remove`, removed
+/// (each while its lock is held). Returns those found (removed, with `remove`).
+fn remove_stale(parent: &Path, remove: bool, registry: &crate::scratch::Registry) -> Vec<PathBuf> {
+    crate::scratch::stale(parent, registry)
+        .into_iter()
+        // `remove_dir_all` removes a link inside the folder, never what it points to.
+        .filter(|stale| !remove || std::fs::remove_dir_all(&stale.dir).is_ok())
+        .map(|stale| stale.dir.clone())
+        .collect()
+}
+
 /// A file store in a temporary folder, removed when this is dropped ([`Storage::scratch`]).
 pub(crate) struct ScratchStore {
     files: FileStore,
     dir: PathBuf,
+    /// The lock that says this folder's replay is alive (a later sweep leaves it alone);
+    /// released after the folder is removed.
+    _held: crate::scratch::Held,
 }
 
 impl ScratchStore {
@@ -254,7 +290,7 @@ impl ScratchStore {
 impl Drop for ScratchStore {
     fn drop(&mut self) {
         // Best effort: a folder left by a failed removal (or a SIGKILL) holds no run of the
-        // project's store, and nothing reads `scratch/`.
+        // project's store, and the next replay or `dloop gc` sweeps it (`crate::scratch`).
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

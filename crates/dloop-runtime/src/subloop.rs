@@ -43,8 +43,8 @@ use dloop_core::{RunState, Timestamp};
 use dloop_store::{RunHandle, Store, StoreErrorKind};
 use serde::Serialize;
 
-use crate::actions::AgentActivity;
 use crate::actions::output::Stream;
+use crate::actions::{ActionIo, ActionOutcome, ActionRequest, AgentActivity};
 use crate::driver::{Session, SessionOptions};
 use crate::error::RuntimeError;
 use crate::observer::RunObserver;
@@ -81,6 +81,19 @@ pub trait SubLoopHost: Send + Sync {
     /// # Errors
     /// The id cannot name a folder.
     fn local_dir(&self, run_id: &str) -> dloop_store::Result<PathBuf>;
+
+    /// A recorded result for the `loop:` call `request` (its text is the step's loop and
+    /// rendered `with:` values), written through `io`; `None`: run the child. Only a replay's
+    /// host answers (`crate::replay`): a replay serves a recorded `loop:` step like any
+    /// recorded action, without creating or running a child.
+    fn replayed(
+        &self,
+        request: &ActionRequest<'_>,
+        io: &mut ActionIo<'_, '_>,
+    ) -> Option<std::io::Result<ActionOutcome>> {
+        let _ = (request, io);
+        None
+    }
 }
 
 /// Refuses a loop with `loop:` states when the session has no [`SubLoopHost`].

@@ -4,7 +4,8 @@
 //! Each run is deleted under its claim (`Store::open_run`, `RunHandle::delete`), so a process
 //! that holds it (a resume, a cancel) is never cut off mid-write; such a run is skipped with a
 //! warning. Leftovers of a creation or deletion cut short (issue 7, F7) are removed too, unless
-//! a process is still at work on them.
+//! a process is still at work on them, and so are the scratch folders of replays that died
+//! (`crate::scratch`: never a live replay's).
 
 use clap::Args;
 use dloop_core::HumanDuration;
@@ -81,6 +82,30 @@ pub(crate) fn cmd_gc(ctx: &Ctx, args: GcArgs) -> CmdResult {
         .map(|info| info.id.clone())
         .collect();
     old.sort();
+    // Scratch folders of plain replays killed before they could remove them (never a live
+    // replay's: `crate::scratch`).
+    let scratch = storage.sweep_scratch(!args.dry_run)?;
+    if !scratch.is_empty() {
+        let names: Vec<String> = scratch
+            .iter()
+            .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        ctx.ui.status(&format!(
+            "{} {} stale replay scratch {}: {}\n",
+            if args.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            },
+            names.len(),
+            if names.len() == 1 {
+                "folder"
+            } else {
+                "folders"
+            },
+            names.join(", ")
+        ));
+    }
     if args.dry_run {
         ctx.ui.print(&lines(&old))?;
         if !leftovers.is_empty() {

@@ -15,10 +15,14 @@ pub(crate) const EVENT_TYPES: &[&str] = &[
     "action_finished",
     "action_interrupted",
     "evaluated",
+    "judged",
     "transitioned",
     "retry_scheduled",
     "rate_limited",
     "handoff_detected",
+    "agent_session",
+    "agent_unavailable",
+    "run_options",
     "run_paused",
     "run_resumed",
     "run_completed",
@@ -28,9 +32,12 @@ pub(crate) const EVENT_TYPES: &[&str] = &[
     "scope_waiting",
     "scope_acquired",
     "definition_reloaded",
-    "log_repaired",
+    "run_rewound",
     "forked_from",
     "replayed_from",
+    "sub_loop_started",
+    "sub_loop_of",
+    "log_repaired",
 ];
 
 /// The width of the type column: the longest type name.
@@ -260,6 +267,37 @@ mod tests {
     use dloop_core::Timestamp;
 
     use super::*;
+
+    /// Every record type the log can hold, as serde names `Event`'s variants: read from the
+    /// error serde gives for an unknown type ("expected one of `run_started`, ..."), so a
+    /// variant added to the core is listed here (and accepted by `logs --type`) or this fails.
+    fn every_event_type() -> Vec<String> {
+        let err = serde_json::from_str::<Event>(r#"{"type":"no such type"}"#)
+            .expect_err("not a record type");
+        let message = err.to_string();
+        let list = message
+            .split_once("expected one of ")
+            .map(|(_, list)| list)
+            .unwrap_or_else(|| panic!("serde's message changed: {message}"));
+        list.split(", ")
+            .map(|t| {
+                t.split('`')
+                    .nth(1)
+                    .unwrap_or_else(|| panic!("{message}"))
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_event_type_is_listed_for_logs_type() {
+        let mut all = every_event_type();
+        assert!(all.len() >= 29, "{all:?}");
+        all.sort();
+        let mut listed: Vec<String> = EVENT_TYPES.iter().map(|t| (*t).to_owned()).collect();
+        listed.sort();
+        assert_eq!(listed, all, "EVENT_TYPES must list every Event variant");
+    }
 
     #[test]
     fn type_width_fits_every_type() {

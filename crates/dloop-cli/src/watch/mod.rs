@@ -40,6 +40,9 @@ pub(crate) struct Row {
     pub(crate) live: bool,
     /// Whether `r` can resume it.
     pub(crate) resumable: bool,
+    /// How deep it is drawn: 0 for a top-level run, 1 for a sub-loop run listed under its
+    /// parent, and so on (as `dloop status` draws them).
+    pub(crate) level: usize,
 }
 
 impl Row {
@@ -61,6 +64,7 @@ impl Row {
             cost_usd: info.state.agent.cost_usd,
             live: info.live,
             resumable: info.is_resumable(),
+            level: 0,
         }
     }
 }
@@ -147,12 +151,30 @@ impl App {
         let (active, finished): (Vec<_>, Vec<_>) = runs
             .into_iter()
             .partition(|r| !r.state.status.is_finished());
-        let keep = active
+        let keep: Vec<RunInfo> = active
+            .into_iter()
+            .chain(finished.into_iter().take(RECENT_FINISHED))
+            .collect();
+        // Each sub-loop run right under its parent, one level deeper (as `status` lists them).
+        let mut levels: std::collections::BTreeMap<String, usize> = Default::default();
+        let rows = crate::commands::status::nest_children(keep)
             .iter()
-            .chain(finished.iter().take(RECENT_FINISHED))
-            .map(|info| Row::from_info(info, now));
+            .map(|info| {
+                let level = info
+                    .state
+                    .parent
+                    .as_ref()
+                    .and_then(|p| levels.get(&p.run_id))
+                    .map_or(0, |l| l + 1);
+                levels.insert(info.id.clone(), level);
+                Row {
+                    level,
+                    ..Row::from_info(info, now)
+                }
+            })
+            .collect();
         let selected_id = self.current().map(|r| r.id.clone());
-        self.rows = keep.collect();
+        self.rows = rows;
         self.selected = selected_id
             .and_then(|id| self.rows.iter().position(|r| r.id == id))
             .unwrap_or(self.selected.min(self.rows.len().saturating_sub(1)));
@@ -322,6 +344,26 @@ mod tests {
         assert!(app.rows[1].resumable && !app.rows[1].live);
         // The newest finished runs are kept.
         assert_eq!(app.rows[2].id, "done-14");
+    }
+
+    #[test]
+    fn a_child_is_listed_under_its_parent_one_level_deeper() {
+        let mut child = info("child", RunStatus::Running, 5, true);
+        child.state.parent = Some(dloop_core::state::ParentRun {
+            run_id: "parent".to_owned(),
+            state: "sub".to_owned(),
+            step: 1,
+            depth: 1,
+        });
+        let runs = vec![
+            child,
+            info("other", RunStatus::Paused, 4, false),
+            info("parent", RunStatus::Running, 3, true),
+        ];
+        let mut app = App::new();
+        app.set_runs(runs, Timestamp::from_millis(10));
+        let rows: Vec<(&str, usize)> = app.rows.iter().map(|r| (r.id.as_str(), r.level)).collect();
+        assert_eq!(rows, [("other", 0), ("parent", 0), ("child", 1)]);
     }
 
     #[test]

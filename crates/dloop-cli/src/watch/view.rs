@@ -47,8 +47,12 @@ fn list(frame: &mut Frame, area: Rect, app: &App) {
         return;
     }
     let rows = app.rows.iter().map(|r| {
+        let loop_name = match r.level {
+            0 => r.loop_name.clone(),
+            n => format!("{}└ {}", "  ".repeat(n - 1), r.loop_name),
+        };
         TableRow::new([
-            r.loop_name.clone(),
+            loop_name,
             r.status.clone(),
             r.state.clone(),
             r.step.to_string(),
@@ -158,6 +162,7 @@ mod tests {
             cost_usd: cost,
             live: status == "running",
             resumable: status == "paused",
+            level: 0,
         }
     }
 
@@ -218,6 +223,29 @@ mod tests {
         let mut app = app();
         app.selected = 1;
         insta::assert_snapshot!(render(&app, 140, 12));
+    }
+
+    /// A parent with a running child (and the child's own child) between two other runs.
+    fn nested_app() -> App {
+        let mut app = app();
+        let mut child = row("test-suite", "running", "s3", 3, 0.0);
+        child.level = 1;
+        let mut grandchild = row("unit", "running", "run", 1, 0.0);
+        grandchild.level = 2;
+        app.rows.insert(1, child);
+        app.rows.insert(2, grandchild);
+        app.selected = 1;
+        app
+    }
+
+    #[test]
+    fn list_with_children_at_80x24() {
+        insta::assert_snapshot!(render(&nested_app(), 80, 24));
+    }
+
+    #[test]
+    fn list_with_children_wide() {
+        insta::assert_snapshot!(render(&nested_app(), 140, 12));
     }
 
     #[test]

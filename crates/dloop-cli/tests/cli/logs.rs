@@ -115,3 +115,52 @@ fn follow_a_live_run_until_it_ends() {
     let all = json_lines(&p.dloop(&["logs", &id, "--json"]).stdout);
     assert_eq!(records.len(), all.len(), "every record printed once");
 }
+
+#[test]
+fn every_record_type_a_sub_loop_run_holds_is_a_valid_filter() {
+    let p = crate::common::TestProject::new();
+    p.write_loop(
+        "parent",
+        "initial: sub\nstates:\n  sub:\n    loop: child\n    next: done\n  done:\n    terminal: success\n",
+    );
+    p.write_loop(
+        "child",
+        "initial: a\nstates:\n  a:\n    shell: echo hi\n    next: done\n  done:\n    terminal: success\n",
+    );
+    let out = p.dloop(&["run", "parent", "--no-llm"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let ids = p.run_ids();
+    let parent = ids
+        .iter()
+        .find(|i| i.starts_with("parent-"))
+        .expect("parent");
+    let child = ids.iter().find(|i| i.starts_with("child-")).expect("child");
+    for (run, ty) in [
+        (parent, "sub_loop_started"),
+        (parent, "run_options"),
+        (child, "sub_loop_of"),
+        (child, "run_options"),
+    ] {
+        let out = p.dloop(&["logs", run, "--json", "--type", ty]);
+        assert_eq!(out.code, 0, "--type {ty}: {}", out.render());
+        let records = json_lines(&out.stdout);
+        assert_eq!(records.len(), 1, "--type {ty}: {}", out.stdout);
+        assert_eq!(records[0]["type"], ty);
+        // The readable timeline filters the same way.
+        let out = p.dloop(&["logs", run, "--type", ty]);
+        assert_eq!(out.code, 0, "{}", out.render());
+        assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+        assert!(out.stdout.contains(ty), "{}", out.stdout);
+    }
+    // Types this run does not hold are still valid filters (nothing printed).
+    for ty in [
+        "judged",
+        "agent_session",
+        "agent_unavailable",
+        "run_rewound",
+    ] {
+        let out = p.dloop(&["logs", parent, "--json", "--type", ty]);
+        assert_eq!(out.code, 0, "--type {ty}: {}", out.render());
+        assert_eq!(out.stdout, "", "--type {ty}");
+    }
+}

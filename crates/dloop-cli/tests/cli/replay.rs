@@ -13,10 +13,10 @@ use crate::common::{Output, TestProject, count, redact_runs, repo_root, verified
 
 /// Six steps alternating `a` and `b`; each appends `<state> <step>` to `trail` in the project;
 /// `a` also writes to stderr, `b` reads `a`'s capture and writes into `${run.dir}`.
-const SIX: &str = "initial: a\ncontext:\n  tag: x\nstates:\n  a:\n    shell: echo \"a $DLOOP_ITERATION ${context.tag}\" | tee -a trail; echo warn >&2\n    capture: last\n    next: b\n  b:\n    shell: echo \"b $DLOOP_ITERATION\" | tee -a trail; echo ${captured.last.output} > ${run.dir}/seen; test $DLOOP_ITERATION -lt 6\n    on:\n      success: a\n      failure: done\n  done:\n    terminal: success\n";
+pub(crate) const SIX: &str = "initial: a\ncontext:\n  tag: x\nstates:\n  a:\n    shell: echo \"a $DLOOP_ITERATION ${context.tag}\" | tee -a trail; echo warn >&2\n    capture: last\n    next: b\n  b:\n    shell: echo \"b $DLOOP_ITERATION\" | tee -a trail; echo ${captured.last.output} > ${run.dir}/seen; test $DLOOP_ITERATION -lt 6\n    on:\n      success: a\n      failure: done\n  done:\n    terminal: success\n";
 
 /// Every file under `dir` and its bytes.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -49,11 +49,15 @@ fn six_run() -> (TestProject, String, std::path::PathBuf) {
 }
 
 /// Nothing of a plain replay remains: no new run, an empty scratch folder.
-fn assert_nothing_left(p: &TestProject) {
+pub(crate) fn assert_nothing_left(p: &TestProject) {
     assert_eq!(p.run_dirs().len(), 1, "a plain replay leaves no run");
     let scratch = p.root().join(".loops/.dloop/scratch");
     let left: Vec<_> = std::fs::read_dir(&scratch)
-        .map(|d| d.map(|e| e.expect("entry").path()).collect())
+        .map(|d| {
+            d.map(|e| e.expect("entry").path())
+                .filter(|p| p.file_name().is_some_and(|n| n != ".registry"))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(left.is_empty(), "scratch folders left: {left:?}");
 }

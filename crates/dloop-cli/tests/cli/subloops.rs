@@ -1,6 +1,6 @@
 //! Sub-loops (`loop:` states) through the real binary: routing on the child's end, `with:`
 //! bindings that arrive verbatim, the child's outcome read by the parent, the depth bound,
-//! validation, spend, `status` / `inspect` / progress with a child, and the refusal of replay.
+//! validation, spend, `status` / `inspect` / progress with a child (replay: replay_subloops.rs).
 //! The lifecycle edges (kills, stops, pauses, resumes, cancel, gc) are in subloop_lifecycle.rs;
 //! the helpers here serve both.
 
@@ -396,23 +396,4 @@ fn validate_names_a_with_key_the_child_never_reads() {
     let out = p.dloop(&["run", "parent"]);
     assert_eq!(out.code, 2, "{}", out.render());
     assert!(p.run_ids().is_empty(), "nothing ran: {:?}", p.run_ids());
-}
-
-#[test]
-fn replay_refuses_a_loop_with_a_sub_loop() {
-    let p = TestProject::new();
-    p.write_loop("parent", &parent_of("counter"));
-    p.write_loop("counter", COUNTER);
-    let parent = run_loop(&p, &["parent"], 0);
-    let runs_before = p.run_ids();
-    let out = p.dloop(&["replay", &parent]);
-    assert_eq!(out.code, 2, "{}", out.render());
-    assert!(
-        out.stderr
-            .contains("state `sub` runs a sub-loop, which `dloop replay` cannot replay yet"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(p.run_ids(), runs_before, "no child ran for real");
-    assert_eq!(p.read("marker.txt").lines().count(), 6);
 }

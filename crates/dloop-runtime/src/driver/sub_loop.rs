@@ -42,6 +42,9 @@ impl<R: RunHandle> Session<'_, R> {
             let message = "sub-loops cannot run in this session".to_owned();
             return self.finish_step(&pending, began, Err(message));
         };
+        if self.serve_recorded(&*host, &pending)? {
+            return Ok(());
+        }
         let end = match self.child_end(&*host, &pending, name)? {
             Ok(end) => end,
             Err(message) => return self.finish_step(&pending, began, Err(message)),
@@ -228,9 +231,9 @@ impl<R: RunHandle> Session<'_, R> {
         })
     }
 
-    /// The step's replay key ([`crate::replay::input_sha256`]): the call a `loop:` step makes
-    /// is its loop and its `with:` values, rendered (`None` when one does not render).
-    fn replay_key(&self, pending: &PendingAction) -> Option<String> {
+    /// The call a `loop:` step makes: its loop and its `with:` values, rendered, as one JSON
+    /// text (`None` when one does not render). Its hash is the step's replay key.
+    fn call_text(&self, pending: &PendingAction) -> Option<String> {
         let state_def = &self.def.states[&pending.state];
         let lookup = Lookup {
             state: &self.state,
@@ -246,12 +249,24 @@ impl<R: RunHandle> Session<'_, R> {
             );
         }
         let call = serde_json::json!({ "loop": state_def.sub_loop, "with": with });
-        let text = call.to_string();
+        Some(call.to_string())
+    }
+
+    /// What the replay key leaves out of a call: the run's id and folder (see
+    /// [`crate::replay::input_sha256`]).
+    fn call_env(&self) -> [(String, String); 2] {
         let work_dir = super::work_dir(&self.run_dir);
-        let env = [
+        [
             ("DLOOP_RUN_ID".to_owned(), self.state.run_id.clone()),
             ("DLOOP_RUN_DIR".to_owned(), work_dir.display().to_string()),
-        ];
+        ]
+    }
+
+    /// The step's replay key ([`crate::replay::input_sha256`]) (`None` when a `with:` value
+    /// does not render).
+    fn replay_key(&self, pending: &PendingAction) -> Option<String> {
+        let text = self.call_text(pending)?;
+        let env = self.call_env();
         let request = crate::actions::ActionRequest {
             pending,
             text: text.as_bytes(),
@@ -262,6 +277,89 @@ impl<R: RunHandle> Session<'_, R> {
             agent: None,
         };
         Some(crate::replay::input_sha256(&request))
+    }
+
+    /// Asks `host` for a recorded result of this step (a replay) and, when it has one,
+    /// records it as the step's end exactly as a run records an action's: its output through
+    /// the stream, its exit code and agent spend, its replay key; a result the replay stopped
+    /// (a divergence without `--live`) as an interrupted step and a pause. Returns whether the
+    /// step was answered (no child is created or run then).
+    fn serve_recorded(
+        &mut self,
+        host: &dyn SubLoopHost,
+        pending: &PendingAction,
+    ) -> Result<bool, RuntimeError> {
+        let Some(text) = self.call_text(pending) else {
+            return Ok(false);
+        };
+        let env = self.call_env();
+        let stream_path = self.run_dir.join(dloop_core::event::OUTPUT_STREAM);
+        let io_error = |source| RuntimeError::Output {
+            path: stream_path.clone(),
+            source,
+        };
+        let cwd = self.options.project_root.clone();
+        let scratch = self.run_dir.clone();
+        let request = crate::actions::ActionRequest {
+            pending,
+            text: text.as_bytes(),
+            env: &env,
+            cwd: &cwd,
+            scratch: &scratch,
+            limits: crate::process::Limits::default(),
+            agent: None,
+        };
+        let key = crate::replay::input_sha256(&request);
+        self.stream()?;
+        let Self {
+            stream,
+            observer,
+            options,
+            ..
+        } = self;
+        let mut output = StepOutput::new(stream.as_deref_mut().expect("opened above"));
+        let mut watch = |s, bytes: &[u8]| observer.on_output(s, bytes);
+        let mut io = crate::actions::ActionIo {
+            output: &mut output,
+            watch: &mut watch,
+            stop: &options.stop,
+            note: &mut |_| {},
+            activity: &mut |_| {},
+        };
+        let Some(outcome) = host.replayed(&request, &mut io) else {
+            return Ok(false);
+        };
+        let outcome = outcome.map_err(io_error)?;
+        let process = outcome.process;
+        let mut result = output.finish(process.duration).map_err(io_error)?;
+        result.exit_code = process.exit_code();
+        result.signal = process.signal();
+        result.timed_out = process.timed_out;
+        result.error = process.spawn_error.clone();
+        result.agent = outcome.agent.map(Box::new);
+        result.input_sha256 = Some(key);
+        if process.stopped {
+            self.record(Event::ActionInterrupted {
+                state: pending.state.clone(),
+                step: pending.step,
+                idempotency_key: pending.idempotency_key.clone(),
+                reason: self.stop_reason().as_str().to_owned(),
+                bytes: Some(result.bytes),
+            });
+            self.record(Event::RunPaused {
+                reason: self.stop_reason(),
+                message: None,
+            });
+            return Ok(true);
+        }
+        let capture = self.def.states[&pending.state].capture.clone();
+        self.record(Event::ActionFinished {
+            state: pending.state.clone(),
+            step: pending.step,
+            capture,
+            result,
+        });
+        Ok(true)
     }
 
     /// Records the step's `action_finished`: the child's outcome JSON as its output (and,

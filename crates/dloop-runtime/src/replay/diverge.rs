@@ -7,6 +7,8 @@
 //! stored rendered, so when its template is unchanged the difference is in an interpolated
 //! value. Lines quoted are cut to [`QUOTE`] characters.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use dloop_core::model::{LoopDef, StateDef};
 
 /// The most characters of a line quoted in a reason.
@@ -88,6 +90,57 @@ pub(crate) fn explain_input(
     "the rendered command differs: an interpolated value (context, a capture, the \
      environment) changed"
         .to_owned()
+}
+
+/// Why the replay key of state `state`'s `loop:` call differs from the recorded one: the loop
+/// it names, or the first `with:` key whose template (in the definitions) or rendered value
+/// (`now`, the call as JSON, against `recorded`, the context the recorded child started with)
+/// differs.
+pub(crate) fn explain_call(
+    source: Option<&LoopDef>,
+    def: &LoopDef,
+    state: &str,
+    recorded: Option<&BTreeMap<String, String>>,
+    now: &[u8],
+) -> String {
+    let new = def.states.get(state);
+    let old = source.and_then(|d| d.states.get(state));
+    if let (Some(old), Some(new)) = (old, new) {
+        if old.sub_loop != new.sub_loop {
+            return changed("sub-loop", old.sub_loop.as_deref(), new.sub_loop.as_deref());
+        }
+        let keys: BTreeSet<&String> = old.with.keys().chain(new.with.keys()).collect();
+        for key in keys {
+            let (a, b) = (old.with.get(key), new.with.get(key));
+            if a.map(|v| &v.0) != b.map(|v| &v.0) {
+                return match (a, b) {
+                    (Some(a), Some(b)) => {
+                        format!("`with.{key}` changed: {}", first_difference(&a.0, &b.0))
+                    }
+                    (None, _) => format!("`with.{key}` was added"),
+                    (_, None) => format!("`with.{key}` was removed"),
+                };
+            }
+        }
+    }
+    let call: Option<serde_json::Value> = serde_json::from_slice(now).ok();
+    let with = call
+        .as_ref()
+        .and_then(|c| c.get("with"))
+        .and_then(serde_json::Value::as_object);
+    if let (Some(with), Some(recorded)) = (with, recorded) {
+        for (key, value) in with {
+            let value = value.as_str().unwrap_or_default();
+            let before = recorded.get(key).map_or("", String::as_str);
+            if before != value {
+                return format!(
+                    "`with.{key}` differs (an interpolated value changed): {}",
+                    first_difference(before, value)
+                );
+            }
+        }
+    }
+    "the sub-loop call differs: a `with:` value (context, a capture) changed".to_owned()
 }
 
 /// Which agent settings of a state differ between the two definitions.
@@ -214,5 +267,52 @@ mod tests {
         assert!(why.contains("interpolated value"), "{why}");
         let why = explain_input(Some(&old), &old, "a", Some(b"fix x"), b"fix y");
         assert!(why.contains("line 1: `fix x` → `fix y`"), "{why}");
+    }
+
+    #[test]
+    fn a_sub_loop_call_names_the_loop_or_the_with_key_that_changed() {
+        let def = |child: &str, with: &str| {
+            parse(&format!(
+                "initial: a\nstates:\n  a:\n    loop: {child}\n    with:\n{with}    next: done\n  done:\n    terminal: success\n"
+            ))
+        };
+        let old = def("child", "      x: one\n      y: ${context.k}\n");
+        let why = explain_call(
+            Some(&old),
+            &def("other", "      x: one\n      y: ${context.k}\n"),
+            "a",
+            None,
+            b"{}",
+        );
+        assert_eq!(why, "the sub-loop changed: line 1: `child` → `other`");
+        let why = explain_call(
+            Some(&old),
+            &def("child", "      x: two\n      y: ${context.k}\n"),
+            "a",
+            None,
+            b"{}",
+        );
+        assert_eq!(why, "`with.x` changed: line 1: `one` → `two`");
+        let why = explain_call(
+            Some(&old),
+            &def("child", "      y: ${context.k}\n"),
+            "a",
+            None,
+            b"{}",
+        );
+        assert_eq!(why, "`with.x` was removed");
+        // Same templates: the rendered values against the recorded child's context.
+        let recorded = BTreeMap::from([
+            ("x".to_owned(), "one".to_owned()),
+            ("y".to_owned(), "old".to_owned()),
+        ]);
+        let now = br#"{"loop":"child","with":{"x":"one","y":"new"}}"#;
+        let why = explain_call(Some(&old), &old, "a", Some(&recorded), now);
+        assert_eq!(
+            why,
+            "`with.y` differs (an interpolated value changed): line 1: `old` → `new`"
+        );
+        let why = explain_call(Some(&old), &old, "a", None, now);
+        assert!(why.contains("a `with:` value"), "{why}");
     }
 }

@@ -20,11 +20,14 @@
 //! `max_steps`, timeout, `--no-llm` and budget in force at its end (so a pause the source was
 //! resumed from with larger limits does not stop the replay), and a pause the replay reaches
 //! where the source paused and was resumed (a handoff, an agent error) is resumed the same way.
-//! Context values given to `resume -c` are not applied again: steps that use them diverge.
+//! Context values given to `resume -c` (recorded in the source's `run_resumed`) are applied at
+//! the same point: the replay pauses before the first action the source started after that
+//! resume and resumes with the same values (its log shows that pause and resume).
 //! Values that differ by nature between two runs (`${run.elapsed_ms}`, the clock) make the
 //! steps that use them diverge; the run's id and `${run.dir}` do not ([`key`]).
 
 mod diverge;
+mod host;
 mod key;
 pub mod recorded;
 mod serve;
@@ -190,8 +193,6 @@ pub fn replay_run(
             recorded.meta.id
         )));
     }
-    // A child run would not be served from the record: it would run for real.
-    crate::subloop::refuse_sub_loops(def, "`dloop replay` cannot replay yet")?;
     check_runners(def, &*options.agents)?;
     let stop = Arc::clone(&options.stop);
     let replayer = Arc::new(Replayer::new(
@@ -210,6 +211,14 @@ pub fn replay_run(
         replayer: Arc::clone(&replayer),
         real: Arc::clone(&options.agents),
     });
+    // A `loop:` step is served from the record too; the real host runs children only once
+    // live (`--live`, after the divergence).
+    if let Some(real) = options.sub_loops.take() {
+        options.sub_loops = Some(Arc::new(host::ReplayHost {
+            replayer: Arc::clone(&replayer),
+            real,
+        }));
+    }
     options.clock = Arc::new(ReplayClock {
         replayer: Arc::clone(&replayer),
         real: Arc::clone(&options.clock),
@@ -261,17 +270,29 @@ pub fn replay_run(
     let mut status = session.drive()?;
     // A pause the source was resumed from (a handoff, an agent error) is resumed the same way,
     // while the record has results left and nobody asked the replay to stop.
+    // So is the pause the replay makes where the source was resumed with `resume -c`: the
+    // replay resumes with the same values.
     for _ in 0..MAX_RESUMES {
-        let diverged = replayer.lock().divergence.is_some();
+        let (diverged, context) = {
+            let mut progress = replayer.lock();
+            (progress.divergence.is_some(), progress.resume_with.take())
+        };
         if status != RunStatus::Paused
             || diverged
             || stop.level() != crate::process::StopLevel::None
-            || !replayer.has_unused()
+            || (!replayer.has_unused() && context.is_none())
         {
             break;
         }
         let before = session.state().last_seq;
-        let events = resume_events(def, session.state(), &ResumeRequest::default())?;
+        let request = ResumeRequest {
+            // The action this pause stopped never ran: it runs (is served) whatever the
+            // state's `on_interrupted`.
+            rerun: context.is_some(),
+            context: context.unwrap_or_default(),
+            ..ResumeRequest::default()
+        };
+        let events = resume_events(def, session.state(), &request)?;
         for event in events {
             session.record(event);
         }

@@ -1,6 +1,8 @@
 //! What a replay reuses: the source run's recorded action results and judge answers, by step,
 //! with the output bytes each action printed (read once through the [`Store`], checked against
-//! the recorded SHA-256), and the path the source took (the state and verdict of each step).
+//! the recorded SHA-256), the path the source took (the state and verdict of each step), and
+//! the context values its resumes set (`resume -c`), by the step of the first action each
+//! resume started.
 //!
 //! The source is only read. A log recorded before replay keys existed (an `action_finished`
 //! that ran something but carries no `input_sha256`) is refused: without a key a recorded
@@ -25,6 +27,9 @@ pub(crate) struct Attempt {
     pub(crate) output: Vec<u8>,
     /// The prompt as sent (prompt actions), for saying what changed.
     pub(crate) prompt: Option<Vec<u8>>,
+    /// The context the step's child run started with (`loop:` steps whose child can still be
+    /// read): its `with:` values as rendered, for saying which one changed.
+    pub(crate) child_context: Option<BTreeMap<String, String>>,
 }
 
 /// One recorded call of the `llm` judge.
@@ -63,6 +68,9 @@ pub struct Recorded {
     by_step: BTreeMap<u64, Vec<usize>>,
     pub(crate) actions: BTreeMap<u64, VecDeque<Attempt>>,
     pub(crate) judges: BTreeMap<u64, VecDeque<JudgeCall>>,
+    /// Context values given to `resume -c` (recorded in `run_resumed`), by the step of the
+    /// first action the source started after that resume: the replay applies them there.
+    pub(crate) overrides: BTreeMap<u64, BTreeMap<String, String>>,
 }
 
 impl Recorded {
@@ -90,8 +98,24 @@ pub fn load(store: &dyn Store, run_id: &str) -> Result<Recorded, RuntimeError> {
     let mut actions: BTreeMap<u64, VecDeque<Attempt>> = BTreeMap::new();
     let mut judges: BTreeMap<u64, VecDeque<JudgeCall>> = BTreeMap::new();
     let mut prompts: BTreeMap<u64, String> = BTreeMap::new();
+    let mut children: BTreeMap<u64, String> = BTreeMap::new();
+    let mut overrides: BTreeMap<u64, BTreeMap<String, String>> = BTreeMap::new();
+    let mut resumed_with: Option<BTreeMap<String, String>> = None;
     for record in &records {
         state.apply(record);
+        match &record.event {
+            Event::RunResumed { overrides: o, .. } if !o.context.is_empty() => {
+                resumed_with
+                    .get_or_insert_default()
+                    .extend(o.context.clone());
+            }
+            Event::ActionStarted { step, .. } => {
+                if let Some(context) = resumed_with.take() {
+                    overrides.entry(*step).or_default().extend(context);
+                }
+            }
+            _ => {}
+        }
         match &record.event {
             Event::RunStarted { .. } if started.is_none() => started = Some(record.event.clone()),
             Event::StateEntered { state, step, .. } => {
@@ -117,6 +141,11 @@ pub fn load(store: &dyn Store, run_id: &str) -> Result<Recorded, RuntimeError> {
                 ..
             } => {
                 prompts.insert(*step, name.clone());
+            }
+            Event::SubLoopStarted {
+                step, child_run_id, ..
+            } => {
+                children.insert(*step, child_run_id.clone());
             }
             Event::ActionFinished {
                 state,
@@ -147,6 +176,12 @@ pub fn load(store: &dyn Store, run_id: &str) -> Result<Recorded, RuntimeError> {
                     result: result.clone(),
                     output,
                     prompt,
+                    // Only to explain a divergence: a child removed since (`dloop gc`) just
+                    // makes the explanation vaguer.
+                    child_context: children
+                        .get(step)
+                        .and_then(|id| store.read_meta(id).ok())
+                        .map(|meta| meta.context),
                 });
             }
             Event::Judged {
@@ -197,6 +232,7 @@ pub fn load(store: &dyn Store, run_id: &str) -> Result<Recorded, RuntimeError> {
         by_step,
         actions,
         judges,
+        overrides,
     })
 }
 

@@ -13,7 +13,12 @@
 //! (the session records the step interrupted and pauses), or a state that differs pauses before
 //! its action starts. With `--live` the replayer goes live for good: that call and every later
 //! one go to the real runner, and waits (`delay`, backoff) are real again ([`ReplayClock`];
-//! while following the record they take no time).
+//! while following the record they take no time). `loop:` steps are served the same way
+//! through the replay's sub-loop host (`super::host`).
+//!
+//! Where the source was resumed with `resume -c`, the action it ran first after that resume
+//! is stopped before it is served ([`Replayer::pause_for`]): the replay pauses there and
+//! `replay_run` resumes it with the same values, so later steps render as the source's did.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
@@ -26,7 +31,7 @@ use dloop_core::event::{ActionKind, Event, TokenUsage};
 use dloop_core::model::LoopDef;
 use dloop_core::{Record, RunState, Timestamp};
 
-use super::diverge::{Divergence, DivergenceKind, explain_input};
+use super::diverge::{Divergence, DivergenceKind, explain_call, explain_input};
 use super::recorded::{Attempt, JudgeCall};
 use crate::actions::output::Stream;
 use crate::actions::{ActionIo, ActionNote, ActionOutcome, ActionRequest, ActionRunner};
@@ -79,6 +84,10 @@ pub(crate) struct Progress {
     entered: BTreeMap<u64, Vec<String>>,
     actions: BTreeMap<u64, VecDeque<Attempt>>,
     judges: BTreeMap<u64, VecDeque<JudgeCall>>,
+    /// The source's `resume -c` values not yet applied, by step ([`Replayer::pause_for`]).
+    overrides: BTreeMap<u64, BTreeMap<String, String>>,
+    /// The values the replay's next resume sets (its action at that step was paused).
+    pub(crate) resume_with: Option<BTreeMap<String, String>>,
 }
 
 /// The shared state of one replay (see the module docs).
@@ -104,10 +113,12 @@ impl Replayer {
     ) -> Self {
         let actions = std::mem::take(&mut recorded.actions);
         let judges = std::mem::take(&mut recorded.judges);
+        let overrides = std::mem::take(&mut recorded.overrides);
         Self {
             progress: Mutex::new(Progress {
                 actions,
                 judges,
+                overrides,
                 ..Progress::default()
             }),
             source_def: crate::runs::parse_definition(&recorded.meta.id, &recorded.meta.definition)
@@ -124,7 +135,7 @@ impl Replayer {
         self.progress.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         self.live.load(Ordering::SeqCst)
     }
 
@@ -133,9 +144,27 @@ impl Replayer {
         self.lock().actions.values().any(|q| !q.is_empty())
     }
 
+    /// Whether the action of `step` must pause first, so the replay resumes with the context
+    /// values the source was resumed with before its action of that step (`resume -c`): the
+    /// source paused there too, and its later steps rendered with those values. Only while
+    /// the replay follows the record; each set of values is applied once.
+    pub(crate) fn pause_for(&self, step: u64) -> bool {
+        if self.is_live() {
+            return false;
+        }
+        let mut progress = self.lock();
+        match progress.overrides.remove(&step) {
+            Some(context) => {
+                progress.resume_with = Some(context);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Keeps the first divergence; goes live (`--live`) or asks the session to stop at `level`.
     /// Returns whether the call that found it may go on live.
-    fn diverge(&self, divergence: Divergence, level: StopLevel) -> bool {
+    pub(crate) fn diverge(&self, divergence: Divergence, level: StopLevel) -> bool {
         let mut progress = self.lock();
         if progress.divergence.is_none() {
             progress.divergence = Some(divergence);
@@ -192,7 +221,7 @@ impl Replayer {
     }
 
     /// Serves `request` from the record, or says why it cannot (the divergence, not yet kept).
-    fn serve(
+    pub(crate) fn serve(
         &self,
         request: &ActionRequest<'_>,
         io: &mut ActionIo<'_, '_>,
@@ -257,6 +286,16 @@ impl Replayer {
                     pending.state, attempt.state
                 ),
             ));
+        }
+        if attempt.key != key && pending.kind == ActionKind::SubLoop {
+            let reason = explain_call(
+                self.source_def.as_ref(),
+                &self.def,
+                &pending.state,
+                attempt.child_context.as_ref(),
+                request.text,
+            );
+            return Err(diverged(DivergenceKind::Input, reason));
         }
         if attempt.key != key {
             let reason = explain_input(
@@ -380,18 +419,15 @@ impl ActionRunner for ReplayRunner {
         request: &ActionRequest<'_>,
         io: &mut ActionIo<'_, '_>,
     ) -> io::Result<ActionOutcome> {
+        if !is_judge(request) && self.replayer.pause_for(request.pending.step) {
+            return Ok(stopped());
+        }
         if !self.replayer.is_live() {
             match self.replayer.serve(request, io) {
                 Ok(outcome) => return outcome,
                 Err(divergence) => {
                     if !self.replayer.diverge(divergence, StopLevel::Stop) {
-                        return Ok(ActionOutcome::from(ProcessEnd {
-                            status: None,
-                            spawn_error: None,
-                            timed_out: None,
-                            stopped: true,
-                            duration: Duration::ZERO,
-                        }));
+                        return Ok(stopped());
                     }
                 }
             }
@@ -399,6 +435,17 @@ impl ActionRunner for ReplayRunner {
         self.replayer.lock().live_steps.insert(request.pending.step);
         self.real.run(request, io)
     }
+}
+
+/// The end of an action the replay stopped before it ran (nothing started).
+pub(crate) fn stopped() -> ActionOutcome {
+    ActionOutcome::from(ProcessEnd {
+        status: None,
+        spawn_error: None,
+        timed_out: None,
+        stopped: true,
+        duration: Duration::ZERO,
+    })
 }
 
 /// The project's agent runners, each wrapped in a [`ReplayRunner`].
@@ -476,6 +523,10 @@ impl RunObserver for ReplayObserver<'_> {
     }
     fn on_agent_activity(&mut self, activity: &crate::actions::AgentActivity) {
         self.inner.on_agent_activity(activity);
+    }
+    fn on_child_record(&mut self, depth: u32, record: &Record, state: &RunState) {
+        // A live replay's real child (after the divergence).
+        self.inner.on_child_record(depth, record, state);
     }
 }
 
