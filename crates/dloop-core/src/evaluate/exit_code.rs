@@ -1,7 +1,7 @@
 //! The `exit_code` evaluator: the only one that reads how the action ended rather than its text.
 //!
-//! Invariant: gives `success`, `failure` or `error` for any input; a code listed in
-//! `success_codes` wins over every other rule but "could not start" and "timed out".
+//! Invariant: gives `success`, `failure` or `error` for any input; a listed `success_codes`
+//! entry is checked only after "could not start", "timed out" and "killed by a signal".
 
 use super::{EvalInput, Verdict};
 use crate::model::ExitCodeEval;
