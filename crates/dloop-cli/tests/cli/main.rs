@@ -31,6 +31,7 @@ mod refusals;
 mod replay;
 mod resume;
 mod run;
+mod run_edges;
 mod schema;
 mod scopes;
 mod show;
