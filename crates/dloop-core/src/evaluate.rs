@@ -8,6 +8,10 @@
 //!
 //! Rules shared by the text evaluators (all but `exit_code` and `always`): an action that could
 //! not start (`error`) or timed out gives `error`, since its output is missing or partial.
+//!
+//! One file per family: exit_code.rs, matching.rs (`contains`, `classify`), number.rs (reading
+//! numbers, `numeric`), json.rs, convergence.rs. This file holds the dispatch and the shared
+//! types.
 
 mod convergence;
 mod exit_code;
@@ -128,6 +132,8 @@ fn shorten(text: &str, max: usize) -> String {
     short
 }
 
+// The helpers here are shared by each family's tests (`super::super::tests`); the tests here
+// cover every family at once.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,8 @@
 //! [`Record`] is everything but the `crc`, which the store adds and checks. Fields are only ever
 //! added (as `Option` or with a default) so that logs written by older versions keep loading;
 //! readers ignore fields they do not know.
+//!
+//! The record types of an action's result and agent report are in action.rs (re-exported here).
 
 mod action;
 

@@ -40,6 +40,9 @@
 //! [`Namespace::Unknown`], so validation can report it), and when the rest is malformed
 //! (`${context.x:bogus}`, unterminated `${context.x`) it stays literal and [`malformed`] reports
 //! it. No valid bash expansion starts with `${name.`, so nothing of bash's is taken by mistake.
+//!
+//! The types are here; scan.rs parses, render.rs renders, quote.rs quotes a word for display,
+//! and [`shell`] / [`shell_lex`] render shell actions.
 
 mod quote;
 mod render;

@@ -4,6 +4,9 @@
 //! These types hold what the file says; defaults that depend on other fields (the evaluator of
 //! a state without `evaluate`, the input key) are resolved by the accessor methods, so the
 //! model stays a faithful copy of the source for `show --format json`.
+//!
+//! The loop-level types are here; a state's definition is in state_def.rs, the evaluators in
+//! evaluator.rs, and the limits and rate-limit policy in limits.rs (all re-exported here).
 
 mod evaluator;
 mod limits;

@@ -7,6 +7,8 @@
 //!   name, a convergence state's memory), so a log can be read without its loop file;
 //! - [`Phase`] says exactly where in a step the log ends, for any prefix of a valid log, so a
 //!   run cut at any record boundary continues from the right place.
+//!
+//! The types and read-only queries are here; the fold itself is in fold.rs.
 
 mod fold;
 

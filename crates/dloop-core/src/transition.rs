@@ -18,6 +18,9 @@
 //! disk in one write and one sync, before the next action starts (DESIGN.md principle 2).
 //! Because `next` works from any [`Phase`], a log cut at any record boundary continues exactly
 //! where it stopped.
+//!
+//! Agent-specific decisions (rate limits, handoffs) are in [`agent`]; what a resume records
+//! first is in resume.rs; the scenario tests are in tests.rs.
 
 pub mod agent;
 mod resume;
