@@ -1,6 +1,7 @@
 //! Runtime integration tests: real processes, real files. One test binary; one module per area.
 
 mod agent_runners;
+mod agent_streams;
 mod agents;
 mod clock;
 mod common;

@@ -1,8 +1,9 @@
 //! Agent runs end to end with the real binary and the fake agent CLIs of
 //! `tests/fixtures/agents/` (first on `PATH`): a shell check and a `prompt` fix on every
-//! profile, the figures in the log and in `inspect --json`, the rate-limit ladder (across a
-//! SIGKILL), an agent that cannot log in or never finishes, a handoff, a session continued after
+//! profile, the figures in the log and in `inspect --json`, a handoff, a session continued after
 //! a kill, and how a run shows an agent's work (`run`, `run -v`, `output`, `output --raw`).
+//! Agent failures (rate limits, login, hangs) are in agent_failures.rs, which shares the
+//! helpers here.
 
 use std::path::Path;
 use std::process::Child;
@@ -22,7 +23,7 @@ fn fakes_path() -> String {
 }
 
 /// `dloop ARGS` with the fakes on `PATH` and `env`.
-fn dl(p: &TestProject, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn dl(p: &TestProject, args: &[&str], env: &[(&str, &str)]) -> Output {
     let path = fakes_path();
     let mut all = vec![("PATH", path.as_str())];
     all.extend_from_slice(env);
@@ -40,7 +41,7 @@ fn no_llm<'a>(args: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// `dloop ARGS` started in the background, with the fakes on `PATH` and `env`.
-fn spawn(p: &TestProject, args: &[&str], env: &[(&str, &str)]) -> Child {
+pub(crate) fn spawn(p: &TestProject, args: &[&str], env: &[(&str, &str)]) -> Child {
     let path = fakes_path();
     let mut all = vec![("PATH", path.as_str())];
     all.extend_from_slice(env);
@@ -49,31 +50,31 @@ fn spawn(p: &TestProject, args: &[&str], env: &[(&str, &str)]) -> Child {
 
 /// A loop: `check` runs `check`; on failure `fix` prompts `runner` (with the state fields in
 /// `fix_fields`, each line indented by four spaces) and goes back to `check`.
-fn check_fix(runner: &str, check: &str, fix_fields: &str) -> String {
+pub(crate) fn check_fix(runner: &str, check: &str, fix_fields: &str) -> String {
     format!(
         "initial: check\nstates:\n  check:\n    shell: '{check}'\n    on: {{ success: done, failure: fix }}\n  fix:\n    prompt: Make the check pass\n    runner: {runner}\n{fix_fields}    next: check\n  done:\n    terminal: success\n"
     )
 }
 
 /// A check that fails until its `n`-th run.
-fn passes_on(n: u32) -> String {
+pub(crate) fn passes_on(n: u32) -> String {
     format!("c=$(cat count 2>/dev/null || echo 0); c=$((c+1)); echo $c > count; test $c -ge {n}")
 }
 
 /// The `action_finished` records of state `fix`.
-fn fix_results(log: &[Value]) -> Vec<&Value> {
+pub(crate) fn fix_results(log: &[Value]) -> Vec<&Value> {
     log.iter()
         .filter(|r| r["type"] == "action_finished" && r["state"] == "fix")
         .collect()
 }
 
 /// The records of type `ty`.
-fn of_type<'a>(log: &'a [Value], ty: &str) -> Vec<&'a Value> {
+pub(crate) fn of_type<'a>(log: &'a [Value], ty: &str) -> Vec<&'a Value> {
     log.iter().filter(|r| r["type"] == ty).collect()
 }
 
 /// `inspect RUN --json`.
-fn inspect(p: &TestProject, run: &str) -> Value {
+pub(crate) fn inspect(p: &TestProject, run: &str) -> Value {
     let out = p.dloop(&["inspect", run, "--json"]);
     assert_eq!(out.code, 0, "{}", out.render());
     out.json()
@@ -251,7 +252,7 @@ fn inspect_sums_codex_running_totals_per_step_and_keeps_a_claude_reset_whole() {
 
 /// A project whose `fix` (claude) follows `script` (one fake mode per call), with the ladder
 /// `rate_limit` in the state.
-fn scripted(script: &str, rate_limit: &str, routes: Option<&str>) -> TestProject {
+pub(crate) fn scripted(script: &str, rate_limit: &str, routes: Option<&str>) -> TestProject {
     let p = TestProject::new();
     p.write("script", script);
     let fields = format!("    rate_limit: {rate_limit}\n");
@@ -264,7 +265,7 @@ fn scripted(script: &str, rate_limit: &str, routes: Option<&str>) -> TestProject
     p
 }
 
-fn script_env(p: &TestProject) -> [(String, String); 3] {
+pub(crate) fn script_env(p: &TestProject) -> [(String, String); 3] {
     [
         (
             "FAKE_AGENT_SCRIPT".to_owned(),
@@ -278,215 +279,13 @@ fn script_env(p: &TestProject) -> [(String, String); 3] {
     ]
 }
 
-fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+pub(crate) fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 /// How many times the scripted fake was called.
-fn calls(p: &TestProject) -> u32 {
+pub(crate) fn calls(p: &TestProject) -> u32 {
     read_or_empty(p, "script.count").trim().parse().unwrap_or(0)
-}
-
-#[test]
-fn an_agent_rate_limited_twice_then_successful_completes_with_two_waits() {
-    let p = scripted("rate_limit\nrate_limit\nedit\n", "{ waits: [1s] }", None);
-    let env = script_env(&p);
-    let out = dl(&p, &["run", "fix"], &refs(&env));
-    assert_eq!(out.code, 0, "{}", out.render());
-    let (_, dir) = p.only_run();
-    let log = verified_log(&dir);
-    let limited = of_type(&log, "rate_limited");
-    assert_eq!(limited.len(), 2, "{limited:?}");
-    for (n, record) in limited.iter().enumerate() {
-        assert_eq!(record["attempt"], n as u64 + 1);
-        assert_eq!(record["step"], 2, "the same step");
-        assert_eq!(record["wait_ms"], 1000, "the ladder's wait: {record}");
-        assert!(record["resume_at"].is_string());
-        assert!(
-            record["evidence"]
-                .as_str()
-                .is_some_and(|e| e.contains("limit")),
-            "{record}"
-        );
-    }
-    assert_eq!(calls(&p), 3);
-    let keys: Vec<&Value> = fix_results(&log)
-        .iter()
-        .map(|r| &r["step"])
-        .collect::<Vec<_>>();
-    assert_eq!(keys, [2, 2, 2], "three tries of one step");
-    let starts: Vec<&Value> = of_type(&log, "action_started")
-        .into_iter()
-        .filter(|r| r["state"] == "fix")
-        .map(|r| &r["idempotency_key"])
-        .collect();
-    assert!(
-        starts.windows(2).all(|w| w[0] == w[1]),
-        "one key: {starts:?}"
-    );
-}
-
-#[test]
-fn a_run_killed_during_a_rate_limit_wait_resumes_the_ladder_where_it_was() {
-    let p = scripted("rate_limit\nrate_limit\nedit\n", "{ waits: [2s] }", None);
-    let env = script_env(&p);
-    let child = spawn(&p, &["run", "fix"], &refs(&env));
-    let pid = child.id();
-    let (id, dir) = p.wait_for_log(Duration::from_secs(30), |log| {
-        count(log, "rate_limited") == 1
-    });
-    signal(pid, "KILL");
-    let killed = p.wait(child, Duration::from_secs(10));
-    assert_eq!(killed.signal, Some(9));
-    assert_eq!(calls(&p), 1, "killed during the first wait");
-
-    let out = dl(&p, &["resume", &id], &refs(&env));
-    assert_eq!(out.code, 0, "{}", out.render());
-    let log = verified_log(&dir);
-    let attempts: Vec<&Value> = of_type(&log, "rate_limited")
-        .iter()
-        .map(|r| &r["attempt"])
-        .collect();
-    assert_eq!(attempts, [1, 2], "the ladder goes on, not from zero");
-    assert_eq!(calls(&p), 3, "the step ran once more after each wait");
-    assert_eq!(count(&log, "run_completed"), 1);
-    // The check ran before the fix and after it, never again in between.
-    let checks = of_type(&log, "action_started")
-        .iter()
-        .filter(|r| r["state"] == "check")
-        .count();
-    assert_eq!(checks, 2);
-}
-
-#[test]
-fn a_ladder_spent_without_a_route_pauses_and_with_one_routes() {
-    let p = scripted("rate_limit\n", "{ waits: [1s], total: 1s }", None);
-    let env = script_env(&p);
-    let out = dl(&p, &["run", "fix"], &refs(&env));
-    assert_eq!(out.code, 3, "{}", out.render());
-    let (id, dir) = p.only_run();
-    let log = verified_log(&dir);
-    let limited = of_type(&log, "rate_limited");
-    assert_eq!(limited.len(), 2, "one wait, then spent: {limited:?}");
-    assert_eq!(limited[1]["exhausted"], true);
-    let json = inspect(&p, &id);
-    assert_eq!(json["status"], "paused");
-    assert_eq!(json["reason"], "rate_limited");
-    assert!(
-        out.stderr.contains("still rate limited after 1 wait"),
-        "{}",
-        out.stderr
-    );
-
-    let p = scripted(
-        "rate_limit\n",
-        "{ waits: [1s], total: 1s }",
-        Some("{ rate_limited: later, _: check }"),
-    );
-    p.write_loop(
-        "fix",
-        &(p.read(".loops/fix.yaml") + "  later:\n    terminal: failure\n"),
-    );
-    let env = script_env(&p);
-    let out = dl(&p, &["run", "fix"], &refs(&env));
-    assert_eq!(out.code, 1, "{}", out.render());
-    let (_, dir) = p.only_run();
-    let log = verified_log(&dir);
-    let moved: Vec<&Value> = of_type(&log, "transitioned")
-        .into_iter()
-        .filter(|r| r["from"] == "fix")
-        .collect();
-    assert_eq!(moved.len(), 1);
-    assert_eq!(moved[0]["to"], "later");
-    assert_eq!(moved[0]["verdict"], "rate_limited");
-    assert_eq!(count(&log, "run_paused"), 0);
-}
-
-#[test]
-fn an_answer_that_mentions_rate_limits_is_a_success() {
-    for runner in ["claude", "codex", "gemini", "opencode"] {
-        let p = TestProject::new();
-        p.write_loop("fix", &check_fix(runner, &passes_on(2), ""));
-        let out = dl(&p, &["run", "fix"], &[("FAKE_AGENT_MODE", "mention_limit")]);
-        assert_eq!(out.code, 0, "{runner}: {}", out.render());
-        let (_, dir) = p.only_run();
-        let log = verified_log(&dir);
-        assert_eq!(count(&log, "rate_limited"), 0, "{runner}");
-        assert_eq!(fix_results(&log)[0]["agent"]["outcome"], "success");
-    }
-}
-
-#[test]
-fn an_agent_that_is_not_logged_in_pauses_with_its_own_message() {
-    let cases = [
-        ("claude", "Invalid API key"),
-        ("codex", "401 Unauthorized"),
-        ("gemini", "Please set an Auth method"),
-        ("opencode", "opencode auth login"),
-    ];
-    for (runner, said) in cases {
-        let p = TestProject::new();
-        p.write_loop("fix", &check_fix(runner, "test -f fixed", ""));
-        let out = dl(&p, &["run", "fix"], &[("FAKE_AGENT_MODE", "auth")]);
-        assert_eq!(out.code, 3, "{runner}: {}", out.render());
-        assert!(out.stderr.contains(said), "{runner}: {}", out.stderr);
-        assert!(
-            out.stderr.contains("could not authenticate"),
-            "{runner}: {}",
-            out.stderr
-        );
-        let (id, dir) = p.only_run();
-        let json = inspect(&p, &id);
-        assert_eq!(json["status"], "paused", "{runner}");
-        assert_eq!(json["reason"], "agent_error", "{runner}");
-        assert!(
-            json["message"].as_str().is_some_and(|m| m.contains(said)),
-            "{runner}: {json}"
-        );
-        let shown = p.dloop(&["inspect", &id]);
-        assert!(shown.stdout.contains(said), "{runner}: {}", shown.stdout);
-        let log = verified_log(&dir);
-        assert_eq!(count(&log, "agent_unavailable"), 1, "{runner}");
-        assert_eq!(count(&log, "evaluated"), 1, "only the check was judged");
-    }
-}
-
-#[test]
-fn an_agent_that_never_finishes_ends_within_its_timeout_and_is_no_success() {
-    // The state's wall clock, then the profile's idle time limit from config.yaml.
-    let timed = TestProject::new();
-    timed.write_loop(
-        "fix",
-        &check_fix("claude", "test -f fixed", "    timeout: 1s\n"),
-    );
-    let idle = TestProject::new();
-    idle.write(
-        ".loops/config.yaml",
-        "runners:\n  claude:\n    idle_timeout: 1s\n",
-    );
-    idle.write_loop("fix", &check_fix("claude", "test -f fixed", ""));
-    for (p, what) in [(timed, "wall-clock"), (idle, "idle")] {
-        let child = spawn(&p, &["run", "fix"], &[("FAKE_AGENT_MODE", "hang")]);
-        let out = p.wait(child, Duration::from_secs(30));
-        assert_eq!(out.code, 1, "{what}: {}", out.render());
-        assert!(
-            out.stderr
-                .contains(&format!("ended by its {what} time limit")),
-            "{what}: {}",
-            out.stderr
-        );
-        let (_, dir) = p.only_run();
-        let log = verified_log(&dir);
-        let fix = fix_results(&log)[0];
-        assert_ne!(fix["agent"]["outcome"], "success", "{fix}");
-        let verdicts: Vec<&Value> = of_type(&log, "evaluated")
-            .into_iter()
-            .filter(|r| r["state"] == "fix")
-            .map(|r| &r["verdict"])
-            .collect();
-        assert_eq!(verdicts, ["error"], "{what}");
-        assert_eq!(count(&log, "run_failed"), 1);
-    }
 }
 
 #[test]

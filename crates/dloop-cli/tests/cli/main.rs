@@ -1,6 +1,7 @@
 //! Integration tests of the `dloop` binary: one module per command, all in one test binary.
 
 mod actions;
+mod agent_failures;
 mod agent_runs;
 mod agents;
 mod common;
@@ -34,6 +35,7 @@ mod replay_scratch;
 mod replay_subloops;
 mod resume;
 mod run;
+mod run_edges;
 mod schema;
 mod scopes;
 mod serve;

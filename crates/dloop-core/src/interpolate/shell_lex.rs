@@ -16,6 +16,11 @@
 //! inside `$(...)`, nested backticks written as `` \` ``, and `((` at the start of a word
 //! that bash would parse as two subshells are lexed as bash would not.
 
+mod expansion;
+mod heredoc;
+
+use self::heredoc::Heredoc;
+
 /// The lexical context at a point of a shell script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShellContext {
@@ -93,13 +98,6 @@ enum ArithClose {
     DoubleParen,
     /// `$[...]`.
     Bracket,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Heredoc {
-    delimiter: Vec<u8>,
-    strip_tabs: bool,
-    quoted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,41 +275,6 @@ impl Lexer<'_> {
         self.bounds.get(self.next) == Some(&at)
     }
 
-    /// `$(`, `$((`, `$[`, `${` and backticks, where the top frame allows expansions.
-    /// Returns whether one was consumed.
-    fn expansion(&mut self) -> bool {
-        match (self.s[self.pos], self.peek(1), self.peek(2)) {
-            (b'`', _, _) => {
-                self.pos += 1;
-                self.push_cmd(Close::Backtick);
-            }
-            (b'$', Some(b'('), Some(b'(')) => {
-                self.pos += 3;
-                self.stack.push(Frame::Arith {
-                    close: ArithClose::DoubleParen,
-                    parens: 0,
-                });
-            }
-            (b'$', Some(b'('), _) => {
-                self.pos += 2;
-                self.push_cmd(Close::Paren);
-            }
-            (b'$', Some(b'['), _) => {
-                self.pos += 2;
-                self.stack.push(Frame::Arith {
-                    close: ArithClose::Bracket,
-                    parens: 0,
-                });
-            }
-            (b'$', Some(b'{'), _) => {
-                self.pos += 2;
-                self.stack.push(Frame::Param { braces: 0 });
-            }
-            _ => return false,
-        }
-        true
-    }
-
     fn push_cmd(&mut self, close: Close) {
         self.stack.push(Frame::Cmd {
             close,
@@ -420,195 +383,6 @@ impl Lexer<'_> {
             }
             _ => {
                 self.set_word_start(false);
-                if !self.expansion() {
-                    self.pos += 1;
-                }
-            }
-        }
-    }
-
-    /// After `<<`: an optional `-`, blanks, and the delimiter word.
-    fn heredoc_operator(&mut self) {
-        let strip_tabs = self.peek(0) == Some(b'-') && !self.at_bound(self.pos);
-        if strip_tabs {
-            self.pos += 1;
-        }
-        while matches!(self.s.get(self.pos), Some(b' ' | b'\t')) && !self.at_bound(self.pos) {
-            self.pos += 1;
-        }
-        let mut delimiter = Vec::new();
-        let mut quoted = false;
-        let mut quote: Option<u8> = None;
-        loop {
-            while self.at_bound(self.pos) {
-                self.out.push(ShellContext::HeredocDelimiter);
-                self.next += 1;
-            }
-            let Some(&b) = self.s.get(self.pos) else {
-                break;
-            };
-            match (quote, b) {
-                (Some(q), b) if b == q => {
-                    quote = None;
-                    self.pos += 1;
-                }
-                (Some(b'"'), b'\\') if matches!(self.peek(1), Some(b'"' | b'\\' | b'$' | b'`')) => {
-                    delimiter.push(self.s[self.pos + 1]);
-                    self.pos += 2;
-                }
-                (Some(_), b) => {
-                    delimiter.push(b);
-                    self.pos += 1;
-                }
-                (None, b'\'' | b'"') => {
-                    quoted = true;
-                    quote = Some(b);
-                    self.pos += 1;
-                }
-                (None, b'\\') => {
-                    quoted = true;
-                    if let Some(next) = self.peek(1) {
-                        delimiter.push(next);
-                        self.pos += 2;
-                    } else {
-                        self.pos += 1;
-                    }
-                }
-                (None, b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')') => {
-                    break;
-                }
-                (None, b) => {
-                    delimiter.push(b);
-                    self.pos += 1;
-                }
-            }
-        }
-        self.pending.push(Heredoc {
-            delimiter,
-            strip_tabs,
-            quoted,
-        });
-    }
-
-    fn step_body(&mut self, doc: Heredoc, line_start: bool) {
-        if line_start {
-            if let Frame::Body { line_start, .. } = self.top() {
-                *line_start = false;
-            }
-            if self.ends_body(&doc) {
-                self.pop();
-                if !self.pending.is_empty() {
-                    let doc = self.pending.remove(0);
-                    self.stack.push(Frame::Body {
-                        doc,
-                        line_start: true,
-                    });
-                }
-                return;
-            }
-        }
-        match self.s[self.pos] {
-            b'\n' => {
-                self.pos += 1;
-                if let Frame::Body { line_start, .. } = self.top() {
-                    *line_start = true;
-                }
-            }
-            _ if doc.quoted => self.pos += 1,
-            b'\\' => self.escape(),
-            _ => {
-                if !self.expansion() {
-                    self.pos += 1;
-                }
-            }
-        }
-    }
-
-    /// At a body line's start: whether the line is the delimiter; if so it is consumed with
-    /// its newline.
-    fn ends_body(&mut self, doc: &Heredoc) -> bool {
-        let mut i = 0;
-        if doc.strip_tabs {
-            while self.peek(i) == Some(b'\t') {
-                i += 1;
-            }
-        }
-        for &d in &doc.delimiter {
-            if self.peek(i) != Some(d) {
-                return false;
-            }
-            i += 1;
-        }
-        match self.peek(i) {
-            Some(b'\n') => i += 1,
-            None if self.pos + i >= self.s.len() => {}
-            _ => return false,
-        }
-        self.pos += i;
-        true
-    }
-
-    fn step_param(&mut self, braces: u32) {
-        let inside_double = self
-            .stack
-            .iter()
-            .rev()
-            .find(|f| !matches!(f, Frame::Param { .. }))
-            .is_some_and(|f| matches!(f, Frame::Double | Frame::Body { .. }));
-        match self.s[self.pos] {
-            b'}' if braces == 0 => {
-                self.pos += 1;
-                self.pop();
-            }
-            b'}' => {
-                self.pos += 1;
-                *self.top() = Frame::Param { braces: braces - 1 };
-            }
-            b'{' => {
-                self.pos += 1;
-                *self.top() = Frame::Param { braces: braces + 1 };
-            }
-            b'\\' => self.escape(),
-            b'"' => {
-                self.pos += 1;
-                self.stack.push(Frame::Double);
-            }
-            b'\'' if !inside_double => {
-                self.pos += 1;
-                self.stack.push(Frame::Single);
-            }
-            _ => {
-                if !self.expansion() {
-                    self.pos += 1;
-                }
-            }
-        }
-    }
-
-    fn step_arith(&mut self, close: ArithClose, parens: u32) {
-        let b = self.s[self.pos];
-        let set = |lexer: &mut Self, parens| {
-            *lexer.top() = Frame::Arith { close, parens };
-        };
-        match (close, b) {
-            (ArithClose::DoubleParen, b')') if parens == 0 && self.peek(1) == Some(b')') => {
-                self.pos += 2;
-                self.pop();
-            }
-            (ArithClose::Bracket, b']') if parens == 0 => {
-                self.pos += 1;
-                self.pop();
-            }
-            (_, b'(') => {
-                self.pos += 1;
-                set(self, parens + 1);
-            }
-            (_, b')') => {
-                self.pos += 1;
-                set(self, parens.saturating_sub(1));
-            }
-            (_, b'\\') => self.escape(),
-            _ => {
                 if !self.expansion() {
                     self.pos += 1;
                 }
