@@ -297,7 +297,14 @@ pub(crate) fn continue_child(
         let meta = store.read_meta(id)?;
         let def = crate::runs::parse_definition(id, &meta.definition)?;
         crate::agent_runners::check_runners(&def, &*options.agents)?;
-        let run = store.open_run(id)?;
+        let mut run = store.open_run(id)?;
+        // Under the lock now: a torn first batch a crash left is cut, and the handle may append.
+        let (locked, _) = run.load_state()?;
+        if locked.last_seq != 0 {
+            // Another process wrote its first records between the look above and the lock.
+            drop(run);
+            return continue_child(host, id, link, no_llm, options, observer);
+        }
         let Some(started) = meta.started.clone() else {
             return Err(dloop_core::transition::ResumeError::NeverStarted {
                 run_id: id.to_owned(),

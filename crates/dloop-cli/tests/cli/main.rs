@@ -42,6 +42,7 @@ mod show;
 mod soak;
 mod status;
 mod store_door;
+mod subloop_edges;
 mod subloop_lifecycle;
 mod subloops;
 mod templates;
