@@ -338,6 +338,11 @@ pub fn resume_run(
     let run_dir = local_dir(&input.run_id)?;
     crate::reaper::end_leftover_action(&input.run_id);
     let mut options = options;
+    if meta.worktree.is_none()
+        && let Some(root) = crate::subloop::ancestor_worktree(store, &state)?
+    {
+        options.project_root = root;
+    }
     crate::worktree::attach(&mut options, &meta, &run_dir)?;
     if state.last_seq == 0 {
         // The run died after its folder was made and before its first record was durable:

@@ -338,6 +338,35 @@ pub(crate) fn continue_child(
     })
 }
 
+/// Where a sub-loop run works when it is resumed on its own (`dloop resume CHILD`): in its
+/// nearest ancestor's worktree, when that ancestor runs in one (a child works where its parent
+/// works, see the module documentation); `None`: where the caller is (the project). A parent
+/// that no longer exists leaves the child in the project.
+///
+/// # Errors
+/// The ancestor's worktree is gone ([`crate::worktree::check`]), or the store failed.
+pub(crate) fn ancestor_worktree(
+    store: &dyn Store,
+    state: &RunState,
+) -> Result<Option<PathBuf>, RuntimeError> {
+    let mut parent = state.parent.as_ref().map(|p| p.run_id.clone());
+    // Bounded: a chain is at most MAX_DEPTH long, and a tampered log must not loop forever.
+    for _ in 0..=MAX_DEPTH {
+        let Some(id) = parent else { break };
+        let meta = match store.read_meta(&id) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == StoreErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        if let Some(worktree) = &meta.worktree {
+            return crate::worktree::check(&id, worktree).map(Some);
+        }
+        let (above, _) = store.load_state(&id)?;
+        parent = above.parent.map(|p| p.run_id);
+    }
+    Ok(None)
+}
+
 /// The step's output of a child that ended: the child's final context and captures, as one
 /// JSON object (see the README's "Sub-loops"):
 /// `{"run_id", "loop", "status", "state", "error"?, "context": {K: V}, "captured": {NAME:

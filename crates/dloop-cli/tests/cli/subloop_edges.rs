@@ -4,6 +4,7 @@
 //! the wrong order. Each test names what broke before its fix.
 
 use crate::common::{count, verified_log};
+use crate::gitrepo;
 use crate::subloop_lifecycle::crash_then_resume;
 use crate::subloops::{only_run_of, run_dir};
 
@@ -17,4 +18,37 @@ fn sigkill_before_the_childs_first_record_then_resume_starts_the_child() {
     let child_log = verified_log(&run_dir(&p, &child));
     assert_eq!(count(&child_log, "run_started"), 1);
     assert_eq!(count(&child_log, "sub_loop_of"), 1);
+}
+
+#[test]
+fn a_child_of_a_worktree_run_resumed_on_its_own_works_in_the_parents_worktree() {
+    // The child used to be resumed in the main tree, so its second step wrote there.
+    let p = gitrepo::git_project();
+    p.write_loop(
+        "parent",
+        "initial: sub\nstates:\n  sub:\n    loop: kid\n    next: after\n  after:\n    shell: pwd > after.txt\n    next: done\n  done:\n    terminal: success\n",
+    );
+    p.write_loop(
+        "kid",
+        "initial: k1\nlimits:\n  max_steps: 1\nstates:\n  k1:\n    shell: pwd > k1.txt\n    next: k2\n  k2:\n    shell: pwd > k2.txt\n    next: done\n  done:\n    terminal: success\n",
+    );
+    let out = gitrepo::dloop_git(&p, &["run", "parent", "--worktree"]);
+    assert_eq!(out.code, 3, "{}", out.render());
+    let parent = only_run_of(&p, "parent");
+    let kid = only_run_of(&p, "kid");
+    let out = gitrepo::dloop_git(&p, &["resume", &kid]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let out = gitrepo::dloop_git(&p, &["resume", &parent]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let wt = p.root().join(".loops/.dloop/worktrees").join(&parent);
+    for file in ["k1.txt", "k2.txt", "after.txt"] {
+        assert!(
+            wt.join(file).is_file(),
+            "{file} is in the parent's worktree"
+        );
+        assert!(
+            !p.root().join(file).exists(),
+            "{file} is not in the main tree"
+        );
+    }
 }
