@@ -50,6 +50,9 @@ use crate::error::RuntimeError;
 use crate::observer::RunObserver;
 use crate::runs::{ResumeInput, RunOptions, StartRequest};
 
+mod inherit;
+pub(crate) use inherit::{Inherited, budget_left};
+
 /// How deep sub-loops may nest: a top-level run is depth 0, its children depth 1, and a child
 /// at a depth beyond this is not created (its step ends with an `error` verdict).
 pub const MAX_DEPTH: u32 = 8;
@@ -134,8 +137,8 @@ pub(crate) struct ChildStart {
     pub(crate) child: ChildLoop,
     /// Its context: the loop's defaults, then the state's `with:` values.
     pub(crate) context: BTreeMap<String, String>,
-    /// The parent's `--no-llm`, inherited.
-    pub(crate) no_llm: bool,
+    /// What it inherits from its parent.
+    pub(crate) inherited: Inherited,
 }
 
 /// How a child's session ended.
@@ -200,8 +203,8 @@ pub(crate) fn create_child(
         delay_ms: def.delay.map(dloop_core::HumanDuration::as_millis),
         scope: None,
         options: RunOptions {
-            no_llm: start.no_llm,
-            budget: dloop_core::budget::Budget::default(),
+            no_llm: start.inherited.no_llm,
+            budget: start.inherited.budget_for(def),
         },
     };
     let run_id = RunId::parse(id)?;
@@ -229,7 +232,7 @@ pub(crate) fn create_child(
         run,
         &meta,
         vec![started, link],
-        start.no_llm,
+        start.inherited,
         options,
         observer,
     )
@@ -244,7 +247,7 @@ fn drive_new(
     run: Box<dyn RunHandle>,
     meta: &dloop_store::RunMeta,
     first: Vec<Event>,
-    no_llm: bool,
+    inherited: Inherited,
     options: SessionOptions,
     observer: &mut dyn RunObserver,
 ) -> Result<ChildEnd, RuntimeError> {
@@ -255,10 +258,11 @@ fn drive_new(
     for event in first {
         session.record(event);
     }
-    if no_llm {
+    let budget = inherited.budget_for(def);
+    if inherited.no_llm || !budget.is_empty() {
         session.record(Event::RunOptions {
-            no_llm,
-            budget: dloop_core::budget::Budget::default(),
+            no_llm: inherited.no_llm,
+            budget,
         });
     }
     let status = session.drive()?;
@@ -270,9 +274,10 @@ fn drive_new(
 }
 
 /// Continues child run `id` from its own log: a finished (or timed-out) child is read as it
-/// is; one whose log is still empty is started with `link` (and `no_llm`, the parent's); any
+/// is; one whose log is still empty is started with `link` (and what it `inherited`); any
 /// other is resumed as `dloop resume` would (no scope, no reload: it keeps the definition it
-/// started with).
+/// started with), under what is left of the parent's budget now (a parent resumed with a
+/// larger budget passes it on).
 ///
 /// # Errors
 /// The child is live in another process, its log is damaged, or the store failed.
@@ -280,7 +285,7 @@ pub(crate) fn continue_child(
     host: &dyn SubLoopHost,
     id: &str,
     link: Event,
-    no_llm: bool,
+    inherited: Inherited,
     options: SessionOptions,
     observer: &mut dyn RunObserver,
 ) -> Result<ChildEnd, RuntimeError> {
@@ -303,7 +308,7 @@ pub(crate) fn continue_child(
         if locked.last_seq != 0 {
             // Another process wrote its first records between the look above and the lock.
             drop(run);
-            return continue_child(host, id, link, no_llm, options, observer);
+            return continue_child(host, id, link, inherited, options, observer);
         }
         let Some(started) = meta.started.clone() else {
             return Err(dloop_core::transition::ResumeError::NeverStarted {
@@ -317,7 +322,7 @@ pub(crate) fn continue_child(
             run,
             &meta,
             vec![started, link],
-            no_llm,
+            inherited,
             options,
             observer,
         );
@@ -326,7 +331,10 @@ pub(crate) fn continue_child(
         run_id: id.to_owned(),
         current_definition: None,
         reload: false,
-        request: ResumeRequest::default(),
+        request: ResumeRequest {
+            budget: inherited.budget_for(&resumed_def(store, id)?),
+            ..ResumeRequest::default()
+        },
         scope: None,
     };
     let local_dir = |id: &str| host.local_dir(id);
@@ -365,6 +373,22 @@ pub(crate) fn ancestor_worktree(
         parent = above.parent.map(|p| p.run_id);
     }
     Ok(None)
+}
+
+/// The definition a resume of child `id` drives: the one it started with, or the last one a
+/// `dloop resume CHILD --reload` recorded.
+fn resumed_def(store: &dyn Store, id: &str) -> Result<LoopDef, RuntimeError> {
+    let meta = store.read_meta(id)?;
+    let mut text = meta.definition.clone();
+    for record in store.records_from(id, 1)? {
+        if let Event::DefinitionReloaded { definition_sha256 } = record?.event
+            && let Some(bytes) =
+                store.get_blob(id, &format!("definition-{definition_sha256}.yaml"))?
+        {
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+    }
+    crate::runs::parse_definition(id, &text)
 }
 
 /// The step's output of a child that ended: the child's final context and captures, as one

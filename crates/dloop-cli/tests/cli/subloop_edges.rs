@@ -3,10 +3,11 @@
 //! parent's resume, and the commands (`resume`, `rm`, `fork`) pointed at a parent or a child in
 //! the wrong order. Each test names what broke before its fix.
 
+use crate::common::TestProject;
 use crate::common::{count, verified_log};
 use crate::gitrepo;
 use crate::subloop_lifecycle::crash_then_resume;
-use crate::subloops::{only_run_of, run_dir};
+use crate::subloops::{only_run_of, parent_of, run_dir};
 
 #[test]
 fn sigkill_before_the_childs_first_record_then_resume_starts_the_child() {
@@ -51,4 +52,49 @@ fn a_child_of_a_worktree_run_resumed_on_its_own_works_in_the_parents_worktree() 
             "{file} is not in the main tree"
         );
     }
+}
+
+/// A child that asks the fake `claude` ($0.0421 a call) until its answer says `NEVER`.
+const SPENDER: &str = "initial: q\nstates:\n  q:\n    prompt: say hi\n    runner: claude\n    evaluate:\n      type: contains\n      pattern: NEVER\n    on: { success: done, failure: q }\n  done:\n    terminal: success\n";
+
+/// The fake agents first on `PATH`.
+fn fakes_path() -> String {
+    format!(
+        "{}:{}",
+        crate::common::repo_root()
+            .join("tests/fixtures/agents")
+            .display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn a_spending_child_stays_within_what_its_parents_budget_leaves() {
+    // The child used to run with no budget at all: a parent given $0.05 let its child spend
+    // $4.21 (100 calls) before the parent's budget was ever checked.
+    let p = TestProject::new();
+    p.write_loop("parent", &parent_of("spender"));
+    p.write_loop("spender", SPENDER);
+    let path = fakes_path();
+    let env = [("PATH", path.as_str())];
+    let out = p.dloop_env(
+        &["run", "parent", "--no-llm", "--max-cost-usd", "0.05"],
+        &env,
+    );
+    assert_eq!(out.code, 3, "{}", out.render());
+    let parent = only_run_of(&p, "parent");
+    let child = only_run_of(&p, "spender");
+    let child_json = p.dloop(&["inspect", &child, "--json"]).json();
+    // Two calls ($0.0842) are the first past $0.05: the child pauses there, and its parent too.
+    assert_eq!(child_json["agent"]["invocations"], 2, "{child_json}");
+    assert_eq!(child_json["reason"], "budget", "{child_json}");
+    let parent_json = p.dloop(&["inspect", &parent, "--json"]).json();
+    assert_eq!(parent_json["reason"], "budget", "{parent_json}");
+
+    // A larger budget given to the parent reaches the child: $0.20 is passed after 5 calls.
+    let out = p.dloop_env(&["resume", &parent, "--max-cost-usd", "0.2"], &env);
+    assert_eq!(out.code, 3, "{}", out.render());
+    let child_json = p.dloop(&["inspect", &child, "--json"]).json();
+    assert_eq!(child_json["agent"]["invocations"], 5, "{child_json}");
+    assert_eq!(count(&verified_log(&run_dir(&p, &child)), "run_resumed"), 1);
 }
