@@ -7,7 +7,7 @@ use crate::common::TestProject;
 use crate::common::{count, verified_log};
 use crate::gitrepo;
 use crate::subloop_lifecycle::crash_then_resume;
-use crate::subloops::{only_run_of, parent_of, run_dir};
+use crate::subloops::{COUNTER, only_run_of, parent_of, run_dir};
 
 #[test]
 fn sigkill_before_the_childs_first_record_then_resume_starts_the_child() {
@@ -97,4 +97,30 @@ fn a_spending_child_stays_within_what_its_parents_budget_leaves() {
     let child_json = p.dloop(&["inspect", &child, "--json"]).json();
     assert_eq!(child_json["agent"]["invocations"], 5, "{child_json}");
     assert_eq!(count(&verified_log(&run_dir(&p, &child)), "run_resumed"), 1);
+}
+
+#[test]
+fn rm_of_a_finished_child_whose_parent_has_not_finished_is_refused() {
+    // `rm` used to delete it, and the parent's resume then ran the whole child again.
+    let p = TestProject::new();
+    p.write_loop("parent", &parent_of("counter"));
+    p.write_loop("counter", COUNTER);
+    // Side effects 1-5 are the child's steps, the 6th the parent's step, before its record.
+    let out = p.dloop_env(
+        &["run", "parent"],
+        &[("DLOOP_CRASH_AT", "after_side_effect:6")],
+    );
+    assert_eq!(out.signal, Some(9), "{}", out.render());
+    let parent = only_run_of(&p, "parent");
+    let child = only_run_of(&p, "counter");
+    let out = p.dloop(&["rm", &child]);
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(out.stderr.contains(&parent), "{}", out.stderr);
+    assert!(run_dir(&p, &child).is_dir());
+    let out = p.dloop(&["resume", &parent]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(p.read("marker.txt"), "s1\ns2\ns3\ns4\ns5\nparent-after\n");
+    // Once the parent has finished, the child goes like any finished run.
+    let out = p.dloop(&["rm", &child]);
+    assert_eq!(out.code, 0, "{}", out.render());
 }
