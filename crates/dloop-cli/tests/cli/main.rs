@@ -29,6 +29,7 @@ mod pg_commands;
 mod quoting;
 mod refusals;
 mod replay;
+mod replay_edges;
 mod replay_resume;
 mod replay_scratch;
 mod replay_subloops;
