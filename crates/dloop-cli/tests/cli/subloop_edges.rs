@@ -4,7 +4,9 @@
 //! the wrong order. Each test names what broke before its fix.
 
 use crate::common::TestProject;
-use crate::common::{count, verified_log};
+use std::time::Duration;
+
+use crate::common::{count, poll, process_alive, verified_log};
 use crate::gitrepo;
 use crate::subloop_lifecycle::crash_then_resume;
 use crate::subloops::{COUNTER, only_run_of, parent_of, run_dir};
@@ -123,4 +125,39 @@ fn rm_of_a_finished_child_whose_parent_has_not_finished_is_refused() {
     // Once the parent has finished, the child goes like any finished run.
     let out = p.dloop(&["rm", &child]);
     assert_eq!(out.code, 0, "{}", out.render());
+}
+
+#[test]
+fn stop_force_of_a_parent_ends_the_action_its_child_was_running() {
+    // `stop --force PARENT` used to end only the parent's own action (it has none: its child
+    // run's action is what runs), leaving the child's process running with nobody driving it.
+    let p = TestProject::new();
+    p.write_loop(
+        "parent",
+        "initial: sub\nstates:\n  sub:\n    loop: kid\n    next: done\n  done:\n    terminal: success\n",
+    );
+    p.write_loop(
+        "kid",
+        "initial: k1\nstates:\n  k1:\n    shell: echo $$ > pid.txt; exec sleep 1000\n    next: done\n  done:\n    terminal: success\n",
+    );
+    let run = p.spawn(&["run", "parent"], &[]);
+    let pid: u32 = poll(Duration::from_secs(30), || {
+        std::fs::read_to_string(p.root().join("pid.txt"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    })
+    .expect("the child's action started");
+    let parent = only_run_of(&p, "parent");
+    let out = p.dloop(&["stop", "--force", &parent]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let _ = p.wait(run, Duration::from_secs(30));
+    let gone = poll(Duration::from_secs(10), || {
+        (!process_alive(pid)).then_some(())
+    });
+    assert!(gone.is_some(), "the child's action (pid {pid}) still runs");
+    let kid = only_run_of(&p, "kid");
+    assert_eq!(
+        p.dloop(&["inspect", &kid, "--json"]).json()["status"],
+        "crashed"
+    );
 }
