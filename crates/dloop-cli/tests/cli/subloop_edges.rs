@@ -161,3 +161,47 @@ fn stop_force_of_a_parent_ends_the_action_its_child_was_running() {
         "crashed"
     );
 }
+
+#[test]
+fn cancel_of_a_fork_leaves_the_source_runs_child_alone() {
+    // The fork's copied history names the source's child (its step 1 took that child's
+    // result); `cancel FORK` used to cancel it, changing a run of the source the fork only read.
+    let p = TestProject::new();
+    p.write_loop(
+        "parent",
+        "initial: sub\nlimits:\n  max_steps: 2\nstates:\n  sub:\n    loop: kid\n    on: { success: a, failure: a }\n  a:\n    shell: echo a\n    next: b\n  b:\n    shell: echo b\n    next: done\n  done:\n    terminal: success\n",
+    );
+    // The child times out after its first step: `timed_out` is resumable, not finished.
+    p.write_loop(
+        "kid",
+        "initial: k1\nlimits:\n  timeout: 10ms\nstates:\n  k1:\n    shell: sleep 0.1\n    next: k2\n  k2:\n    shell: echo k2\n    next: done\n  done:\n    terminal: success\n",
+    );
+    let out = p.dloop(&["run", "parent"]);
+    assert_eq!(out.code, 3, "{}", out.render());
+    let source = only_run_of(&p, "parent");
+    let kid = only_run_of(&p, "kid");
+    assert_eq!(
+        p.dloop(&["inspect", &kid, "--json"]).json()["status"],
+        "timed_out"
+    );
+    let out = p.dloop(&["fork", &source, "--at", "1"]);
+    assert_eq!(out.code, 3, "{}", out.render());
+    let fork = p
+        .run_ids()
+        .into_iter()
+        .find(|id| id.starts_with("parent-") && *id != source)
+        .expect("the fork");
+    let out = p.dloop(&["cancel", &fork]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(
+        p.dloop(&["inspect", &kid, "--json"]).json()["status"],
+        "timed_out"
+    );
+    // Cancelling the source, whose child it is, still cancels it.
+    let out = p.dloop(&["cancel", &source]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(
+        p.dloop(&["inspect", &kid, "--json"]).json()["status"],
+        "cancelled"
+    );
+}
