@@ -117,23 +117,31 @@ fn wait_gone(store: &dyn dloop_store::Store, run_id: &str) {
 /// process drives a parent and its children, so the SIGKILL that ended the parent ended their
 /// driver too, and a parent's own action is its child run (no process of its own).
 fn end_descendants_actions(store: &dyn dloop_store::Store, run_id: &str) {
-    let children = |id: &str| -> Vec<String> {
+    let children = |id: &str| -> Vec<(String, String)> {
         store
             .load_state(id)
-            .map(|(state, _)| state.children.iter().map(|c| c.run_id.clone()).collect())
+            .map(|(state, _)| {
+                state
+                    .children
+                    .iter()
+                    .map(|c| (id.to_owned(), c.run_id.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut pending = children(run_id);
-    // Bounded: sub-loops nest at most MAX_DEPTH deep, and a tampered log must not loop.
+    // The seen set bounds the walk even when a tampered log makes a cycle.
     let mut seen = std::collections::BTreeSet::new();
-    while let Some(id) = pending.pop() {
+    while let Some((parent, id)) = pending.pop() {
         if !seen.insert(id.clone()) {
             continue;
         }
-        let unfinished = store
-            .load_state(&id)
-            .is_ok_and(|(state, _)| !state.status.is_finished());
-        if unfinished {
+        // Only the run's own children: a fork's history names its source's, which another
+        // process may be driving now.
+        let own_and_unfinished = store.load_state(&id).is_ok_and(|(state, _)| {
+            !state.status.is_finished() && state.parent.is_some_and(|p| p.run_id == parent)
+        });
+        if own_and_unfinished {
             dloop_runtime::reaper::end_leftover_action(&id);
             pending.extend(children(&id));
         }
