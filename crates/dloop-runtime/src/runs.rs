@@ -335,6 +335,7 @@ pub fn resume_run(
     let meta = store.read_meta(&input.run_id)?;
     let mut run = store.open_run(&input.run_id)?;
     let (state, info) = run.load_state()?;
+    crate::subloop::refuse_live_child(store, &state)?;
     let run_dir = local_dir(&input.run_id)?;
     crate::reaper::end_leftover_action(&input.run_id);
     let mut options = options;

@@ -375,6 +375,29 @@ pub(crate) fn ancestor_worktree(
     Ok(None)
 }
 
+/// Refuses to resume a run whose current step's sub-loop run is live in another process (a
+/// `dloop resume CHILD` under way): the parent's resume would record its step as started
+/// again, then fail to take the child's lock, leaving itself `crashed`. Checked before
+/// anything is recorded; a child that becomes live right after is still refused by its lock.
+///
+/// # Errors
+/// [`RuntimeError::ChildLive`], or the store failed.
+pub(crate) fn refuse_live_child(store: &dyn Store, state: &RunState) -> Result<(), RuntimeError> {
+    let Some(child) = state.child_of_step(state.step) else {
+        return Ok(());
+    };
+    let own = store
+        .load_state(&child.run_id)
+        .is_ok_and(|(c, _)| c.parent.is_some_and(|p| p.run_id == state.run_id));
+    if own && store.is_live(&child.run_id)? {
+        return Err(RuntimeError::ChildLive {
+            run_id: state.run_id.clone(),
+            child: child.run_id.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// The definition a resume of child `id` drives: the one it started with, or the last one a
 /// `dloop resume CHILD --reload` recorded.
 fn resumed_def(store: &dyn Store, id: &str) -> Result<LoopDef, RuntimeError> {

@@ -205,3 +205,43 @@ fn cancel_of_a_fork_leaves_the_source_runs_child_alone() {
         "cancelled"
     );
 }
+
+#[test]
+fn resume_of_a_parent_whose_child_is_resumed_on_its_own_right_now_is_refused_untouched() {
+    // The parent's resume used to record its step as started again, then fail on the child's
+    // lock: the paused parent was left `crashed`, with a hint to stop it (it was not live).
+    let p = TestProject::new();
+    p.write_loop(
+        "parent",
+        "initial: sub\nstates:\n  sub:\n    loop: kid\n    next: after\n  after:\n    shell: echo after >> marker.txt\n    next: done\n  done:\n    terminal: success\n",
+    );
+    p.write_loop(
+        "kid",
+        "initial: k1\nlimits:\n  max_steps: 1\nstates:\n  k1:\n    shell: echo k1 >> marker.txt\n    next: k2\n  k2:\n    shell: |\n      echo k2-start >> marker.txt\n      for i in $(seq 300); do test -f go && break; sleep 0.1; done\n    next: done\n  done:\n    terminal: success\n",
+    );
+    let out = p.dloop(&["run", "parent"]);
+    assert_eq!(out.code, 3, "{}", out.render());
+    let parent = only_run_of(&p, "parent");
+    let kid = only_run_of(&p, "kid");
+    let before = std::fs::read(run_dir(&p, &parent).join("events.jsonl")).expect("log");
+    let alone = p.spawn(&["resume", &kid], &[]);
+    poll(Duration::from_secs(30), || {
+        p.read("marker.txt").contains("k2-start").then_some(())
+    })
+    .expect("the child's step 2 started");
+    let out = p.dloop(&["resume", &parent]);
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(out.stderr.contains(&kid), "{}", out.stderr);
+    let after = std::fs::read(run_dir(&p, &parent).join("events.jsonl")).expect("log");
+    assert_eq!(before, after, "the parent's log is untouched");
+    assert_eq!(
+        p.dloop(&["inspect", &parent, "--json"]).json()["status"],
+        "paused"
+    );
+    p.write("go", "");
+    let out = p.wait(alone, Duration::from_secs(60));
+    assert_eq!(out.code, 0, "{}", out.render());
+    let out = p.dloop(&["resume", &parent]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(p.read("marker.txt"), "k1\nk2-start\nafter\n");
+}
