@@ -26,6 +26,10 @@
 //!   scope lock: the parent holds the scope for it (a child with the same scope would
 //!   otherwise wait for its own parent forever);
 //! - it shares the parent's stop flag and signals: a stop pauses the child, then the parent;
+//! - it runs under what its parent's budget leaves ([`inherit`]), so a child cannot overspend
+//!   a budget its spend reaches only when it ends;
+//! - resumed on its own, it works in its nearest ancestor's worktree ([`ancestor_worktree`]);
+//!   while it runs so, its parent is not resumed ([`refuse_live_child`]): one driver a run;
 //! - depth is bounded at run time by [`MAX_DEPTH`] (validation refuses cycles; a long chain
 //!   of distinct loops is refused here, failing the step with an `error`);
 //! - the step's output is one JSON object (`outcome_json`), which is how the parent reads the
