@@ -21,13 +21,15 @@ pub(crate) struct Inherited {
 }
 
 impl Inherited {
-    /// The budget a child of loop `def` runs under: per figure, the smaller of what the
-    /// parent leaves and the child loop's own limit, so neither can be overspent.
+    /// The budget a child of loop `def` runs under, as overrides of its loop's own limits:
+    /// per figure the parent limits, the smaller of what the parent leaves and the child
+    /// loop's own limit, so neither can be overspent; a figure the parent does not limit is
+    /// left to the child's loop (`None`), so a `resume CHILD --reload` still takes new limits.
     pub(crate) fn budget_for(&self, def: &LoopDef) -> Budget {
-        fn min<T: PartialOrd>(a: Option<T>, b: Option<T>) -> Option<T> {
-            match (a, b) {
+        fn min<T: PartialOrd>(parent: Option<T>, own: Option<T>) -> Option<T> {
+            match (parent, own) {
                 (Some(a), Some(b)) => Some(if b < a { b } else { a }),
-                (a, b) => a.or(b),
+                (parent, _) => parent,
             }
         }
         let own = def.limits.budget();
@@ -107,5 +109,11 @@ mod tests {
         assert_eq!(budget.max_cost_usd, Some(0.5));
         assert_eq!(budget.max_tokens, Some(5));
         assert_eq!(budget.max_agent_time_ms, Some(1_000));
+        // A parent without a budget overrides nothing: the child's own limits stay in force.
+        let free = Inherited {
+            no_llm: false,
+            budget: Budget::default(),
+        };
+        assert!(free.budget_for(&def).is_empty());
     }
 }
