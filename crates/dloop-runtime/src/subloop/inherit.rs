@@ -22,7 +22,7 @@ pub(crate) struct Inherited {
 
 impl Inherited {
     /// The budget a child of loop `def` runs under, as overrides of its loop's own limits:
-    /// per figure the parent limits, the smaller of what the parent leaves and the child
+    /// for each figure the parent limits, the smaller of what the parent leaves and the child
     /// loop's own limit, so neither can be overspent; a figure the parent does not limit is
     /// left to the child's loop (`None`), so a `resume CHILD --reload` still takes new limits.
     pub(crate) fn budget_for(&self, def: &LoopDef) -> Budget {
