@@ -245,3 +245,23 @@ fn resume_of_a_parent_whose_child_is_resumed_on_its_own_right_now_is_refused_unt
     assert_eq!(out.code, 0, "{}", out.render());
     assert_eq!(p.read("marker.txt"), "k1\nk2-start\nafter\n");
 }
+
+#[test]
+fn a_loop_that_names_an_invalid_child_says_invalid_not_missing() {
+    // It used to say the child loop "does not exist" while its file was right there.
+    let p = TestProject::new();
+    p.write_loop("parent", &parent_of("kid"));
+    p.write_loop("kid", "initial: [\n");
+    for args in [["validate", "parent"], ["run", "parent"]] {
+        let out = p.dloop(&args);
+        assert_eq!(out.code, 2, "{}", out.render());
+        // `validate` reports on stdout, `run` on stderr.
+        let text = out.render();
+        assert!(
+            text.contains("runs loop `kid`, which is not a valid loop"),
+            "{text}"
+        );
+        assert!(text.contains("dloop validate kid"), "{text}");
+        assert!(!text.contains("does not exist"), "{text}");
+    }
+}
