@@ -96,10 +96,39 @@ pub(crate) fn load_all(
         .filter_map(|l| l.parsed.as_ref().map(|p| (l.file.name.clone(), p)))
         .collect();
     let cycles = check_subloop_cycles(&graph);
-    for (name, diag) in cycles {
+    // A loop that exists but does not parse is not in the graph, so the check says it "does
+    // not exist": say what is true instead.
+    let broken: Vec<String> = loaded
+        .iter()
+        .chain(extra.iter())
+        .filter(|l| l.parsed.is_none())
+        .map(|l| l.file.name.clone())
+        .collect();
+    for (name, mut diag) in cycles {
         if let Some(l) = loaded.iter_mut().find(|l| l.file.name == name) {
+            if let Some((state, target)) = invalid_target(l, &diag, &broken) {
+                diag.message =
+                    format!("state `{state}` runs loop `{target}`, which is not a valid loop");
+                diag.help = Some(format!("`dloop validate {target}` lists its problems"));
+            }
             l.diagnostics.push(diag);
         }
     }
     loaded
+}
+
+/// The state and the loop a sub-loop diagnostic of `l` points at (by the span of the state's
+/// `loop:`) when that loop is one of `broken` (it exists but does not parse).
+fn invalid_target(
+    l: &LoadedLoop,
+    diag: &Diagnostic,
+    broken: &[String],
+) -> Option<(String, String)> {
+    let parsed = l.parsed.as_ref()?;
+    let span = diag.span?;
+    parsed.def.states.iter().find_map(|(state, def)| {
+        let target = def.sub_loop.as_deref()?;
+        let here = parsed.spans.value(&["states", state, "loop"]) == Some(span);
+        (here && broken.iter().any(|b| b == target)).then(|| (state.clone(), target.to_owned()))
+    })
 }

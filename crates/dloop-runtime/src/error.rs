@@ -168,6 +168,18 @@ pub enum RuntimeError {
     /// output is damaged.
     #[error("{0}")]
     Replay(String),
+    /// A parent cannot be resumed: the sub-loop run of its current step is live in another
+    /// process (`dloop resume CHILD`), and the parent would drive it too.
+    #[error(
+        "run {child}, the sub-loop run of run {run_id}'s current step, is live in another \
+         process; `dloop resume {run_id}` takes its result once it has paused or ended"
+    )]
+    ChildLive {
+        /// The parent.
+        run_id: String,
+        /// Its live child.
+        child: String,
+    },
 }
 
 impl RuntimeError {
@@ -185,7 +197,8 @@ impl RuntimeError {
             | Self::Checkpoint(_)
             | Self::Parallel(_)
             | Self::Fork(_)
-            | Self::Replay(_) => RuntimeErrorKind::Refused,
+            | Self::Replay(_)
+            | Self::ChildLive { .. } => RuntimeErrorKind::Refused,
             Self::Git(_) => RuntimeErrorKind::Io,
             Self::InvalidReload { .. } | Self::ScopeOutside { .. } => RuntimeErrorKind::Invalid,
             Self::ScopeRegistry { .. } => RuntimeErrorKind::Corrupt,

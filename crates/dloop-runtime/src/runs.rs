@@ -335,9 +335,15 @@ pub fn resume_run(
     let meta = store.read_meta(&input.run_id)?;
     let mut run = store.open_run(&input.run_id)?;
     let (state, info) = run.load_state()?;
+    crate::subloop::refuse_live_child(store, &state)?;
     let run_dir = local_dir(&input.run_id)?;
     crate::reaper::end_leftover_action(&input.run_id);
     let mut options = options;
+    if meta.worktree.is_none()
+        && let Some(root) = crate::subloop::ancestor_worktree(store, &state)?
+    {
+        options.project_root = root;
+    }
     crate::worktree::attach(&mut options, &meta, &run_dir)?;
     if state.last_seq == 0 {
         // The run died after its folder was made and before its first record was durable:

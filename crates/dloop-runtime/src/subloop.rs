@@ -26,6 +26,10 @@
 //!   scope lock: the parent holds the scope for it (a child with the same scope would
 //!   otherwise wait for its own parent forever);
 //! - it shares the parent's stop flag and signals: a stop pauses the child, then the parent;
+//! - it runs under what its parent's budget leaves ([`inherit`]), so a child cannot overspend
+//!   a budget its spend reaches only when it ends;
+//! - resumed on its own, it works in its nearest ancestor's worktree ([`ancestor_worktree`]);
+//!   while it runs so, its parent is not resumed ([`refuse_live_child`]): one driver a run;
 //! - depth is bounded at run time by [`MAX_DEPTH`] (validation refuses cycles; a long chain
 //!   of distinct loops is refused here, failing the step with an `error`);
 //! - the step's output is one JSON object (`outcome_json`), which is how the parent reads the
@@ -49,6 +53,9 @@ use crate::driver::{Session, SessionOptions};
 use crate::error::RuntimeError;
 use crate::observer::RunObserver;
 use crate::runs::{ResumeInput, RunOptions, StartRequest};
+
+mod inherit;
+pub(crate) use inherit::{Inherited, budget_left};
 
 /// How deep sub-loops may nest: a top-level run is depth 0, its children depth 1, and a child
 /// at a depth beyond this is not created (its step ends with an `error` verdict).
@@ -134,8 +141,8 @@ pub(crate) struct ChildStart {
     pub(crate) child: ChildLoop,
     /// Its context: the loop's defaults, then the state's `with:` values.
     pub(crate) context: BTreeMap<String, String>,
-    /// The parent's `--no-llm`, inherited.
-    pub(crate) no_llm: bool,
+    /// What it inherits from its parent.
+    pub(crate) inherited: Inherited,
 }
 
 /// How a child's session ended.
@@ -200,8 +207,8 @@ pub(crate) fn create_child(
         delay_ms: def.delay.map(dloop_core::HumanDuration::as_millis),
         scope: None,
         options: RunOptions {
-            no_llm: start.no_llm,
-            budget: dloop_core::budget::Budget::default(),
+            no_llm: start.inherited.no_llm,
+            budget: start.inherited.budget_for(def),
         },
     };
     let run_id = RunId::parse(id)?;
@@ -229,7 +236,7 @@ pub(crate) fn create_child(
         run,
         &meta,
         vec![started, link],
-        start.no_llm,
+        start.inherited,
         options,
         observer,
     )
@@ -244,7 +251,7 @@ fn drive_new(
     run: Box<dyn RunHandle>,
     meta: &dloop_store::RunMeta,
     first: Vec<Event>,
-    no_llm: bool,
+    inherited: Inherited,
     options: SessionOptions,
     observer: &mut dyn RunObserver,
 ) -> Result<ChildEnd, RuntimeError> {
@@ -255,10 +262,11 @@ fn drive_new(
     for event in first {
         session.record(event);
     }
-    if no_llm {
+    let budget = inherited.budget_for(def);
+    if inherited.no_llm || !budget.is_empty() {
         session.record(Event::RunOptions {
-            no_llm,
-            budget: dloop_core::budget::Budget::default(),
+            no_llm: inherited.no_llm,
+            budget,
         });
     }
     let status = session.drive()?;
@@ -270,9 +278,10 @@ fn drive_new(
 }
 
 /// Continues child run `id` from its own log: a finished (or timed-out) child is read as it
-/// is; one whose log is still empty is started with `link` (and `no_llm`, the parent's); any
+/// is; one whose log is still empty is started with `link` (and what it `inherited`); any
 /// other is resumed as `dloop resume` would (no scope, no reload: it keeps the definition it
-/// started with).
+/// started with), under what is left of the parent's budget now (a parent resumed with a
+/// larger budget passes it on).
 ///
 /// # Errors
 /// The child is live in another process, its log is damaged, or the store failed.
@@ -280,7 +289,7 @@ pub(crate) fn continue_child(
     host: &dyn SubLoopHost,
     id: &str,
     link: Event,
-    no_llm: bool,
+    inherited: Inherited,
     options: SessionOptions,
     observer: &mut dyn RunObserver,
 ) -> Result<ChildEnd, RuntimeError> {
@@ -297,7 +306,14 @@ pub(crate) fn continue_child(
         let meta = store.read_meta(id)?;
         let def = crate::runs::parse_definition(id, &meta.definition)?;
         crate::agent_runners::check_runners(&def, &*options.agents)?;
-        let run = store.open_run(id)?;
+        let mut run = store.open_run(id)?;
+        // Under the lock now: a torn first batch a crash left is cut, and the handle may append.
+        let (locked, _) = run.load_state()?;
+        if locked.last_seq != 0 {
+            // Another process wrote its first records between the look above and the lock.
+            drop(run);
+            return continue_child(host, id, link, inherited, options, observer);
+        }
         let Some(started) = meta.started.clone() else {
             return Err(dloop_core::transition::ResumeError::NeverStarted {
                 run_id: id.to_owned(),
@@ -310,7 +326,7 @@ pub(crate) fn continue_child(
             run,
             &meta,
             vec![started, link],
-            no_llm,
+            inherited,
             options,
             observer,
         );
@@ -319,7 +335,10 @@ pub(crate) fn continue_child(
         run_id: id.to_owned(),
         current_definition: None,
         reload: false,
-        request: ResumeRequest::default(),
+        request: ResumeRequest {
+            budget: inherited.budget_for(&resumed_def(store, id)?),
+            ..ResumeRequest::default()
+        },
         scope: None,
     };
     let local_dir = |id: &str| host.local_dir(id);
@@ -329,6 +348,74 @@ pub(crate) fn continue_child(
         status: end.status,
         state: end.state,
     })
+}
+
+/// Where a sub-loop run works when it is resumed on its own (`dloop resume CHILD`): in its
+/// nearest ancestor's worktree, when that ancestor runs in one (a child works where its parent
+/// works, see the module documentation); `None`: where the caller is (the project). A parent
+/// that no longer exists leaves the child in the project.
+///
+/// # Errors
+/// The ancestor's worktree is gone ([`crate::worktree::check`]), or the store failed.
+pub(crate) fn ancestor_worktree(
+    store: &dyn Store,
+    state: &RunState,
+) -> Result<Option<PathBuf>, RuntimeError> {
+    let mut parent = state.parent.as_ref().map(|p| p.run_id.clone());
+    // Bounded: a chain is at most MAX_DEPTH long, and a tampered log must not loop forever.
+    for _ in 0..=MAX_DEPTH {
+        let Some(id) = parent else { break };
+        let meta = match store.read_meta(&id) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == StoreErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        if let Some(worktree) = &meta.worktree {
+            return crate::worktree::check(&id, worktree).map(Some);
+        }
+        let (above, _) = store.load_state(&id)?;
+        parent = above.parent.map(|p| p.run_id);
+    }
+    Ok(None)
+}
+
+/// Refuses to resume a run whose current step's sub-loop run is live in another process (a
+/// `dloop resume CHILD` under way): the parent's resume would record its step as started
+/// again, then fail to take the child's lock, leaving itself `crashed`. Checked before
+/// anything is recorded; a child that becomes live right after is still refused by its lock.
+///
+/// # Errors
+/// [`RuntimeError::ChildLive`], or the store failed.
+pub(crate) fn refuse_live_child(store: &dyn Store, state: &RunState) -> Result<(), RuntimeError> {
+    let Some(child) = state.child_of_step(state.step) else {
+        return Ok(());
+    };
+    let own = store
+        .load_state(&child.run_id)
+        .is_ok_and(|(c, _)| c.parent.is_some_and(|p| p.run_id == state.run_id));
+    if own && store.is_live(&child.run_id)? {
+        return Err(RuntimeError::ChildLive {
+            run_id: state.run_id.clone(),
+            child: child.run_id.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The definition a resume of child `id` drives: the one it started with, or the last one a
+/// `dloop resume CHILD --reload` recorded.
+fn resumed_def(store: &dyn Store, id: &str) -> Result<LoopDef, RuntimeError> {
+    let meta = store.read_meta(id)?;
+    let mut text = meta.definition.clone();
+    for record in store.records_from(id, 1)? {
+        if let Event::DefinitionReloaded { definition_sha256 } = record?.event
+            && let Some(bytes) =
+                store.get_blob(id, &format!("definition-{definition_sha256}.yaml"))?
+        {
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+    }
+    crate::runs::parse_definition(id, &text)
 }
 
 /// The step's output of a child that ended: the child's final context and captures, as one

@@ -60,19 +60,28 @@ pub(crate) fn cmd_cancel(ctx: &Ctx, args: CancelArgs) -> CmdResult {
 
 /// Cancels the unfinished sub-loop runs of a cancelled run (and theirs): nothing would ever
 /// continue them. A child that cannot be cancelled (live elsewhere, unreadable) is a warning.
+/// Only a run's own children are: a fork's history names its source's children (the steps
+/// it copied took their results), which belong to the source.
 fn cancel_children(ctx: &Ctx, store: &dyn dloop_store::Store, state: &dloop_core::RunState) {
-    let mut pending: Vec<String> = state.children.iter().map(|c| c.run_id.clone()).collect();
-    while let Some(id) = pending.pop() {
-        let finished = store
-            .load_state(&id)
-            .is_ok_and(|(child, _)| child.status.is_finished());
-        if finished {
+    let children_of = |parent: &dloop_core::RunState| -> Vec<(String, String)> {
+        parent
+            .children
+            .iter()
+            .map(|c| (parent.run_id.clone(), c.run_id.clone()))
+            .collect()
+    };
+    let mut pending = children_of(state);
+    while let Some((parent, id)) = pending.pop() {
+        let skip = store.load_state(&id).is_ok_and(|(child, _)| {
+            child.status.is_finished() || child.parent.as_ref().is_none_or(|p| p.run_id != parent)
+        });
+        if skip {
             continue;
         }
         match cancel_run(store, &id) {
             Ok(child) => {
                 ctx.ui.status(&format!("cancelled its sub-loop run {id}\n"));
-                pending.extend(child.children.iter().map(|c| c.run_id.clone()));
+                pending.extend(children_of(&child));
             }
             Err(err) => ctx.ui.warn(&format!(
                 "warning: sub-loop run {id} was not cancelled: {err}\n"

@@ -74,7 +74,7 @@ pub(crate) fn cmd_fork(ctx: &Ctx, args: ForkArgs) -> CmdResult {
                 name: meta.loop_name.clone(),
                 path,
             },
-            "no fork was made",
+            "--reload refuses it and no fork was made",
         )?)
     } else {
         None

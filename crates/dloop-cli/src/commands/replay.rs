@@ -126,9 +126,16 @@ pub(crate) fn cmd_replay(ctx: &Ctx, args: ReplayArgs) -> CmdResult {
         ctx.ui.print(&view.human(ctx.ui.color))?;
     }
     if !args.live {
-        if report.state.pause_reason == Some(dloop_core::event::PauseReason::Interrupted) {
-            // Ctrl-C: not a verdict on the loop.
-            return Ok(Exit::Interrupted);
+        if report.stopped {
+            // A stop (Ctrl-C, SIGTERM, SIGHUP): not a verdict on the loop. Nothing remains to
+            // resume, but the exit says how it ended, as `dloop run`'s would.
+            return Ok(
+                if report.state.pause_reason == Some(dloop_core::event::PauseReason::Interrupted) {
+                    Exit::Interrupted
+                } else {
+                    Exit::Paused
+                },
+            );
         }
         return Ok(if report.matched() {
             Exit::Ok

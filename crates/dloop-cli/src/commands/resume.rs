@@ -116,7 +116,7 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
                 name: meta.loop_name.clone(),
                 path,
             },
-            &format!("run {run_id} is unchanged"),
+            &format!("--reload refuses it and run {run_id} is unchanged"),
         )?),
         Some(path) => std::fs::read_to_string(path).ok(),
         None => None,
@@ -179,7 +179,7 @@ fn held_by(store: &dyn dloop_store::Store, info: &RunInfo) -> Option<dloop_core:
 
 /// The text of a loop file given with `--reload` (resume, fork), taken only as `dloop validate`
 /// accepts it (the same loader); an invalid file shows its problems and is refused, saying
-/// `unchanged` (what was not done).
+/// `unchanged` (who refused it and what was not done).
 pub(crate) fn load_for_reload(
     ctx: &Ctx,
     project: &Project,
@@ -192,10 +192,7 @@ pub(crate) fn load_for_reload(
             .status(&human::diagnostics(&loaded, ctx.ui.color_stderr));
         return Err(CliError::new(
             ErrorKind::Invalid,
-            format!(
-                "{} is not a valid loop; --reload refuses it and {unchanged}",
-                loaded.display
-            ),
+            format!("{} is not a valid loop; {unchanged}", loaded.display),
         )
         .with_hint(format!(
             "`dloop validate {}` lists every problem",

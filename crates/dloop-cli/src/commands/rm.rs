@@ -1,5 +1,6 @@
 //! `dloop rm`: delete one run. A live run is refused (stop it first); a paused, crashed or
-//! timed-out one, which could still be resumed, only with `--force`. The run is deleted under
+//! timed-out one, which could still be resumed, only with `--force`; so is a finished sub-loop
+//! run whose parent has not finished (the parent takes its result from it). The run is deleted under
 //! its claim, so no process is cut off mid-write.
 
 use clap::Args;
@@ -53,8 +54,35 @@ pub(crate) fn cmd_rm(ctx: &Ctx, args: RmArgs) -> CmdResult {
             "`dloop resume {run_id}` continues it; `dloop cancel {run_id}` ends it for good"
         )));
     }
+    if !args.force
+        && let Some(parent) = unfinished_parent(store, &state)
+    {
+        return Err(CliError::new(
+            ErrorKind::Refused,
+            format!(
+                "run {run_id} is a sub-loop of run {parent}, which has not finished: the parent \
+                 takes its result from it when it resumes (deleted, it would be run again from \
+                 scratch); `--force` deletes it anyway"
+            ),
+        )
+        .with_hint(format!(
+            "`dloop resume {parent}` finishes the parent; then the run can go"
+        )));
+    }
     run.delete().map_err(|e| store_error(e, &run_id))?;
     ctx.ui.print(&format!("{run_id}\n"))?;
     ctx.ui.status(&format!("deleted run {run_id}\n"));
     Ok(Exit::Ok)
+}
+
+/// The parent of sub-loop run `state` when it exists and has not finished (as `dloop gc`
+/// keeps such a child, `rm` refuses it without `--force`); a parent that cannot be read does
+/// not hold the child.
+fn unfinished_parent(
+    store: &dyn dloop_store::Store,
+    state: &dloop_core::RunState,
+) -> Option<String> {
+    let parent = state.parent.as_ref()?;
+    let (above, _) = store.load_state(&parent.run_id).ok()?;
+    (!above.status.is_finished()).then(|| parent.run_id.clone())
 }

@@ -92,6 +92,7 @@ pub(crate) fn cmd_stop(ctx: &Ctx, args: StopArgs) -> CmdResult {
         // The runner cannot end its action now; end the action's process group for it.
         wait_gone(store, &run_id);
         dloop_runtime::reaper::end_leftover_action(&run_id);
+        end_descendants_actions(store, &run_id);
         ctx.ui.status(&format!(
             "killed run {run_id}; it is crashed and `dloop resume {run_id}` continues it\n"
         ));
@@ -109,5 +110,40 @@ fn wait_gone(store: &dyn dloop_store::Store, run_id: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while store.is_live(run_id).unwrap_or(false) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Ends what the actions of `run_id`'s unfinished sub-loop runs (and theirs) left running: one
+/// process drives a parent and its children, so the SIGKILL that ended the parent ended their
+/// driver too, and a parent's own action is its child run (no process of its own).
+fn end_descendants_actions(store: &dyn dloop_store::Store, run_id: &str) {
+    let children = |id: &str| -> Vec<(String, String)> {
+        store
+            .load_state(id)
+            .map(|(state, _)| {
+                state
+                    .children
+                    .iter()
+                    .map(|c| (id.to_owned(), c.run_id.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut pending = children(run_id);
+    // The seen set bounds the walk even when a tampered log makes a cycle.
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some((parent, id)) = pending.pop() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        // Only the run's own children: a fork's history names its source's, which another
+        // process may be driving now.
+        let own_and_unfinished = store.load_state(&id).is_ok_and(|(state, _)| {
+            !state.status.is_finished() && state.parent.is_some_and(|p| p.run_id == parent)
+        });
+        if own_and_unfinished {
+            dloop_runtime::reaper::end_leftover_action(&id);
+            pending.extend(children(&id));
+        }
     }
 }

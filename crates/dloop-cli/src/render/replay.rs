@@ -80,6 +80,19 @@ impl ReplayView<'_> {
             out.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
         }
         match &r.divergence {
+            None if r.stopped => {
+                let _ = writeln!(
+                    out,
+                    "{} at step {}: the replay was stopped before it reached the recorded end \
+                     ({})",
+                    Paint::Yellow.apply(color, "stopped"),
+                    r.end.step,
+                    end_text(&r.recorded_end)
+                );
+                if r.live {
+                    let _ = writeln!(out, "run {} is paused: `dloop resume` goes on", r.run_id);
+                }
+            }
             None => {
                 let _ = writeln!(
                     out,
@@ -174,7 +187,8 @@ pub(crate) struct ReplayJson {
     pub(crate) source: String,
     /// The loop file replayed, as given; `null`: the run's own definition.
     pub(crate) definition: Option<String>,
-    /// `matched` (no divergence) or `diverged`.
+    /// `matched` (no divergence), `diverged`, or `stopped` (a stop cut the replay short
+    /// before either).
     pub(crate) outcome: &'static str,
     /// Whether `--live` was given.
     pub(crate) live: bool,
@@ -268,7 +282,13 @@ impl From<&ReplayView<'_>> for ReplayJson {
         Self {
             source: r.source.clone(),
             definition: view.against.map(str::to_owned),
-            outcome: if r.matched() { "matched" } else { "diverged" },
+            outcome: if r.stopped {
+                "stopped"
+            } else if r.matched() {
+                "matched"
+            } else {
+                "diverged"
+            },
             live: r.live,
             run_id: r.live.then(|| r.run_id.clone()),
             steps: r
@@ -366,6 +386,7 @@ mod tests {
                 kind: DivergenceKind::State,
                 reason: "entered `review` where the recorded run entered `test`".to_owned(),
             }),
+            stopped: false,
             saved: Savings {
                 actions: 2,
                 judge_calls: 1,

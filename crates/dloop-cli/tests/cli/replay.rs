@@ -428,6 +428,13 @@ fn a_bad_run_or_loop_path_is_named() {
     let out = p.dloop(&["replay", &id, "broken.yaml"]);
     assert_eq!(out.code, 2, "{}", out.render());
     assert!(out.stderr.contains("broken.yaml"), "{}", out.stderr);
+    // Replay has no `--reload`: the refusal says what it did not do, not a flag it lacks.
+    assert!(
+        out.stderr.contains("nothing was replayed"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("--reload"), "{}", out.stderr);
     assert_eq!(p.run_dirs().len(), 1);
 }
 

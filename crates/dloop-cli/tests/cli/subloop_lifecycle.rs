@@ -12,7 +12,7 @@ use crate::subloops::{COUNTER, of_type, only_run_of, parent_of, run_dir, run_loo
 
 /// Runs `parent` (whose child is `counter`) with `DLOOP_CRASH_AT=crash_at`, asserts it died of
 /// SIGKILL, resumes the parent and checks that every step ran exactly once.
-fn crash_then_resume(crash_at: &str) -> TestProject {
+pub(crate) fn crash_then_resume(crash_at: &str) -> TestProject {
     let p = TestProject::new();
     p.write_loop("parent", &parent_of("counter"));
     p.write_loop("counter", COUNTER);

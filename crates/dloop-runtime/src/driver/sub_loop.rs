@@ -22,7 +22,9 @@ use super::{Session, prompt};
 use crate::actions::output::{StepOutput, Stream};
 use crate::error::RuntimeError;
 use crate::interp::Lookup;
-use crate::subloop::{self, ChildEnd, ChildObserver, ChildStart, MAX_DEPTH, SubLoopHost};
+use crate::subloop::{
+    self, ChildEnd, ChildObserver, ChildStart, Inherited, MAX_DEPTH, SubLoopHost,
+};
 
 impl<R: RunHandle> Session<'_, R> {
     /// Runs the `loop:` action of `pending` (loop `name`) and records how it ended.
@@ -123,7 +125,7 @@ impl<R: RunHandle> Session<'_, R> {
         let mut options = self.options.clone();
         options.worktree = None;
         options.step_hook = None;
-        let no_llm = self.state.judge_off;
+        let inherited = self.inherited();
         let known = self
             .state
             .child_of_step(pending.step)
@@ -140,7 +142,8 @@ impl<R: RunHandle> Session<'_, R> {
                     parent: &mut *self.observer,
                     depth: 1,
                 };
-                let end = subloop::continue_child(host, &id, link, no_llm, options, &mut observer)?;
+                let end =
+                    subloop::continue_child(host, &id, link, inherited, options, &mut observer)?;
                 return Ok(Ok(end));
             }
             // The process died between noting the id and creating the child: create it now,
@@ -227,8 +230,18 @@ impl<R: RunHandle> Session<'_, R> {
         Ok(ChildStart {
             child,
             context,
-            no_llm: self.state.judge_off,
+            inherited: self.inherited(),
         })
+    }
+
+    /// What a child of this run inherits: its `--no-llm` and what is left of its budget (the
+    /// loop's limits under the run's overrides, less what the run spent).
+    fn inherited(&self) -> Inherited {
+        let budget = self.def.limits.budget().overridden_by(&self.state.budget);
+        Inherited {
+            no_llm: self.state.judge_off,
+            budget: subloop::budget_left(&budget, &self.state.agent),
+        }
     }
 
     /// The call a `loop:` step makes: its loop and its `with:` values, rendered, as one JSON

@@ -89,6 +89,9 @@ pub struct ReplayReport {
     pub steps: Vec<ReplayedStep>,
     /// The first divergence, if any.
     pub divergence: Option<Divergence>,
+    /// Whether a stop (SIGTERM, Ctrl-C, ...) paused the replay before it diverged: it neither
+    /// matched nor diverged, it did not get to the end.
+    pub stopped: bool,
     /// What reusing the record saved.
     pub saved: Savings,
     /// How the source ended (or where it is).
@@ -102,7 +105,7 @@ pub struct ReplayReport {
 impl ReplayReport {
     /// Whether the replay followed the record to the source's end without a divergence.
     pub fn matched(&self) -> bool {
-        self.divergence.is_none()
+        self.divergence.is_none() && !self.stopped
     }
 }
 
@@ -303,6 +306,8 @@ pub fn replay_run(
     }
     let state = session.into_state();
     drop(watcher);
+    let stopped =
+        stop.level() != crate::process::StopLevel::None && state.status == RunStatus::Paused;
     let records: Vec<Record> = target
         .records_from(&meta.id, 1)?
         .collect::<Result<Vec<_>, _>>()?;
@@ -313,6 +318,7 @@ pub fn replay_run(
         meta.id,
         state,
         &records,
+        stopped,
     ))
 }
 
@@ -366,7 +372,8 @@ fn create(
     Err(RuntimeError::NoFreeId(loop_name.clone()))
 }
 
-/// The report of a replay that ended in `state` with `records` in its log.
+/// The report of a replay that ended in `state` with `records` in its log (`stopped`: a stop
+/// paused it).
 fn report(
     recorded: &Recorded,
     replayer: &Replayer,
@@ -374,6 +381,7 @@ fn report(
     run_id: String,
     state: RunState,
     records: &[Record],
+    stopped: bool,
 ) -> ReplayReport {
     let progress = replayer.lock();
     let mut divergence = progress.divergence.clone();
@@ -437,7 +445,8 @@ fn report(
     }
     let recorded_end = EndPoint::of(&recorded.state);
     let end = EndPoint::of(&state);
-    if divergence.is_none() && !live && end != recorded_end {
+    // A replay a stop paused did not end elsewhere: it was cut short (`stopped`).
+    if divergence.is_none() && !live && !stopped && end != recorded_end {
         divergence = Some(Divergence {
             step: end.step,
             state: end.state.clone().unwrap_or_default(),
@@ -454,6 +463,7 @@ fn report(
         run_id,
         live,
         steps,
+        stopped: stopped && divergence.is_none(),
         divergence,
         saved: progress.saved.clone(),
         recorded_end,
