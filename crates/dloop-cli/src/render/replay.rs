@@ -87,7 +87,7 @@ impl ReplayView<'_> {
                      ({})",
                     Paint::Yellow.apply(color, "stopped"),
                     r.end.step,
-                    end_text(&r.recorded_end)
+                    r.recorded_end
                 );
                 if r.live {
                     let _ = writeln!(out, "run {} is paused: `dloop resume` goes on", r.run_id);
@@ -98,7 +98,7 @@ impl ReplayView<'_> {
                     out,
                     "{}: the replay reached the recorded end ({})",
                     Paint::Green.apply(color, "matched"),
-                    end_text(&r.recorded_end)
+                    r.recorded_end
                 );
             }
             Some(d) => {
@@ -111,18 +111,12 @@ impl ReplayView<'_> {
                     d.reason
                 );
                 if r.live {
-                    let _ = writeln!(
-                        out,
-                        "went on live as run {}: {}",
-                        r.run_id,
-                        end_text(&r.end)
-                    );
+                    let _ = writeln!(out, "went on live as run {}: {}", r.run_id, r.end);
                 } else {
                     let _ = writeln!(
                         out,
                         "recorded end: {}; `--live` goes on for real from step {}",
-                        end_text(&r.recorded_end),
-                        d.step
+                        r.recorded_end, d.step
                     );
                 }
             }
@@ -153,18 +147,6 @@ impl ReplayView<'_> {
         let _ = writeln!(out, "cost avoided: {}", avoided.join("; "));
         out
     }
-}
-
-fn end_text(end: &EndPoint) -> String {
-    format!(
-        "{} at step {}{}",
-        end.status.as_str(),
-        end.step,
-        end.state
-            .as_deref()
-            .map(|s| format!(" in `{s}`"))
-            .unwrap_or_default()
-    )
 }
 
 /// `1234567` as `1,234,567`.

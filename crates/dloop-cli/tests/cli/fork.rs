@@ -1,35 +1,11 @@
 //! `dloop fork RUN --at STEP`: the fork's first new step is STEP+1 in the state and with the
 //! context the source had then; the source run's files are byte-identical afterwards.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use crate::common::{TestProject, count, verified_log};
+use crate::common::{TestProject, count, files, verified_log};
 
 /// Ten steps alternating `a` and `b`; each appends its step and a context value to a file in
 /// `${run.dir}`; `b` ends the run at step 10.
 const TEN_STEPS: &str = "initial: a\ncontext:\n  tag: x\nstates:\n  a:\n    shell: echo \"a $DLOOP_ITERATION ${context.tag}\" >> ${run.dir}/trail\n    next: b\n  b:\n    shell: echo \"b $DLOOP_ITERATION ${context.tag}\" >> ${run.dir}/trail; test $DLOOP_ITERATION -lt 10\n    on:\n      success: a\n      failure: done\n  done:\n    terminal: success\n";
-
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path
-                    .strip_prefix(dir)
-                    .expect("inside")
-                    .display()
-                    .to_string();
-                out.insert(rel, std::fs::read(&path).expect("read"));
-            }
-        }
-    }
-    out
-}
 
 fn entered(records: &[serde_json::Value]) -> Vec<(u64, String)> {
     records

@@ -4,38 +4,13 @@
 //! divergence, named; `--live` goes on for real from there; the source's files stay
 //! byte-identical; old logs and bad arguments are refused with a message naming the problem.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use serde_json::Value;
 
-use crate::common::{Output, TestProject, count, redact_runs, repo_root, verified_log};
+use crate::common::{Output, TestProject, count, files, redact_runs, repo_root, verified_log};
 
 /// Six steps alternating `a` and `b`; each appends `<state> <step>` to `trail` in the project;
 /// `a` also writes to stderr, `b` reads `a`'s capture and writes into `${run.dir}`.
 pub(crate) const SIX: &str = "initial: a\ncontext:\n  tag: x\nstates:\n  a:\n    shell: echo \"a $DLOOP_ITERATION ${context.tag}\" | tee -a trail; echo warn >&2\n    capture: last\n    next: b\n  b:\n    shell: echo \"b $DLOOP_ITERATION\" | tee -a trail; echo ${captured.last.output} > ${run.dir}/seen; test $DLOOP_ITERATION -lt 6\n    on:\n      success: a\n      failure: done\n  done:\n    terminal: success\n";
-
-/// Every file under `dir` and its bytes.
-pub(crate) fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path
-                    .strip_prefix(dir)
-                    .expect("inside")
-                    .display()
-                    .to_string();
-                out.insert(rel, std::fs::read(&path).expect("read"));
-            }
-        }
-    }
-    out
-}
 
 /// A project with `SIX` run to its end; returns it, the run id and its folder.
 fn six_run() -> (TestProject, String, std::path::PathBuf) {

@@ -4,8 +4,9 @@
 
 use serde_json::Value;
 
+use crate::common::files;
 use crate::common::{TestProject, verified_log};
-use crate::replay::{SIX, assert_nothing_left, files};
+use crate::replay::{SIX, assert_nothing_left};
 
 #[test]
 fn context_given_to_resume_is_applied_at_the_same_point_of_the_replay() {

@@ -130,6 +130,17 @@ impl EndPoint {
     }
 }
 
+/// `completed at step 6 in `done``: how the reports name an end.
+impl std::fmt::Display for EndPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at step {}", self.status.as_str(), self.step)?;
+        match &self.state {
+            Some(state) => write!(f, " in `{state}`"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Where a replayed step's result came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepSource {
@@ -453,8 +464,7 @@ fn report(
             kind: DivergenceKind::End,
             reason: format!(
                 "the replay ended {} where the recorded run ended {}",
-                describe(&end),
-                describe(&recorded_end)
+                end, recorded_end
             ),
         });
     }
@@ -470,16 +480,4 @@ fn report(
         end,
         state,
     }
-}
-
-fn describe(end: &EndPoint) -> String {
-    format!(
-        "{} at step {}{}",
-        end.status.as_str(),
-        end.step,
-        end.state
-            .as_deref()
-            .map(|s| format!(" in `{s}`"))
-            .unwrap_or_default()
-    )
 }
