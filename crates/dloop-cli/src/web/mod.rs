@@ -181,9 +181,8 @@ fn connection(server: &Server, stream: TcpStream) {
     let req = match http::read_request(reader) {
         Ok(req) => req,
         Err(bad) => {
-            if let Some((status, message)) = bad.status() {
-                let _ =
-                    http::write_response(&stream, &http::Response::error(status, message), false);
+            if let Some(response) = bad.response() {
+                let _ = http::write_response(&stream, &response, false);
             }
             return;
         }
