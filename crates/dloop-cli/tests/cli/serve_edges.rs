@@ -5,6 +5,8 @@
 use crate::common::{project_with_loops, run_loop};
 use crate::serve_client::Server;
 
+const TOKEN: &str = "0123456789abcdef-edge-token";
+
 /// A POST whose body came with its head (every client sends them together) was left waiting
 /// for the body the head's reader had already buffered: no answer for 10 s, then a close.
 #[test]
@@ -50,4 +52,79 @@ fn ambiguous_framing_and_hosts_are_refused() {
     ));
     assert_eq!(signed.status, 421, "{signed:?}");
     assert_eq!(server.get("/api/runs").status, 200, "still serving");
+}
+
+/// A browser still holding the cookie of an earlier server on this port (another token) was
+/// refused even with the right `?token=`: the first carrier found was the only one checked.
+#[test]
+fn a_stale_token_cookie_does_not_lock_the_user_out() {
+    let p = project_with_loops();
+    let server = Server::start(&p, &["--addr", "0.0.0.0:0", "--token", TOKEN], &[]);
+    let port = server.addr.port();
+    let host = format!("Host: 192.0.2.7:{port}\r\n");
+    let stale = format!("Cookie: dloop_token_{port}=an-older-servers-token\r\n");
+    let visit = server.send(&format!(
+        "GET /?token={TOKEN} HTTP/1.1\r\n{host}{stale}\r\n"
+    ));
+    assert_eq!(visit.status, 303, "{visit:?}");
+    assert!(
+        visit
+            .header("set-cookie")
+            .is_some_and(|c| c.contains(TOKEN))
+    );
+    let bearer = server.send(&format!(
+        "GET /api/runs HTTP/1.1\r\n{host}{stale}Authorization: Bearer {TOKEN}\r\n\r\n"
+    ));
+    assert_eq!(bearer.status, 200, "{bearer:?}");
+    let only_stale = server.send(&format!("GET /api/runs HTTP/1.1\r\n{host}{stale}\r\n"));
+    assert_eq!(only_stale.status, 401);
+}
+
+/// `--addr 127.0.0.2:PORT` is loopback, so the Host check applied, but it knew only
+/// 127.0.0.1, localhost and [::1]: the server refused its own address.
+#[test]
+fn a_server_on_another_loopback_address_answers_to_it() {
+    let p = project_with_loops();
+    let server = Server::start(&p, &["--addr", "127.0.0.2:0"], &[]);
+    assert_eq!(server.addr.ip().to_string(), "127.0.0.2");
+    let reply = server.send(&format!(
+        "GET /api/runs HTTP/1.1\r\nHost: 127.0.0.2:{}\r\n\r\n",
+        server.addr.port()
+    ));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let evil = server.send(&format!(
+        "GET /api/runs HTTP/1.1\r\nHost: evil.example:{}\r\n\r\n",
+        server.addr.port()
+    ));
+    assert_eq!(evil.status, 421);
+}
+
+/// Any page the user visits could open `/api/events` (an `<img>`, a no-cors fetch): a valid
+/// loopback request that streams forever and holds one of the server's 64 connections. A
+/// browser marks such requests `Sec-Fetch-Site: cross-site`; only a link (a navigation)
+/// may come from another site.
+#[test]
+fn another_sites_page_cannot_fetch_from_the_server() {
+    let p = project_with_loops();
+    let server = Server::start(&p, &["--addr", "127.0.0.1:0"], &[]);
+    let host = format!("Host: {}\r\n", server.host());
+    for (path, site, mode) in [
+        ("/api/events", "cross-site", "no-cors"),
+        ("/api/runs", "cross-site", "cors"),
+        ("/api/runs", "same-site", "cors"),
+        ("/assets/app.js", "cross-site", "no-cors"),
+    ] {
+        let status = server.status_of(&format!(
+            "GET {path} HTTP/1.1\r\n{host}Sec-Fetch-Site: {site}\r\nSec-Fetch-Mode: {mode}\r\n\r\n"
+        ));
+        assert_eq!(status, 403, "{path} {site} {mode}");
+    }
+    let link = server.send(&format!(
+        "GET / HTTP/1.1\r\n{host}Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\n\r\n"
+    ));
+    assert_eq!(link.status, 200, "a link from elsewhere opens the page");
+    let own = server.send(&format!(
+        "GET /api/runs HTTP/1.1\r\n{host}Sec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: cors\r\n\r\n"
+    ));
+    assert_eq!(own.status, 200, "the page's own requests");
 }
