@@ -317,12 +317,21 @@ fn transcript(
 /// `bytes` as text, and how many bytes that used: a multi-byte character cut at the end is
 /// left out (the next slice starts with it); invalid bytes elsewhere become U+FFFD.
 fn utf8_prefix(bytes: &[u8]) -> (String, usize) {
-    let used = match std::str::from_utf8(bytes) {
-        Ok(_) => bytes.len(),
-        // Only an incomplete character at the very end is held back.
-        Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
-        Err(_) => bytes.len(),
+    // The start of the last character: at most 3 continuation bytes back. (Asking
+    // `from_utf8` would find the first error only: an invalid byte earlier in the slice hid a
+    // character cut at its end, which then came out as two U+FFFD.)
+    let start = (1..=bytes.len().min(4))
+        .map(|back| bytes.len() - back)
+        .find(|&i| bytes[i] & 0b1100_0000 != 0b1000_0000);
+    let held = match start {
+        Some(i) if i > 0 => match std::str::from_utf8(&bytes[i..]) {
+            // Only an incomplete (not an invalid) character is held back.
+            Err(e) if e.valid_up_to() == 0 && e.error_len().is_none() => bytes.len() - i,
+            _ => 0,
+        },
+        _ => 0,
     };
+    let used = bytes.len() - held;
     (String::from_utf8_lossy(&bytes[..used]).into_owned(), used)
 }
 
@@ -336,5 +345,20 @@ mod tests {
         let e_acute = "é".as_bytes();
         assert_eq!(utf8_prefix(&[b'a', e_acute[0]]), ("a".to_owned(), 1));
         assert_eq!(utf8_prefix(&[0xff, b'a']), ("\u{fffd}a".to_owned(), 2));
+        // An invalid byte earlier does not hide the cut character at the end.
+        assert_eq!(
+            utf8_prefix(&[0xff, b'a', e_acute[0]]),
+            ("\u{fffd}a".to_owned(), 2)
+        );
+        let euro = "€".as_bytes();
+        assert_eq!(
+            utf8_prefix(&[0xfe, b'x', euro[0], euro[1]]),
+            ("\u{fffd}x".to_owned(), 2)
+        );
+        // A slice that is only a cut character is served (no progress otherwise), and a
+        // stray continuation byte at the end is invalid, not held.
+        assert_eq!(utf8_prefix(&[e_acute[0]]), ("\u{fffd}".to_owned(), 1));
+        assert_eq!(utf8_prefix(&[b'a', 0x80]), ("a\u{fffd}".to_owned(), 2));
+        assert_eq!(utf8_prefix("aé".as_bytes()), ("aé".to_owned(), 3));
     }
 }
