@@ -188,9 +188,20 @@ impl App {
             .collect();
         let selected_id = self.current().map(|r| r.id.clone());
         self.rows = rows;
-        self.selected = selected_id
-            .and_then(|id| self.rows.iter().position(|r| r.id == id))
-            .unwrap_or(self.selected.min(self.rows.len().saturating_sub(1)));
+        let found = selected_id
+            .as_ref()
+            .and_then(|id| self.rows.iter().position(|r| &r.id == id));
+        self.selected = found.unwrap_or(self.selected.min(self.rows.len().saturating_sub(1)));
+        // The open run went away (`dloop rm`, `gc`): back to the list, saying so, rather than
+        // show the next run's detail in its place, where `s` or `r` would act on a run the
+        // user did not choose.
+        if let (Some(id), None) = (selected_id, found)
+            && self.screen == Screen::Detail
+        {
+            self.screen = Screen::List;
+            self.detail = None;
+            self.message = format!("{id} was deleted");
+        }
     }
 
     /// Reads the runs list and the selected run's news from `store`.
@@ -443,6 +454,28 @@ mod tests {
         assert_eq!(app.selected, 2, "moves stop at the last row");
         app.move_by(-10);
         assert_eq!(app.selected, 0, "and at the first");
+    }
+
+    #[test]
+    fn an_open_run_that_is_deleted_goes_back_to_the_list() {
+        let mut app = App::new();
+        let runs = || {
+            vec![
+                info("a", RunStatus::Completed, 3, false),
+                info("b", RunStatus::Completed, 2, false),
+            ]
+        };
+        app.set_runs(runs(), Timestamp::from_millis(10));
+        app.screen = Screen::Detail;
+        app.set_runs(runs(), Timestamp::from_millis(10));
+        assert_eq!(app.screen, Screen::Detail, "still there: still open");
+        app.set_runs(
+            vec![info("b", RunStatus::Completed, 2, false)],
+            Timestamp::from_millis(10),
+        );
+        assert_eq!(app.screen, Screen::List);
+        assert_eq!(app.message, "a was deleted");
+        assert_eq!(app.current().map(|r| r.id.as_str()), Some("b"));
     }
 
     #[test]
