@@ -21,14 +21,22 @@ use super::hub::{Change, Hub};
 /// How long the stream may be quiet before a keep-alive comment.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// Streams events to `out` until the page leaves (a write fails) or the hub drops it.
-/// `run`: a run id already checked to exist.
-pub(crate) fn stream(
+/// A feed whose snapshot was sent: what [`follow`] needs to carry on without the store.
+pub(crate) struct Opened {
+    changes: std::sync::mpsc::Receiver<Change>,
+    /// Steps of the run up to this seq were in the snapshot.
+    shown: u64,
+}
+
+/// Opens the feed on `out`: the head, then the snapshot (`runs`, and with `run`, a run id
+/// already checked to exist, its `timeline`). The store is needed only for this: the caller
+/// lets it go before [`follow`], so an open page does not hold a database connection.
+pub(crate) fn open(
     mut out: impl Write,
     hub: &Hub,
     store: &dyn Store,
     run: Option<&str>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Opened> {
     super::http::write_event_stream_head(&mut out)?;
     let (changes, mut rows) = hub.subscribe();
     rows.sort_by(|a, b| (&b.started_at, &b.id).cmp(&(&a.started_at, &a.id)));
@@ -53,6 +61,17 @@ pub(crate) fn stream(
             }
         }
     }
+    Ok(Opened { changes, shown })
+}
+
+/// Streams every change after the snapshot to `out` until the page leaves (a write fails) or
+/// the hub drops it.
+pub(crate) fn follow(
+    mut out: impl Write,
+    opened: Opened,
+    run: Option<&str>,
+) -> std::io::Result<()> {
+    let Opened { changes, mut shown } = opened;
     loop {
         match changes.recv_timeout(KEEPALIVE) {
             Ok(Change::Row(row)) => send(&mut out, "run", &json(&*row))?,

@@ -128,3 +128,50 @@ fn another_sites_page_cannot_fetch_from_the_server() {
     ));
     assert_eq!(own.status, 200, "the page's own requests");
 }
+
+/// Each open page (its event stream) held the database connection its request opened, for
+/// the page's life: ten tabs were ten idle PostgreSQL connections, and enough of them reach
+/// the server's `max_connections`. The feed needs the store only for its snapshot.
+#[test]
+fn an_open_feed_holds_no_database_connection_needs_postgres() {
+    let Some(pg) = dloop_store_pg::testing::TestServer::shared() else {
+        return;
+    };
+    let url = pg.database();
+    let p = project_with_loops();
+    let out = p.dloop(&["run", "twostep", "--store", url.as_str()]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let server = Server::start(&p, &["--addr", "127.0.0.1:0", "--store", url.as_str()], &[]);
+    let id = server.get_json("/api/runs")[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let mut connections = || -> i64 {
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()",
+                &[],
+            )
+            .expect("count")
+            .get(0)
+    };
+    let before = connections();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut feeds = Vec::new();
+    for _ in 0..5 {
+        let mut feed = server.events(&format!("/api/events?run={id}"));
+        assert!(feed.until(deadline, "timeline", |_| true).is_some());
+        feeds.push(feed);
+    }
+    // A request's connection closes as its thread ends: poll, never sleep.
+    let settled = crate::common::poll(std::time::Duration::from_secs(30), || {
+        (connections() <= before).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "five open feeds hold {} connections more than none",
+        connections() - before
+    );
+    assert_eq!(feeds.len(), 5);
+}
