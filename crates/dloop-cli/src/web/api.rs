@@ -128,21 +128,74 @@ pub(crate) fn graph(store: &dyn Store, id: &str) -> Result<GraphJson, CliError> 
     })
 }
 
+/// The steps `/api/runs/ID/steps` and the feed's `timeline` send by default: the newest.
+pub(crate) const STEPS_WINDOW: u64 = 500;
+/// The most steps one request may ask for.
+pub(crate) const STEPS_WINDOW_MAX: u64 = 5_000;
+
 /// `/api/runs/ID/steps`.
 #[derive(Debug, Serialize)]
 pub(crate) struct StepsJson {
     /// The seq of the last record read.
     pub(crate) last_seq: u64,
-    /// The steps, oldest first.
+    /// How many steps came before the first one here (ask with `before=` this).
+    pub(crate) earlier: u64,
+    /// The steps, oldest first: the newest of the run (or of those before `before`).
     pub(crate) steps: Vec<super::steps::StepJson>,
+    /// Every state the run entered (for the diagram; whatever the window).
+    pub(crate) visited: Vec<String>,
+    /// Every move between states, `[from, to]`.
+    pub(crate) taken: Vec<(String, String)>,
 }
 
-/// The whole timeline of run `id`.
-pub(crate) fn timeline(store: &dyn Store, id: &str) -> Result<Timeline, CliError> {
-    let mut timeline = Timeline::default();
+impl StepsJson {
+    /// The wire form of `timeline`.
+    pub(crate) fn from_timeline(timeline: Timeline) -> StepsJson {
+        StepsJson {
+            last_seq: timeline.last_seq,
+            earlier: timeline.earlier,
+            steps: timeline.steps,
+            visited: timeline.visited.into_iter().collect(),
+            taken: timeline.taken.into_iter().collect(),
+        }
+    }
+}
+
+/// Which steps of a timeline to keep.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    /// Only steps with an index below this (`None`: up to the newest).
+    pub(crate) before: Option<u64>,
+    /// The most steps kept (the newest of them).
+    pub(crate) limit: u64,
+}
+
+impl Window {
+    /// The newest `limit` steps.
+    pub(crate) fn newest(limit: u64) -> Window {
+        Window {
+            before: None,
+            limit,
+        }
+    }
+}
+
+/// The timeline of run `id`, read in one pass in constant memory: the window's steps and the
+/// whole path.
+pub(crate) fn timeline(store: &dyn Store, id: &str, window: Window) -> Result<Timeline, CliError> {
+    let keep = usize::try_from(window.limit).unwrap_or(usize::MAX);
+    let mut timeline = Timeline::newest(keep);
     for record in store.records_from(id, 1).map_err(|e| store_error(e, id))? {
         timeline.feed(&record.map_err(|e| store_error(e, id))?);
+        if let Some(before) = window.before
+            && timeline.total() > before
+        {
+            // The first step past the window: the ones before it are complete.
+            timeline.steps.pop();
+            break;
+        }
     }
+    timeline.finish();
     Ok(timeline)
 }
 

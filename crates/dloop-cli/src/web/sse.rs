@@ -3,7 +3,8 @@
 //! The stream opens with a snapshot and then carries every change after it (the [`Hub`]
 //! guarantees no gap), so a page that reconnects (EventSource does by itself) is whole again:
 //! - `runs`: every row (an array of `/api/runs` rows), first;
-//! - `timeline` (with `?run=ID`): that run's steps and the seq they reflect, second;
+//! - `timeline` (with `?run=ID`): that run's newest steps (as `/api/runs/ID/steps`) and the
+//!   seq they reflect, second;
 //! - `run`: one row that changed; `removed`: `{"id": ...}` of a deleted run;
 //! - `step` (with `?run=ID`): one step of that run that changed (a `/api/runs/ID/steps` row).
 //!
@@ -46,13 +47,11 @@ pub(crate) fn open(
     // Steps of `run` up to `shown` are in the snapshot; later ones come from the hub.
     let mut shown = 0;
     if let Some(id) = run {
-        match super::api::timeline(store, id) {
+        let window = super::api::Window::newest(super::api::STEPS_WINDOW);
+        match super::api::timeline(store, id, window) {
             Ok(timeline) => {
                 shown = timeline.last_seq;
-                let steps = StepsJson {
-                    last_seq: timeline.last_seq,
-                    steps: timeline.steps,
-                };
+                let steps = StepsJson::from_timeline(timeline);
                 send(&mut out, "timeline", &json(&steps))?;
             }
             Err(e) => {

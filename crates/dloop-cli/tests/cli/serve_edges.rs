@@ -175,3 +175,59 @@ fn an_open_feed_holds_no_database_connection_needs_postgres() {
     );
     assert_eq!(feeds.len(), 5);
 }
+
+/// A run of 610 steps between two states, paused by `max_steps`.
+const PINGPONG: &str = "initial: a\nlimits:\n  max_steps: 610\nstates:\n  a:\n    shell: \"true\"\n    next: b\n  b:\n    shell: \"true\"\n    on: { success: a, failure: done }\n  done:\n    terminal: success\n";
+
+/// The timeline was sent whole: a run of 100,000 records (25,000 steps) made a 7 MB
+/// `timeline` event and `/steps` answer, and a page that redrew every row on each new step.
+/// Now the newest 500 steps come first, `before=` pages back, and the path taken (for the
+/// diagram) is sent whole.
+#[test]
+fn a_long_timeline_comes_in_windows_with_the_whole_path() {
+    let p = crate::common::TestProject::new();
+    p.write_loop("pingpong", PINGPONG);
+    let out = p.dloop(&["run", "pingpong"]);
+    assert_eq!(out.code, 3, "paused at max_steps: {}", out.render());
+    let (id, _) = p.only_run();
+    let server = Server::start(&p, &["--addr", "127.0.0.1:0"], &[]);
+    let newest = server.get_json(&format!("/api/runs/{id}/steps"));
+    let steps = newest["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 500);
+    let earlier = newest["earlier"].as_u64().expect("earlier");
+    assert_eq!(earlier, 110, "610 steps, the newest 500 sent");
+    assert_eq!(steps.last().expect("last")["step"], 610);
+    assert_eq!(newest["visited"], serde_json::json!(["a", "b"]));
+    assert_eq!(newest["taken"], serde_json::json!([["a", "b"], ["b", "a"]]));
+
+    let older = server.get_json(&format!("/api/runs/{id}/steps?before={earlier}&limit=500"));
+    let older_steps = older["steps"].as_array().expect("steps");
+    assert_eq!((older_steps.len(), &older["earlier"]), (110, &0.into()));
+    assert_eq!(older_steps[0]["step"], 1);
+    assert_eq!(
+        older_steps.last().expect("last")["step"].as_u64(),
+        steps[0]["step"].as_u64().map(|s| s - 1),
+        "the pages meet"
+    );
+    let middle = server.get_json(&format!("/api/runs/{id}/steps?before=300&limit=10"));
+    let numbers: Vec<u64> = middle["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["step"].as_u64().expect("step"))
+        .collect();
+    assert_eq!(numbers, (291..=300).collect::<Vec<_>>());
+    assert_eq!(middle["earlier"], 290);
+    assert_eq!(
+        server.get(&format!("/api/runs/{id}/steps?limit=x")).status,
+        400
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut feed = server.events(&format!("/api/events?run={id}"));
+    let timeline = feed
+        .until(deadline, "timeline", |_| true)
+        .expect("timeline");
+    assert_eq!(timeline["steps"].as_array().map(Vec::len), Some(500));
+    assert_eq!(timeline["earlier"], 110);
+}
