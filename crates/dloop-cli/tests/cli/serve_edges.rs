@@ -231,3 +231,41 @@ fn a_long_timeline_comes_in_windows_with_the_whole_path() {
     assert_eq!(timeline["steps"].as_array().map(Vec::len), Some(500));
     assert_eq!(timeline["earlier"], 110);
 }
+
+/// A loop whose first step prints, then waits for the file `gate`, then a second step.
+const GATED_PRINT: &str = "initial: wait\nstates:\n  wait:\n    shell: \"echo before-gate; while [ ! -e gate ]; do sleep 0.05; done; echo after-gate\"\n    next: second\n  second:\n    shell: echo second-step\n    next: done\n  done:\n    terminal: success\n";
+
+/// A page follows a running step's output in slices while the run moves on: the open step's
+/// slice never runs past its end into the next step's bytes, and once it ends its slices are
+/// whole and `complete`.
+#[test]
+fn output_slices_follow_a_live_run_across_its_steps() {
+    let p = crate::common::TestProject::new();
+    p.write_loop("gated", GATED_PRINT);
+    let out = p.dloop(&["run", "gated", "-b"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let id = out.stdout.trim().to_owned();
+    let server = Server::start(&p, &["--addr", "127.0.0.1:0"], &[]);
+    let limit = std::time::Duration::from_secs(60);
+    let open = crate::common::poll(limit, || {
+        let slice = server.get_json(&format!("/api/runs/{id}/output/1"));
+        (slice["text"] == "before-gate\n").then_some(slice)
+    })
+    .expect("the running step's output");
+    assert_eq!(open["status"], "open");
+    assert_eq!(open["complete"], false);
+    assert_eq!(server.get(&format!("/api/runs/{id}/output/2")).status, 404);
+    p.write("gate", "");
+    let second = crate::common::poll(limit, || {
+        let reply = server.get(&format!("/api/runs/{id}/output/2"));
+        (reply.status == 200 && reply.json()["complete"] == true).then(|| reply.json())
+    })
+    .expect("the second step's output");
+    assert_eq!(second["text"], "second-step\n");
+    let first = server.get_json(&format!("/api/runs/{id}/output/1"));
+    assert_eq!(first["status"], "finished");
+    assert_eq!(first["text"], "before-gate\nafter-gate\n");
+    assert_eq!(first["complete"], true);
+    let rest = server.get_json(&format!("/api/runs/{id}/output/1?offset=12"));
+    assert_eq!(rest["text"], "after-gate\n");
+}
