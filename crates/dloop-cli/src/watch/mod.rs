@@ -18,6 +18,17 @@ use crate::step_output::{OutputState, Outputs};
 const RECENT_FINISHED: usize = 10;
 /// Lines of a step's output kept for the tail.
 const TAIL_LINES: usize = 500;
+/// Timeline lines kept: the screen shows the last few; a run of 100,000 records must not
+/// keep them all.
+const TIMELINE_LINES: usize = 1_000;
+/// Step outputs kept: the tail needs the newest, and a finish may name one a little older.
+const OUTPUTS_KEPT: usize = 16;
+/// The most bytes of output read at once: a step that printed 100 MB is read in pieces,
+/// never held whole.
+const READ_CHUNK: u64 = 1024 * 1024;
+/// The most bytes of one line kept: a line longer than any screen (a 100 MB line without a
+/// newline) is cut, the rest of it dropped up to its newline.
+const LINE_MAX: usize = 4 * 1024;
 
 /// One row of the runs list.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,8 +103,10 @@ pub(crate) struct Detail {
     pub(crate) tail_title: String,
     /// Reads an agent step's JSON stream as its transcript.
     agent: Option<StreamReader>,
-    /// A partial last line of a plain step's output.
+    /// A partial last line of a plain step's output (at most [`LINE_MAX`] bytes).
     partial: String,
+    /// Whether the partial line was cut at [`LINE_MAX`] (its rest is dropped).
+    partial_cut: bool,
 }
 
 /// Which screen shows.
@@ -175,9 +188,20 @@ impl App {
             .collect();
         let selected_id = self.current().map(|r| r.id.clone());
         self.rows = rows;
-        self.selected = selected_id
-            .and_then(|id| self.rows.iter().position(|r| r.id == id))
-            .unwrap_or(self.selected.min(self.rows.len().saturating_sub(1)));
+        let found = selected_id
+            .as_ref()
+            .and_then(|id| self.rows.iter().position(|r| &r.id == id));
+        self.selected = found.unwrap_or(self.selected.min(self.rows.len().saturating_sub(1)));
+        // The open run went away (`dloop rm`, `gc`): back to the list, saying so, rather than
+        // show the next run's detail in its place, where `s` or `r` would act on a run the
+        // user did not choose.
+        if let (Some(id), None) = (selected_id, found)
+            && self.screen == Screen::Detail
+        {
+            self.screen = Screen::List;
+            self.detail = None;
+            self.message = format!("{id} was deleted");
+        }
     }
 
     /// Reads the runs list and the selected run's news from `store`.
@@ -227,7 +251,16 @@ impl Detail {
                     .to_owned(),
             );
             self.outputs.feed(&record);
+            // Trimmed in batches, so a long log costs one move per thousand lines.
+            if self.timeline.len() >= 2 * TIMELINE_LINES {
+                self.timeline.drain(..TIMELINE_LINES);
+            }
+            if self.outputs.steps.len() >= 2 * OUTPUTS_KEPT {
+                self.outputs.steps.drain(..OUTPUTS_KEPT);
+            }
         }
+        let extra = self.timeline.len().saturating_sub(TIMELINE_LINES);
+        self.timeline.drain(..extra);
         let Some(last) = self.outputs.steps.last().cloned() else {
             return Ok(());
         };
@@ -236,6 +269,7 @@ impl Detail {
             self.tail_of = Some(key);
             self.tail.clear();
             self.partial.clear();
+            self.partial_cut = false;
             self.tail_pos = last.offset.unwrap_or(0);
             self.agent = last
                 .profile
@@ -248,12 +282,18 @@ impl Detail {
             }
         }
         self.tail_open = last.status == OutputState::Open;
-        if last.offset.is_some() && last.end().is_none_or(|end| self.tail_pos < end) {
+        while last.offset.is_some() && last.end().is_none_or(|end| self.tail_pos < end) {
+            let to = self.tail_pos.saturating_add(READ_CHUNK);
+            let to = last.end().map_or(to, |end| end.min(to));
             let (bytes, upto) = store
-                .read_output(&id, self.tail_pos, last.end())
+                .read_output(&id, self.tail_pos, Some(to))
                 .map_err(|e| store_error(e, &id))?;
             self.tail_pos = upto;
             self.push_bytes(&bytes);
+            if upto < to {
+                // The stream has no more yet.
+                break;
+            }
         }
         Ok(())
     }
@@ -275,11 +315,33 @@ impl Detail {
         self.tail.drain(..extra);
     }
 
-    fn push_text(&mut self, text: &str) {
-        self.partial.push_str(text);
-        while let Some(at) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=at).collect();
-            self.tail.push(visible(line.trim_end_matches(['\n', '\r'])));
+    fn push_text(&mut self, mut text: &str) {
+        loop {
+            let (piece, ended) = match text.find('\n') {
+                Some(at) => (&text[..at], true),
+                None => (text, false),
+            };
+            if !self.partial_cut {
+                let room = LINE_MAX.saturating_sub(self.partial.len());
+                if piece.len() <= room {
+                    self.partial.push_str(piece);
+                } else {
+                    let mut cut = room;
+                    while !piece.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    self.partial.push_str(&piece[..cut]);
+                    self.partial.push('…');
+                    self.partial_cut = true;
+                }
+            }
+            if !ended {
+                return;
+            }
+            let line = std::mem::take(&mut self.partial);
+            self.partial_cut = false;
+            self.tail.push(visible(line.trim_end_matches('\r')));
+            text = &text[piece.len() + 1..];
         }
     }
 
@@ -395,11 +457,50 @@ mod tests {
     }
 
     #[test]
+    fn an_open_run_that_is_deleted_goes_back_to_the_list() {
+        let mut app = App::new();
+        let runs = || {
+            vec![
+                info("a", RunStatus::Completed, 3, false),
+                info("b", RunStatus::Completed, 2, false),
+            ]
+        };
+        app.set_runs(runs(), Timestamp::from_millis(10));
+        app.screen = Screen::Detail;
+        app.set_runs(runs(), Timestamp::from_millis(10));
+        assert_eq!(app.screen, Screen::Detail, "still there: still open");
+        app.set_runs(
+            vec![info("b", RunStatus::Completed, 2, false)],
+            Timestamp::from_millis(10),
+        );
+        assert_eq!(app.screen, Screen::List);
+        assert_eq!(app.message, "a was deleted");
+        assert_eq!(app.current().map(|r| r.id.as_str()), Some("b"));
+    }
+
+    #[test]
     fn a_plain_steps_tail_keeps_its_partial_line_and_drops_control_characters() {
         let mut detail = Detail::default();
         detail.push_bytes(b"one\ntw");
         assert_eq!(detail.tail_lines(), ["one", "tw"]);
         detail.push_bytes(b"o\x1b[2J\tx\n");
         assert_eq!(detail.tail_lines(), ["one", "two[2J x"]);
+    }
+
+    #[test]
+    fn a_huge_line_is_cut_and_its_rest_dropped() {
+        let mut detail = Detail::default();
+        // 100 MB of one line, arriving in pieces, then its newline and a short line.
+        let piece = "é".repeat(512 * 1024);
+        for _ in 0..100 {
+            detail.push_bytes(piece.as_bytes());
+            assert!(detail.partial.len() <= LINE_MAX + '…'.len_utf8());
+        }
+        detail.push_bytes(b"tail\nnext\n");
+        let lines = detail.tail_lines();
+        assert_eq!(lines.len(), 2, "the huge line is one line");
+        assert!(lines[0].ends_with('…') && lines[0].len() <= LINE_MAX + 3);
+        assert!(!lines[0].contains("tail"), "its rest is dropped");
+        assert_eq!(lines[1], "next");
     }
 }

@@ -69,19 +69,43 @@ impl Access {
             return Err(Refusal::Host);
         }
         if let Some(token) = &self.token {
-            let given = req
-                .cookie(&self.token_cookie())
-                .or_else(|| {
-                    req.header("authorization")
-                        .and_then(|v| v.strip_prefix("Bearer "))
-                })
-                .or_else(|| req.header("x-dloop-token"))
-                .or_else(|| req.param("token"));
-            if !given.is_some_and(|g| same(g, token)) {
+            // Any carrier with the right token lets the request in: a browser still holding
+            // the cookie of an earlier server on this port (another token) must be able to
+            // follow `?token=` to replace it.
+            let cookie = self.token_cookie();
+            let mut given = req
+                .cookies(&cookie)
+                .chain(
+                    req.headers_named("authorization")
+                        .filter_map(|v| v.strip_prefix("Bearer ")),
+                )
+                .chain(req.headers_named("x-dloop-token"))
+                .chain(req.param("token"));
+            if !given.any(|g| same(g, token)) {
                 return Err(Refusal::Token);
             }
         }
-        Ok(())
+        Self::check_fetch_site(req)
+    }
+
+    /// Refuses what another site's page makes a browser send, except following a link to us:
+    /// browsers label each request with `Sec-Fetch-Site` (absent from older browsers and
+    /// scripts, which the other checks cover). Without this, any page the user visits could
+    /// hold the server's connections with `<img src=".../api/events">` (each such request is
+    /// otherwise a valid loopback request that streams forever), or time its answers.
+    fn check_fetch_site(req: &Request) -> Result<(), Refusal> {
+        match req.header("sec-fetch-site") {
+            None | Some("same-origin" | "none") => Ok(()),
+            Some(_) => {
+                let navigation = req.header("sec-fetch-mode") == Some("navigate")
+                    && matches!(req.method, Method::Get | Method::Head);
+                if navigation {
+                    Ok(())
+                } else {
+                    Err(Refusal::Forbidden("cross-site request"))
+                }
+            }
+        }
     }
 
     /// The name of this server's token cookie.
@@ -131,11 +155,20 @@ impl Access {
             _ => (host, None),
         };
         let port_ok = match port {
-            Some(port) => port.parse::<u16>().ok() == Some(self.bound.port()),
+            // Digits only: `u16::from_str` would also take `+8470`.
+            Some(port) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                port.parse::<u16>().ok() == Some(self.bound.port())
+            }
+            Some(_) => false,
             None => self.bound.port() == 80,
         };
         let name = name.to_ascii_lowercase();
-        port_ok && matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]")
+        // The bound address itself (`--addr 127.0.0.2:PORT` is reached as 127.0.0.2).
+        let bound = match self.bound.ip() {
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        port_ok && (matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]") || name == bound)
     }
 }
 
@@ -207,6 +240,45 @@ mod tests {
             assert_eq!(a.check(&r), Err(Refusal::Host), "{host}");
         }
         assert_eq!(a.check(&req("GET / HTTP/1.1\r\n\r\n")), Err(Refusal::Host));
+        for host in ["127.0.0.1:+4000", "127.0.0.1:4000x", "127.0.0.2:4000"] {
+            let r = req(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+            assert_eq!(a.check(&r), Err(Refusal::Host), "{host}");
+        }
+        // A server bound to another loopback address answers to that address.
+        let other = access("127.0.0.2:4000", None, false);
+        let r = req("GET / HTTP/1.1\r\nHost: 127.0.0.2:4000\r\n\r\n");
+        assert_eq!(other.check(&r), Ok(()));
+    }
+
+    #[test]
+    fn other_sites_may_link_to_the_page_but_not_fetch_from_it() {
+        let a = access("127.0.0.1:4000", None, false);
+        let host = "Host: 127.0.0.1:4000\r\n";
+        for site in ["cross-site", "same-site"] {
+            for (target, mode) in [
+                ("/api/events", "no-cors"),
+                ("/api/runs", "cors"),
+                ("/", "no-cors"),
+            ] {
+                let r = req(&format!(
+                    "GET {target} HTTP/1.1\r\n{host}Sec-Fetch-Site: {site}\r\nSec-Fetch-Mode: {mode}\r\n\r\n"
+                ));
+                assert!(
+                    matches!(a.check(&r), Err(Refusal::Forbidden(_))),
+                    "{site} {target}"
+                );
+            }
+            let link = req(&format!(
+                "GET / HTTP/1.1\r\n{host}Sec-Fetch-Site: {site}\r\nSec-Fetch-Mode: navigate\r\n\r\n"
+            ));
+            assert_eq!(a.check(&link), Ok(()), "{site} link");
+        }
+        for site in ["same-origin", "none"] {
+            let r = req(&format!(
+                "GET /api/events HTTP/1.1\r\n{host}Sec-Fetch-Site: {site}\r\nSec-Fetch-Mode: cors\r\n\r\n"
+            ));
+            assert_eq!(a.check(&r), Ok(()), "{site}");
+        }
     }
 
     #[test]
@@ -232,6 +304,17 @@ mod tests {
             "GET / HTTP/1.1\r\n{host}Cookie: {TOKEN_COOKIE}4000={token}x\r\n\r\n"
         ));
         assert_eq!(a.check(&r), Err(Refusal::Token));
+        // A stale cookie (an earlier server's token) does not hide a good carrier.
+        let stale = format!("Cookie: {TOKEN_COOKIE}4000=stale-0123456789abcdef\r\n");
+        for good in [
+            format!("GET /?token={token} HTTP/1.1\r\n{host}{stale}\r\n"),
+            format!("GET / HTTP/1.1\r\n{host}{stale}Authorization: Bearer {token}\r\n\r\n"),
+            format!(
+                "GET / HTTP/1.1\r\n{host}Cookie: {TOKEN_COOKIE}4000=old; {TOKEN_COOKIE}4000={token}\r\n\r\n"
+            ),
+        ] {
+            assert_eq!(a.check(&req(&good)), Ok(()), "{good}");
+        }
     }
 
     #[test]

@@ -128,21 +128,74 @@ pub(crate) fn graph(store: &dyn Store, id: &str) -> Result<GraphJson, CliError> 
     })
 }
 
+/// The steps `/api/runs/ID/steps` and the feed's `timeline` send by default: the newest.
+pub(crate) const STEPS_WINDOW: u64 = 500;
+/// The most steps one request may ask for.
+pub(crate) const STEPS_WINDOW_MAX: u64 = 5_000;
+
 /// `/api/runs/ID/steps`.
 #[derive(Debug, Serialize)]
 pub(crate) struct StepsJson {
     /// The seq of the last record read.
     pub(crate) last_seq: u64,
-    /// The steps, oldest first.
+    /// How many steps came before the first one here (ask with `before=` this).
+    pub(crate) earlier: u64,
+    /// The steps, oldest first: the newest of the run (or of those before `before`).
     pub(crate) steps: Vec<super::steps::StepJson>,
+    /// Every state the run entered (for the diagram; whatever the window).
+    pub(crate) visited: Vec<String>,
+    /// Every move between states, `[from, to]`.
+    pub(crate) taken: Vec<(String, String)>,
 }
 
-/// The whole timeline of run `id`.
-pub(crate) fn timeline(store: &dyn Store, id: &str) -> Result<Timeline, CliError> {
-    let mut timeline = Timeline::default();
+impl StepsJson {
+    /// The wire form of `timeline`.
+    pub(crate) fn from_timeline(timeline: Timeline) -> StepsJson {
+        StepsJson {
+            last_seq: timeline.last_seq,
+            earlier: timeline.earlier,
+            steps: timeline.steps,
+            visited: timeline.visited.into_iter().collect(),
+            taken: timeline.taken.into_iter().collect(),
+        }
+    }
+}
+
+/// Which steps of a timeline to keep.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    /// Only steps with an index below this (`None`: up to the newest).
+    pub(crate) before: Option<u64>,
+    /// The most steps kept (the newest of them).
+    pub(crate) limit: u64,
+}
+
+impl Window {
+    /// The newest `limit` steps.
+    pub(crate) fn newest(limit: u64) -> Window {
+        Window {
+            before: None,
+            limit,
+        }
+    }
+}
+
+/// The timeline of run `id`, read in one pass in constant memory: the window's steps and the
+/// whole path.
+pub(crate) fn timeline(store: &dyn Store, id: &str, window: Window) -> Result<Timeline, CliError> {
+    let keep = usize::try_from(window.limit).unwrap_or(usize::MAX);
+    let mut timeline = Timeline::newest(keep);
     for record in store.records_from(id, 1).map_err(|e| store_error(e, id))? {
         timeline.feed(&record.map_err(|e| store_error(e, id))?);
+        if let Some(before) = window.before
+            && timeline.total() > before
+        {
+            // The first step past the window: the ones before it are complete.
+            timeline.steps.pop();
+            break;
+        }
     }
+    timeline.finish();
     Ok(timeline)
 }
 
@@ -317,12 +370,21 @@ fn transcript(
 /// `bytes` as text, and how many bytes that used: a multi-byte character cut at the end is
 /// left out (the next slice starts with it); invalid bytes elsewhere become U+FFFD.
 fn utf8_prefix(bytes: &[u8]) -> (String, usize) {
-    let used = match std::str::from_utf8(bytes) {
-        Ok(_) => bytes.len(),
-        // Only an incomplete character at the very end is held back.
-        Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
-        Err(_) => bytes.len(),
+    // The start of the last character: at most 3 continuation bytes back. (Asking
+    // `from_utf8` would find the first error only: an invalid byte earlier in the slice hid a
+    // character cut at its end, which then came out as two U+FFFD.)
+    let start = (1..=bytes.len().min(4))
+        .map(|back| bytes.len() - back)
+        .find(|&i| bytes[i] & 0b1100_0000 != 0b1000_0000);
+    let held = match start {
+        Some(i) if i > 0 => match std::str::from_utf8(&bytes[i..]) {
+            // Only an incomplete (not an invalid) character is held back.
+            Err(e) if e.valid_up_to() == 0 && e.error_len().is_none() => bytes.len() - i,
+            _ => 0,
+        },
+        _ => 0,
     };
+    let used = bytes.len() - held;
     (String::from_utf8_lossy(&bytes[..used]).into_owned(), used)
 }
 
@@ -336,5 +398,20 @@ mod tests {
         let e_acute = "é".as_bytes();
         assert_eq!(utf8_prefix(&[b'a', e_acute[0]]), ("a".to_owned(), 1));
         assert_eq!(utf8_prefix(&[0xff, b'a']), ("\u{fffd}a".to_owned(), 2));
+        // An invalid byte earlier does not hide the cut character at the end.
+        assert_eq!(
+            utf8_prefix(&[0xff, b'a', e_acute[0]]),
+            ("\u{fffd}a".to_owned(), 2)
+        );
+        let euro = "€".as_bytes();
+        assert_eq!(
+            utf8_prefix(&[0xfe, b'x', euro[0], euro[1]]),
+            ("\u{fffd}x".to_owned(), 2)
+        );
+        // A slice that is only a cut character is served (no progress otherwise), and a
+        // stray continuation byte at the end is invalid, not held.
+        assert_eq!(utf8_prefix(&[e_acute[0]]), ("\u{fffd}".to_owned(), 1));
+        assert_eq!(utf8_prefix(&[b'a', 0x80]), ("a\u{fffd}".to_owned(), 2));
+        assert_eq!(utf8_prefix("aé".as_bytes()), ("aé".to_owned(), 3));
     }
 }

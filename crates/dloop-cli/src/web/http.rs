@@ -53,6 +53,14 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The values of every header called `name` (lowercase).
+    pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The first query parameter called `name`.
     pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.query
@@ -62,13 +70,18 @@ impl Request {
     }
 
     /// The value of cookie `name`, when the request carries it.
-    pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == "cookie")
-            .flat_map(|(_, v)| v.split(';'))
+    #[cfg(test)]
+    pub(crate) fn cookie<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.cookies(name).next()
+    }
+
+    /// Every value of cookie `name` (a browser may hold several: another path, an older server
+    /// on the same port).
+    pub(crate) fn cookies<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers_named("cookie")
+            .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(n, _)| *n == name)
+            .filter(move |(n, _)| *n == name)
             .map(|(_, v)| v)
     }
 }
@@ -99,6 +112,17 @@ impl BadRequest {
             BadRequest::HeadTooLarge => Some((431, "request head too large")),
             BadRequest::Gone => None,
         }
+    }
+
+    /// The response to send (`None`: just close). A 405 names the methods served, as RFC 9110
+    /// 15.5.6 requires.
+    pub(crate) fn response(&self) -> Option<Response> {
+        let (status, message) = self.status()?;
+        let response = Response::error(status, message);
+        Some(match self {
+            BadRequest::Method => response.with_header("Allow", "GET, HEAD, POST".to_owned()),
+            _ => response,
+        })
     }
 }
 
@@ -147,25 +171,50 @@ pub(crate) fn read_request(stream: impl Read) -> Result<Request, BadRequest> {
         query,
         headers,
     };
+    // Framing a request two ways is how requests are smuggled past a proxy: refuse every
+    // ambiguity (RFC 9112 6.3, 3.2) rather than pick one reading.
     if request.header("transfer-encoding").is_some() {
         return Err(BadRequest::Malformed("chunked bodies are not accepted"));
     }
-    let length = match request.header("content-length") {
-        None => 0,
-        Some(text) => text
-            .parse::<u64>()
-            .map_err(|_| BadRequest::Malformed("bad content-length"))?,
+    if request.headers_named("host").count() > 1 {
+        return Err(BadRequest::Malformed("more than one Host header"));
+    }
+    let lengths: Vec<&str> = request.headers_named("content-length").collect();
+    let length = match (lengths.first(), lengths.get(1)) {
+        (None, _) => 0,
+        (Some(text), None) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            text.parse::<u64>().map_err(|_| BadRequest::TooLarge)?
+        }
+        (Some(_), None) => return Err(BadRequest::Malformed("bad content-length")),
+        (Some(_), Some(_)) => return Err(BadRequest::Malformed("more than one content-length")),
     };
     if length > MAX_BODY {
         return Err(BadRequest::TooLarge);
     }
-    if length > 0 {
-        // The head's own limit is spent; the body has its own.
-        let mut body = reader.into_inner().into_inner().take(length);
-        let mut sink = Vec::new();
-        body.read_to_end(&mut sink).map_err(|_| BadRequest::Gone)?;
-    }
+    read_body(reader, length)?;
     Ok(request)
+}
+
+/// Reads and drops a body of `length` bytes: first what the head's reader already buffered
+/// (a client sends head and body in one packet), then the rest from the socket (the head's own
+/// limit is spent; the body has its own).
+fn read_body<R: Read>(
+    mut reader: BufReader<std::io::Take<R>>,
+    length: u64,
+) -> Result<(), BadRequest> {
+    let buffered = (reader.buffer().len() as u64).min(length);
+    reader.consume(buffered as usize);
+    let rest = length - buffered;
+    if rest == 0 {
+        return Ok(());
+    }
+    let mut body = reader.into_inner().into_inner().take(rest);
+    let read = std::io::copy(&mut body, &mut std::io::sink()).map_err(|_| BadRequest::Gone)?;
+    if read < rest {
+        // The client closed before its whole body came.
+        return Err(BadRequest::Gone);
+    }
+    Ok(())
 }
 
 /// One CRLF- (or LF-) terminated line of the head, counted against [`MAX_HEAD`].
@@ -245,8 +294,10 @@ fn decode(text: &str, plus_is_space: bool) -> Result<String, BadRequest> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
+                // Two hex digits exactly: `from_str_radix` alone would take `%+1`.
                 let hex = bytes
                     .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or(BadRequest::Malformed("bad percent-encoding"))?;
@@ -472,6 +523,35 @@ mod tests {
     fn a_small_body_is_read_and_dropped() {
         let req = parse("POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}").expect("parses");
         assert_eq!(req.method, Method::Post);
+        // The body in a later packet than the head: read from the stream, not the buffer.
+        let head = b"POST /x HTTP/1.1\r\nContent-Length: 4\r\n\r\nab".as_slice();
+        let req = read_request(head.chain(b"cd".as_slice())).expect("parses");
+        assert_eq!(req.method, Method::Post);
+        assert_eq!(
+            parse("POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nab").unwrap_err(),
+            BadRequest::Gone,
+            "a body cut short"
+        );
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        for case in [
+            "POST /x HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello",
+            "POST /x HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+            "POST /x HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}",
+            "POST /x HTTP/1.1\r\nContent-Length: 2 \r\nX: y\r\nContent-length:2\r\n\r\n{}",
+            "POST /x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:1\r\nHost: evil.example\r\n\r\n",
+            "GET /a%+e HTTP/1.1\r\n\r\n",
+            "GET /?a=%+e HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(case), Err(BadRequest::Malformed(_))),
+                "{case:?}: {:?}",
+                parse(case)
+            );
+        }
     }
 
     #[test]

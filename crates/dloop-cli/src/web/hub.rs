@@ -184,7 +184,8 @@ fn discover(store: &dyn Store, id: &str, now: dloop_core::Timestamp) -> Result<F
     let (follow, timeline) = if info.state.status.is_finished() {
         (None, Timeline::default())
     } else {
-        let mut timeline = super::api::timeline(store, id)?;
+        // Only the last steps can still change.
+        let mut timeline = super::api::timeline(store, id, super::api::Window::newest(2))?;
         // The records read for the timeline may be newer than the summary: fold them in.
         for record in store
             .records_from(id, info.state.last_seq + 1)

@@ -181,9 +181,8 @@ fn connection(server: &Server, stream: TcpStream) {
     let req = match http::read_request(reader) {
         Ok(req) => req,
         Err(bad) => {
-            if let Some((status, message)) = bad.status() {
-                let _ =
-                    http::write_response(&stream, &http::Response::error(status, message), false);
+            if let Some(response) = bad.response() {
+                let _ = http::write_response(&stream, &response, false);
             }
             return;
         }
@@ -215,8 +214,14 @@ fn connection(server: &Server, stream: TcpStream) {
             let _ = http::write_event_stream_head(&stream);
         }
         routes::Answer::Events(run) => {
+            let opened = sse::open(&stream, &server.hub, storage.store(), run.as_deref());
+            // The hub carries the feed from here: the store (a database connection with the
+            // PostgreSQL store) is not held for the page's life.
+            drop(storage);
             // The feed runs until the page leaves; its end is not an error.
-            let _ = sse::stream(&stream, &server.hub, storage.store(), run.as_deref());
+            if let Ok(opened) = opened {
+                let _ = sse::follow(&stream, opened, run.as_deref());
+            }
         }
     }
 }

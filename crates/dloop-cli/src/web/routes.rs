@@ -6,7 +6,7 @@
 //! GET  /assets/app.js, style.css    the page's script and style, embedded in the binary
 //! GET  /api/runs                    every run's row
 //! GET  /api/runs/ID                 one run (`dloop inspect --json`)
-//! GET  /api/runs/ID/steps           its timeline
+//! GET  /api/runs/ID/steps           its timeline (?before=N&limit=M: a window of steps)
 //! GET  /api/runs/ID/graph           its loop's states and routes
 //! GET  /api/runs/ID/output/STEP     a slice of a step's output (?offset=N&limit=M)
 //! GET  /api/events[?run=ID]         the live feed (server-sent events)
@@ -178,16 +178,28 @@ fn run_route(
             Ok(info) => Response::json(200, &RunJson::from_info(&info)),
             Err(e) => internal(&e),
         },
-        ["steps"] => match api::timeline(store, id) {
-            Ok(timeline) => Response::json(
-                200,
-                &api::StepsJson {
-                    last_seq: timeline.last_seq,
-                    steps: timeline.steps,
-                },
-            ),
-            Err(e) => internal(&e),
-        },
+        ["steps"] => {
+            let number = |name: &str| match req.param(name) {
+                None => Ok(None),
+                Some(text) => text.parse::<u64>().map(Some).map_err(|_| name.to_owned()),
+            };
+            let (before, limit) = match (number("before"), number("limit")) {
+                (Ok(before), Ok(limit)) => (before, limit),
+                (Err(name), _) | (_, Err(name)) => {
+                    return Response::error(400, &format!("`{name}` must be a number"));
+                }
+            };
+            let window = api::Window {
+                before,
+                limit: limit
+                    .unwrap_or(api::STEPS_WINDOW)
+                    .clamp(1, api::STEPS_WINDOW_MAX),
+            };
+            match api::timeline(store, id, window) {
+                Ok(timeline) => Response::json(200, &api::StepsJson::from_timeline(timeline)),
+                Err(e) => internal(&e),
+            }
+        }
         ["graph"] => match api::graph(store, id) {
             Ok(graph) => Response::json(200, &graph),
             Err(e) => internal(&e),

@@ -3,7 +3,8 @@
 //! The stream opens with a snapshot and then carries every change after it (the [`Hub`]
 //! guarantees no gap), so a page that reconnects (EventSource does by itself) is whole again:
 //! - `runs`: every row (an array of `/api/runs` rows), first;
-//! - `timeline` (with `?run=ID`): that run's steps and the seq they reflect, second;
+//! - `timeline` (with `?run=ID`): that run's newest steps (as `/api/runs/ID/steps`) and the
+//!   seq they reflect, second;
 //! - `run`: one row that changed; `removed`: `{"id": ...}` of a deleted run;
 //! - `step` (with `?run=ID`): one step of that run that changed (a `/api/runs/ID/steps` row).
 //!
@@ -21,14 +22,22 @@ use super::hub::{Change, Hub};
 /// How long the stream may be quiet before a keep-alive comment.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// Streams events to `out` until the page leaves (a write fails) or the hub drops it.
-/// `run`: a run id already checked to exist.
-pub(crate) fn stream(
+/// A feed whose snapshot was sent: what [`follow`] needs to carry on without the store.
+pub(crate) struct Opened {
+    changes: std::sync::mpsc::Receiver<Change>,
+    /// Steps of the run up to this seq were in the snapshot.
+    shown: u64,
+}
+
+/// Opens the feed on `out`: the head, then the snapshot (`runs`, and with `run`, a run id
+/// already checked to exist, its `timeline`). The store is needed only for this: the caller
+/// lets it go before [`follow`], so an open page does not hold a database connection.
+pub(crate) fn open(
     mut out: impl Write,
     hub: &Hub,
     store: &dyn Store,
     run: Option<&str>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Opened> {
     super::http::write_event_stream_head(&mut out)?;
     let (changes, mut rows) = hub.subscribe();
     rows.sort_by(|a, b| (&b.started_at, &b.id).cmp(&(&a.started_at, &a.id)));
@@ -38,13 +47,11 @@ pub(crate) fn stream(
     // Steps of `run` up to `shown` are in the snapshot; later ones come from the hub.
     let mut shown = 0;
     if let Some(id) = run {
-        match super::api::timeline(store, id) {
+        let window = super::api::Window::newest(super::api::STEPS_WINDOW);
+        match super::api::timeline(store, id, window) {
             Ok(timeline) => {
                 shown = timeline.last_seq;
-                let steps = StepsJson {
-                    last_seq: timeline.last_seq,
-                    steps: timeline.steps,
-                };
+                let steps = StepsJson::from_timeline(timeline);
                 send(&mut out, "timeline", &json(&steps))?;
             }
             Err(e) => {
@@ -53,6 +60,17 @@ pub(crate) fn stream(
             }
         }
     }
+    Ok(Opened { changes, shown })
+}
+
+/// Streams every change after the snapshot to `out` until the page leaves (a write fails) or
+/// the hub drops it.
+pub(crate) fn follow(
+    mut out: impl Write,
+    opened: Opened,
+    run: Option<&str>,
+) -> std::io::Result<()> {
+    let Opened { changes, mut shown } = opened;
     loop {
         match changes.recv_timeout(KEEPALIVE) {
             Ok(Change::Row(row)) => send(&mut out, "run", &json(&*row))?,

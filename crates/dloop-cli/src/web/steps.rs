@@ -3,10 +3,18 @@
 //! (`/api/runs/ID/steps`, records from seq 1) and the live feed (one record at a time, each
 //! change pushed as the step it touched), so both always agree.
 //!
+//! A whole timeline can be far too big to send (a run of 100,000 records has some 25,000
+//! steps: 7 MB of JSON, a table the browser redraws on every step): a [`Timeline`] keeps a
+//! window of the newest steps, counts the ones it let go ([`Timeline::earlier`]), and keeps the
+//! path taken (states visited, moves made) whole for the diagram, which is as small as the
+//! loop.
+//!
 //! A step is keyed by its number and state: a step that runs again under the same number (a
 //! rate-limit wait, a resume's re-run of an interrupted action) updates its row instead of
 //! adding one. (A terminal state is entered under the number of the step that led to it, so
 //! the number alone is not a key.)
+
+use std::collections::BTreeSet;
 
 use dloop_core::Record;
 use dloop_core::event::Event;
@@ -53,13 +61,43 @@ pub(crate) struct StepJson {
 /// Builds steps from records.
 #[derive(Debug, Default)]
 pub(crate) struct Timeline {
-    /// The steps, oldest first.
+    /// The steps, oldest first (the newest `keep` of them, once [`Timeline::finish`]ed).
     pub(crate) steps: Vec<StepJson>,
     /// The seq of the last record fed.
     pub(crate) last_seq: u64,
+    /// How many steps came before `steps[0]` (let go, or never read).
+    pub(crate) earlier: u64,
+    /// Every state a step entered.
+    pub(crate) visited: BTreeSet<String>,
+    /// Every move between states: (from, to).
+    pub(crate) taken: BTreeSet<(String, String)>,
+    /// The most steps kept (`None`: all).
+    keep: Option<usize>,
 }
 
 impl Timeline {
+    /// A timeline that keeps only the newest `keep` steps (at least 1).
+    pub(crate) fn newest(keep: usize) -> Timeline {
+        Timeline {
+            keep: Some(keep.max(1)),
+            ..Timeline::default()
+        }
+    }
+
+    /// How many steps were fed: the index the next new step gets.
+    pub(crate) fn total(&self) -> u64 {
+        self.earlier + self.steps.len() as u64
+    }
+
+    /// Lets go of the steps beyond the window (feeding does so in batches).
+    pub(crate) fn finish(&mut self) {
+        if let Some(keep) = self.keep {
+            let extra = self.steps.len().saturating_sub(keep);
+            self.steps.drain(..extra);
+            self.earlier += extra as u64;
+        }
+    }
+
     /// Takes one record; returns the index of the step it changed, if any.
     pub(crate) fn feed(&mut self, record: &Record) -> Option<usize> {
         self.last_seq = record.seq;
@@ -84,13 +122,24 @@ impl Timeline {
                     next: None,
                     seq: record.seq,
                 };
+                self.visited.insert(state.clone());
                 match self.position(*step, state) {
                     Some(i) => {
                         self.steps[i] = row;
                         i
                     }
                     None => {
+                        if let Some(last) = self.steps.last() {
+                            self.taken.insert((last.state.clone(), state.clone()));
+                        }
                         self.steps.push(row);
+                        // Let go in batches: one move per `keep` steps, not one per step.
+                        if let Some(keep) = self.keep
+                            && self.steps.len() >= 2 * keep
+                        {
+                            self.steps.drain(..keep);
+                            self.earlier += keep as u64;
+                        }
                         self.steps.len() - 1
                     }
                 }
@@ -153,6 +202,7 @@ impl Timeline {
                 i
             }
             Event::Transitioned { from, to, .. } => {
+                self.taken.insert((from.clone(), to.clone()));
                 let i = self.steps.len().checked_sub(1)?;
                 let row = &mut self.steps[i];
                 if row.state != *from {
@@ -301,6 +351,30 @@ mod tests {
         ));
         assert_eq!(t.steps[1].status, "finished");
         assert_eq!((t.last_seq, t.steps[1].seq), (7, 7));
+    }
+
+    #[test]
+    fn a_window_keeps_the_newest_steps_and_the_whole_path() {
+        let mut t = Timeline::newest(3);
+        let mut seq = 0;
+        for step in 1..=10u64 {
+            let state = if step == 1 { "first" } else { "again" };
+            seq += 1;
+            t.feed(&rec(seq, 0, entered(state, step)));
+            assert!(t.steps.len() < 6, "let go in batches");
+        }
+        t.finish();
+        let steps: Vec<u64> = t.steps.iter().map(|s| s.step).collect();
+        assert_eq!(steps, [8, 9, 10]);
+        assert_eq!((t.earlier, t.total()), (7, 10));
+        assert!(
+            t.visited.contains("first"),
+            "a state out of the window was visited"
+        );
+        assert!(t.taken.contains(&("first".to_owned(), "again".to_owned())));
+        // The index a live feed gets is into the window.
+        seq += 1;
+        assert_eq!(t.feed(&rec(seq, 0, entered("again", 11))), Some(3));
     }
 
     #[test]

@@ -41,6 +41,7 @@ mod schema;
 mod scopes;
 mod serve;
 mod serve_client;
+mod serve_edges;
 mod show;
 mod soak;
 mod status;

@@ -106,6 +106,22 @@ impl Server {
         Reply::parse(&bytes)
     }
 
+    /// Sends `raw` bytes and reads only the status code of the reply (so a reply that streams
+    /// forever cannot hang the test); 0 when none came within 30 s.
+    pub fn status_of(&self, raw: &str) -> u16 {
+        let mut stream = TcpStream::connect(self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        stream.write_all(raw.as_bytes()).expect("send");
+        let mut line = String::new();
+        let _ = BufReader::new(stream).read_line(&mut line);
+        line.split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Opens the event stream at `path` (`/api/events...`).
     pub fn events(&self, path: &str) -> Events {
         let mut stream = TcpStream::connect(self.addr).expect("connect");

@@ -330,6 +330,52 @@ fn with_allow_control_the_buttons_stop_and_resume_a_run() {
     assert!(poll(LIMIT, || (status() == "completed").then_some(())).is_some());
 }
 
+/// A run of 610 steps between two states, paused by `max_steps`.
+const PINGPONG: &str = "initial: a\nlimits:\n  max_steps: 610\nstates:\n  a:\n    shell: \"true\"\n    next: b\n  b:\n    shell: \"true\"\n    on: { success: a, failure: done }\n  done:\n    terminal: success\n";
+
+/// A long run's page showed every step (25,000 rows for a 100,000-record run, redrawn on each
+/// new step): now the newest 500, a button for earlier ones, and the diagram still marks the
+/// whole path.
+#[test]
+fn a_long_runs_page_shows_its_newest_steps_and_loads_earlier_ones() {
+    let Some(exe) = chromium_or_skip() else {
+        return;
+    };
+    let p = TestProject::new();
+    p.write_loop("pingpong", PINGPONG);
+    let out = p.dloop(&["run", "pingpong"]);
+    assert_eq!(out.code, 3, "paused at max_steps: {}", out.render());
+    let (id, _) = p.only_run();
+    let server = Server::start(&p, &["--addr", "127.0.0.1:0"], &[]);
+    let mut browser = Browser::launch(&exe);
+    let session = browser.open(&format!("{}runs/{id}", server.url));
+    let rows = "document.querySelectorAll('#steps tr[data-step]').length";
+    assert!(
+        browser.wait_true(&session, &format!("{rows} === 500"), LIMIT),
+        "rows: {}",
+        browser.eval(&session, rows)
+    );
+    let button = "document.getElementById('earlier')";
+    let label = browser.eval(&session, &format!("{button}.textContent"));
+    assert_eq!(label, json!("110 earlier steps: show 110 more"));
+    let path = "document.querySelectorAll('#diagram g.node.visited').length === 2 \
+        && document.querySelectorAll('#diagram g.edge.taken').length === 2";
+    assert!(
+        browser.wait_true(&session, path, LIMIT),
+        "the whole path is marked"
+    );
+    browser.eval(&session, &format!("{button}.click()"));
+    assert!(
+        browser.wait_true(
+            &session,
+            &format!("{rows} === 610 && !{button} && document.querySelector('#steps tr[data-step]').getAttribute('data-step') === '1'"),
+            LIMIT
+        ),
+        "rows after loading: {}",
+        browser.eval(&session, rows)
+    );
+}
+
 /// The run's log file (read by the test only, to time the record's write).
 fn server_log(p: &TestProject, id: &str) -> PathBuf {
     p.root()

@@ -6,6 +6,8 @@
 // encodeURIComponent of a run id). Never as markup: no HTML parsing of anything.
 "use strict";
 
+// Steps the page asks for at a time (the server sends the newest 500 first).
+const STEP_PAGE = 500;
 const CSRF = document.querySelector('meta[name="dloop-csrf"]').content;
 const CONTROL = document.querySelector('meta[name="dloop-control"]').content === "on";
 const main = document.getElementById("main");
@@ -157,6 +159,11 @@ function runPage(id) {
   document.title = id + " · dloop";
   let row = null;
   let steps = [];
+  // Steps before steps[0] that are not on the page: a run of thousands of steps sends its
+  // newest only (the server's window), and a live one's oldest rows are let go as new come.
+  let earlier = 0;
+  // The whole path (states visited, "from\0to" moves), for the diagram, whatever the window.
+  let path = { visited: new Set(), taken: new Set() };
   let graph = null;
   let selected = null; // the step whose output shows
   let outputTimer = null;
@@ -220,6 +227,16 @@ function runPage(id) {
     return duration(Math.max(0, Date.now() - Date.parse(s.started_at))) + " …";
   };
 
+  const loadEarlier = async () => {
+    const url = "/api/runs/" + encodeURIComponent(id) + "/steps?before=" + earlier + "&limit=" + STEP_PAGE;
+    try {
+      const page = await getJson(url);
+      steps = page.steps.concat(steps);
+      earlier = page.earlier;
+      drawSteps();
+    } catch (e) { message.textContent = String(e.message || e); }
+  };
+
   const drawSteps = () => {
     const trs = steps.map((s) => {
       const tr = el("tr", {
@@ -238,6 +255,12 @@ function runPage(id) {
       tr.addEventListener("click", () => showOutput(s.step));
       return tr;
     });
+    if (earlier > 0) {
+      const more = el("button", { type: "button", id: "earlier" },
+        earlier + " earlier steps: show " + Math.min(earlier, STEP_PAGE) + " more");
+      more.addEventListener("click", loadEarlier);
+      trs.unshift(el("tr", { class: "earlier" }, el("td", { colspan: 9 }, more)));
+    }
     timeline.replaceChildren(...trs);
     drawDiagram();
   };
@@ -249,7 +272,7 @@ function runPage(id) {
 
   const drawDiagram = () => {
     if (!graph) return;
-    diagram.replaceChildren(drawGraph(graph, steps, row && row.state, row && row.live));
+    diagram.replaceChildren(drawGraph(graph, steps, path, row && row.state, row && row.live));
   };
 
   // Output: fetched in bounded slices; a running step's is followed until it ends.
@@ -310,6 +333,11 @@ function runPage(id) {
     removed: (r) => { if (r.id === id) message.textContent = "This run was deleted."; },
     timeline: (t) => {
       steps = t.steps;
+      earlier = t.earlier || 0;
+      path = {
+        visited: new Set(t.visited || []),
+        taken: new Set((t.taken || []).map(([from, to]) => from + "\u0000" + to)),
+      };
       drawSteps();
       const last = latestWithOutput();
       if (selected === null && last !== null) showOutput(last);
@@ -319,6 +347,15 @@ function runPage(id) {
       // A terminal state shares the number of the step before it: the key is both.
       const at = steps.findIndex((x) => x.step === s.step && x.state === s.state);
       if (at >= 0) steps[at] = s; else steps.push(s);
+      // A live run of thousands of steps: keep the page's table as small as the first one.
+      if (steps.length > 2 * STEP_PAGE) {
+        const drop = steps.length - STEP_PAGE;
+        for (const old of steps.splice(0, drop)) {
+          path.visited.add(old.state);
+          if (old.next) path.taken.add(old.state + "\u0000" + old.next);
+        }
+        earlier += drop;
+      }
       drawSteps();
       // Follow the newest step's output while the newest one before it was showing.
       if (s.has_output && selected !== s.step && (selected === null || selected === latestBefore)) {
@@ -342,7 +379,7 @@ function runPage(id) {
 
 // Lays the states out in columns by their distance from the initial state (breadth first),
 // draws every route as an arrow, and highlights the states and routes the run took.
-function drawGraph(graph, steps, current, live) {
+function drawGraph(graph, steps, path, current, live) {
   const names = graph.states.map((s) => s.name);
   const byName = new Map(graph.states.map((s) => [s.name, s]));
   const layer = new Map();
@@ -376,8 +413,8 @@ function drawGraph(graph, steps, current, live) {
   const height = TOP + PAD + rowsMax * (H + GY) - GY;
 
   // The path taken: visited states, and each move between consecutive steps.
-  const visited = new Set(steps.map((s) => s.state));
-  const taken = new Set();
+  const visited = new Set([...path.visited, ...steps.map((s) => s.state)]);
+  const taken = new Set(path.taken);
   for (let i = 1; i < steps.length; i++) taken.add(steps[i - 1].state + "\u0000" + steps[i].state);
   for (const s of steps) if (s.next) taken.add(s.state + "\u0000" + s.next);
 
