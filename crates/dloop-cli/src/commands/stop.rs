@@ -35,17 +35,20 @@ pub(crate) fn cmd_stop(ctx: &Ctx, args: StopArgs) -> CmdResult {
     let storage = Storage::for_project(&project)?;
     let store = storage.store();
     let run_id = resolve(store, &args.run, "live", &|info: &RunInfo| info.live)?;
+    // A run whose log has its end is not stopped, even while its process still holds the lock
+    // for its last moments (snapshot, exit): signalling it then would reach a process that
+    // has nothing left to stop, or, once it is gone, whatever reuses its pid.
+    let info = crate::runs::load_summary(store, &run_id)?;
+    if info.state.status.is_finished() {
+        return Err(CliError::new(
+            ErrorKind::Refused,
+            format!(
+                "run {run_id} has already ended ({}); there is nothing to stop",
+                info.status()
+            ),
+        ));
+    }
     if !store.is_live(&run_id).unwrap_or(false) {
-        let info = crate::runs::load_summary(store, &run_id)?;
-        if info.state.status.is_finished() {
-            return Err(CliError::new(
-                ErrorKind::Refused,
-                format!(
-                    "run {run_id} has already ended ({}); there is nothing to stop",
-                    info.status()
-                ),
-            ));
-        }
         return Err(
             CliError::new(ErrorKind::Refused, format!("run {run_id} is not live")).with_hint(
                 format!("`dloop resume {run_id}` continues it; `dloop cancel {run_id}` ends it"),

@@ -108,6 +108,23 @@ fn a_finished_run_cannot_be_cancelled_or_stopped_and_says_so() {
 }
 
 #[test]
+fn a_finished_run_whose_lock_is_still_held_is_not_signalled() {
+    // A run's process holds its lock for a moment after its end record (snapshot, exit);
+    // `stop` in that moment used to signal the pid in the lock file. Here the lock is held
+    // by this test, and the lock file still names the run's own (gone) process.
+    let (p, id) = finished();
+    let (_, dir) = p.only_run();
+    let lock = std::fs::File::open(dir.join("lock")).expect("lock file");
+    lock.lock().expect("hold the run lock");
+    let out = p.dloop(&["stop", &id]);
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(out.stderr.contains("has already ended"), "{}", out.stderr);
+    let out = p.dloop(&["stop", "--force", &id]);
+    assert_eq!(out.code, 2, "{}", out.render());
+    drop(lock);
+}
+
+#[test]
 fn history_of_an_unknown_loop_is_an_error_and_limit_zero_is_refused() {
     let (p, _) = finished();
     insta::assert_snapshot!(p.dloop(&["history", "quik"]).render(), @r"
