@@ -54,7 +54,9 @@ use crate::error::RuntimeError;
 use crate::observer::RunObserver;
 use crate::runs::{ResumeInput, RunOptions, StartRequest};
 
+mod bundle;
 mod inherit;
+pub use bundle::{BUNDLE_BLOB, BundledLoop, SubLoopBundle};
 pub(crate) use inherit::{Inherited, budget_left};
 
 /// How deep sub-loops may nest: a top-level run is depth 0, its children depth 1, and a child
@@ -89,6 +91,13 @@ pub trait SubLoopHost: Send + Sync {
     /// The id cannot name a folder.
     fn local_dir(&self, run_id: &str) -> dloop_store::Result<PathBuf>;
 
+    /// The bundle children resolve from ([`SubLoopBundle`], a submitted run's), kept with
+    /// each child this host creates so that the child stays self-contained too; `None`: the
+    /// host loads the project's loops and children keep no bundle.
+    fn bundle(&self) -> Option<&SubLoopBundle> {
+        None
+    }
+
     /// A recorded result for the `loop:` call `request` (its text is the step's loop and
     /// rendered `with:` values), written through `io`; `None`: run the child. Only a replay's
     /// host answers (`crate::replay`): a replay serves a recorded `loop:` step like any
@@ -115,20 +124,6 @@ pub fn check_sub_loops(def: &LoopDef, options: &SessionOptions) -> Result<(), Ru
         Some((name, _)) => Err(RuntimeError::Unsupported(format!(
             "state `{name}` runs a sub-loop, which this caller cannot run (it knows no loops \
              and no store for child runs)"
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// Refuses a loop with `loop:` states where sub-loops cannot run: `what` says where and why
-/// (`dloop submit`: workers know no project loops; `dloop replay`: a child would run for real).
-///
-/// # Errors
-/// [`RuntimeError::Unsupported`] naming the first such state.
-pub fn refuse_sub_loops(def: &LoopDef, what: &str) -> Result<(), RuntimeError> {
-    match def.states.iter().find(|(_, s)| s.sub_loop.is_some()) {
-        Some((name, _)) => Err(RuntimeError::Unsupported(format!(
-            "state `{name}` runs a sub-loop, which {what}"
         ))),
         None => Ok(()),
     }
@@ -226,6 +221,8 @@ pub(crate) fn create_child(
         }
         other => other?,
     };
+    let mut run = run;
+    keep_bundle(host, &mut *run)?;
     let started = meta
         .started
         .clone()
@@ -240,6 +237,15 @@ pub(crate) fn create_child(
         options,
         observer,
     )
+}
+
+/// Writes the host's bundle, if it has one, as the blob of the child `run` (before its first
+/// record, so a child that exists with records always has it).
+fn keep_bundle(host: &dyn SubLoopHost, run: &mut dyn RunHandle) -> Result<(), RuntimeError> {
+    if let Some(bundle) = host.bundle() {
+        run.put_blob(BUNDLE_BLOB, &bundle.to_bytes())?;
+    }
+    Ok(())
 }
 
 /// Drives a child run whose log is empty: `first` (its `run_started` and `sub_loop_of`) is its
@@ -314,6 +320,7 @@ pub(crate) fn continue_child(
             drop(run);
             return continue_child(host, id, link, inherited, options, observer);
         }
+        keep_bundle(host, &mut *run)?;
         let Some(started) = meta.started.clone() else {
             return Err(dloop_core::transition::ResumeError::NeverStarted {
                 run_id: id.to_owned(),
