@@ -9,9 +9,11 @@
 //! keeps the copy of its definition it started with.
 //!
 //! A run submitted for workers keeps every loop its `loop:` states reach as its bundle
-//! ([`bundle_for`], [`SubLoopBundle`]); a worker's host ([`BundledLoops`]) resolves children
-//! from that bundle only, never from the worker's checkout, and its children hold their own
-//! leases on the worker's store (see `commands/worker.rs`).
+//! ([`bundle_for`], [`SubLoopBundle`]), and so does each child created from it. The children of
+//! a run that keeps a bundle resolve from it only, never from a checkout: on a worker
+//! ([`BundledLoops`], whose children hold their own leases on the worker's store, see
+//! `commands/worker.rs`) and in a `dloop resume` here ([`ProjectLoops`] reads the parent's
+//! bundle first). A run without one (every `dloop run`) resolves from the project's loops.
 
 use std::path::PathBuf;
 
@@ -53,6 +55,25 @@ impl SubLoopHost for ProjectLoops {
     fn local_dir(&self, run_id: &str) -> dloop_store::Result<PathBuf> {
         self.storage.local_dir(run_id)
     }
+
+    fn bundle_for(&self, parent_run: &str) -> Result<Option<SubLoopBundle>, String> {
+        stored_bundle(self.storage.store(), parent_run)
+    }
+}
+
+/// Run `run_id`'s bundle, if it keeps one (a submitted run, or a child of one).
+///
+/// # Errors
+/// A sentence: the store failed, or the blob is not a bundle.
+pub(crate) fn stored_bundle(
+    store: &dyn Store,
+    run_id: &str,
+) -> Result<Option<SubLoopBundle>, String> {
+    store
+        .get_blob(run_id, dloop_runtime::subloop::BUNDLE_BLOB)
+        .map_err(|e| format!("cannot read the loops kept with run {run_id}: {e}"))?
+        .map(|bytes| SubLoopBundle::from_bytes(run_id, &bytes).map_err(|e| e.to_string()))
+        .transpose()
 }
 
 /// Loop `name` of `project`'s `.loops/`, read and validated as `dloop run NAME` would;
@@ -137,7 +158,8 @@ impl SubLoopHost for BundledLoops {
         self.storage.local_dir(run_id)
     }
 
-    fn bundle(&self) -> Option<&SubLoopBundle> {
-        self.bundle.as_ref()
+    fn bundle_for(&self, _parent_run: &str) -> Result<Option<SubLoopBundle>, String> {
+        // The claimed run's bundle holds every loop its descendants reach.
+        Ok(self.bundle.clone())
     }
 }

@@ -91,11 +91,21 @@ pub trait SubLoopHost: Send + Sync {
     /// The id cannot name a folder.
     fn local_dir(&self, run_id: &str) -> dloop_store::Result<PathBuf>;
 
-    /// The bundle children resolve from ([`SubLoopBundle`], a submitted run's), kept with
-    /// each child this host creates so that the child stays self-contained too; `None`: the
-    /// host loads the project's loops and children keep no bundle.
-    fn bundle(&self) -> Option<&SubLoopBundle> {
-        None
+    /// The bundle the children of run `parent_run` resolve from ([`SubLoopBundle`]: kept with
+    /// a submitted run, and with each child created from one); `Ok(None)`: they resolve with
+    /// [`SubLoopHost::load`] and keep no bundle. `Err` is a sentence for the user.
+    fn bundle_for(&self, parent_run: &str) -> Result<Option<SubLoopBundle>, String> {
+        let _ = parent_run;
+        Ok(None)
+    }
+
+    /// The loop a `loop: NAME` state of run `parent_run` starts: from the run's bundle when it
+    /// has one (never from anywhere else then), else [`SubLoopHost::load`].
+    fn load_for(&self, parent_run: &str, name: &str) -> Result<ChildLoop, String> {
+        match self.bundle_for(parent_run)? {
+            Some(bundle) => bundle.load(name),
+            None => self.load(name),
+        }
     }
 
     /// A recorded result for the `loop:` call `request` (its text is the step's loop and
@@ -222,7 +232,7 @@ pub(crate) fn create_child(
         other => other?,
     };
     let mut run = run;
-    keep_bundle(host, &mut *run)?;
+    keep_bundle(host, &link, &mut *run)?;
     let started = meta
         .started
         .clone()
@@ -239,10 +249,24 @@ pub(crate) fn create_child(
     )
 }
 
-/// Writes the host's bundle, if it has one, as the blob of the child `run` (before its first
-/// record, so a child that exists with records always has it).
-fn keep_bundle(host: &dyn SubLoopHost, run: &mut dyn RunHandle) -> Result<(), RuntimeError> {
-    if let Some(bundle) = host.bundle() {
+/// Writes the bundle of the parent `link` names, if it has one, as the blob of the child `run`
+/// (before the child's first record, so a child with records always has it): the child's own
+/// children resolve from it, wherever the child is resumed.
+fn keep_bundle(
+    host: &dyn SubLoopHost,
+    link: &Event,
+    run: &mut dyn RunHandle,
+) -> Result<(), RuntimeError> {
+    let Event::SubLoopOf { run_id: parent, .. } = link else {
+        return Ok(());
+    };
+    let bundle = host
+        .bundle_for(parent)
+        .map_err(|message| RuntimeError::StoredDefinition {
+            run_id: parent.clone(),
+            message,
+        })?;
+    if let Some(bundle) = bundle {
         run.put_blob(BUNDLE_BLOB, &bundle.to_bytes())?;
     }
     Ok(())
@@ -320,7 +344,7 @@ pub(crate) fn continue_child(
             drop(run);
             return continue_child(host, id, link, inherited, options, observer);
         }
-        keep_bundle(host, &mut *run)?;
+        keep_bundle(host, &link, &mut *run)?;
         let Some(started) = meta.started.clone() else {
             return Err(dloop_core::transition::ResumeError::NeverStarted {
                 run_id: id.to_owned(),

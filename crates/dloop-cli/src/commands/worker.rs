@@ -52,7 +52,7 @@ use crate::project::Project;
 use crate::render::Ui;
 use crate::storage::Storage;
 use crate::subloops::BundledLoops;
-use dloop_runtime::subloop::{BUNDLE_BLOB, MAX_DEPTH, SubLoopBundle};
+use dloop_runtime::subloop::MAX_DEPTH;
 
 /// Claim queued runs from a PostgreSQL store and drive them
 #[derive(Debug, Args)]
@@ -230,12 +230,7 @@ fn start(base: &PgStore, shared: &Shared, claim: Claimed) -> Result<Slot, String
 /// ended first, so that the resume continues them from their own logs at once.
 fn sub_loop_host(storage: &Storage, id: &str, children: Storage) -> Result<BundledLoops, String> {
     let store = storage.store();
-    let bundle = store
-        .get_blob(id, BUNDLE_BLOB)
-        .map_err(|e| e.to_string())?
-        .map(|bytes| SubLoopBundle::from_bytes(id, &bytes))
-        .transpose()
-        .map_err(|e| e.to_string())?;
+    let bundle = crate::subloops::stored_bundle(store, id)?;
     if let Some(pg) = storage.pg() {
         let mut parent = id.to_owned();
         // Bounded: a chain is at most MAX_DEPTH long, and a tampered log must not loop.

@@ -306,3 +306,37 @@ fn stop_and_submit_resume_of_a_parent_carry_its_child_and_a_child_is_never_queue
         marks(&p)
     );
 }
+
+#[test]
+fn a_submitted_run_resumed_here_still_starts_its_children_from_its_bundle_needs_postgres() {
+    let Some(server) = TestServer::shared() else {
+        return;
+    };
+    let p = project(&server.database(), "kid");
+    p.write_loop(
+        "parent",
+        &PARENT.replace(
+            "initial: call\nstates:\n",
+            "initial: before\nstates:\n  before:\n    shell: echo before >> marks\n    next: call\n",
+        ),
+    );
+    let out = p.dloop(&["submit", "parent", "--max-steps", "1"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let parent = out.stdout.trim().to_owned();
+    let worker = spawn_worker(&p, "w", &["--exit-when-idle"]);
+    let out = p.wait(worker, Duration::from_secs(60));
+    assert_eq!(out.code, 0, "{}", stderr_of(p.root(), "w"));
+    assert_eq!(
+        status_of(&p, &parent),
+        "paused",
+        "out of steps before the child"
+    );
+    assert_eq!(marks(&p), ["before"]);
+
+    // The checkout changed since the submit; the run resumed here does not see it.
+    std::fs::remove_file(p.root().join(".loops/kid.yaml")).expect("delete kid");
+    p.write_loop("grand", &GRAND.replace("grand-bundled", "grand-edited"));
+    let resumed = p.dloop(&["resume", &parent, "--max-steps", "10"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.render());
+    assert_eq!(marks(&p), ["before", "kid-first", "grand-bundled", "after"]);
+}

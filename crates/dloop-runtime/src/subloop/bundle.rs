@@ -8,7 +8,9 @@
 //!   run` uses, so what a worker runs is what the submitter validated;
 //! - each entry carries the SHA-256 of its text, checked when it is read: an altered entry is
 //!   refused (the step fails with an `error`), never run;
-//! - a child created from a bundle keeps the same bundle (its own children resolve from it).
+//! - a child created from a bundle keeps the same bundle (its own children resolve from it),
+//!   so a run with a bundle resolves children from it wherever it is resumed (a worker, or a
+//!   `dloop resume` in a checkout), never from a checkout.
 
 use std::collections::BTreeMap;
 
