@@ -206,6 +206,16 @@ fn a_worker_killed_mid_child_is_taken_over_from_the_childs_own_log_needs_postgre
         return;
     };
     let p = project(&server.database(), "slow");
+    // A first step puts the child's lease out of phase with the parent's (its heartbeat
+    // renews it up to 0.4 s later): when b claims the parent, the child's orphaned lease is
+    // still live, and b must end it rather than wait or give up.
+    p.write_loop(
+        "parent",
+        &PARENT.replace("loop: kid", "loop: slow").replace(
+            "initial: call\nstates:\n",
+            "initial: before\nstates:\n  before:\n    shell: sleep 0.4\n    next: call\n",
+        ),
+    );
     let parent = submit(&p, "parent");
     let mut a = spawn_worker(&p, "a", &[]);
     assert!(
@@ -339,4 +349,37 @@ fn a_submitted_run_resumed_here_still_starts_its_children_from_its_bundle_needs_
     let resumed = p.dloop(&["resume", &parent, "--max-steps", "10"]);
     assert_eq!(resumed.code, 0, "{}", resumed.render());
     assert_eq!(marks(&p), ["before", "kid-first", "grand-bundled", "after"]);
+}
+
+#[test]
+fn cancel_of_a_parent_running_its_child_on_a_worker_cancels_both_needs_postgres() {
+    let Some(server) = TestServer::shared() else {
+        return;
+    };
+    let p = project(&server.database(), "slow");
+    let parent = submit(&p, "parent");
+    let w = spawn_worker(&p, "w", &[]);
+    assert!(
+        wait_for(Duration::from_secs(60), || marks(&p)
+            .contains(&"slow-waiting".to_owned())),
+        "the worker never reached the child's second step:\n{}",
+        stderr_of(p.root(), "w")
+    );
+    let child = child_of(&p, &parent).expect("child");
+    let cancel = p.dloop(&["cancel", &parent]);
+    assert_eq!(cancel.code, 0, "{}", cancel.render());
+    assert!(
+        cancel
+            .stderr
+            .contains(&format!("cancelled its sub-loop run {child}")),
+        "{}",
+        cancel.render()
+    );
+    assert_eq!(status_of(&p, &parent), "cancelled");
+    assert_eq!(status_of(&p, &child), "cancelled");
+    // Nothing is left for a worker: the worker goes idle and the parent is never claimed again.
+    signal(w.id(), "TERM");
+    let out = p.wait(w, Duration::from_secs(30));
+    assert_eq!(out.code, 0, "{}", stderr_of(p.root(), "w"));
+    assert!(!marks(&p).contains(&"after".to_owned()), "{:?}", marks(&p));
 }
