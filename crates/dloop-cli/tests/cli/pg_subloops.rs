@@ -349,6 +349,16 @@ fn a_submitted_run_resumed_here_still_starts_its_children_from_its_bundle_needs_
     let resumed = p.dloop(&["resume", &parent, "--max-steps", "10"]);
     assert_eq!(resumed.code, 0, "{}", resumed.render());
     assert_eq!(marks(&p), ["before", "kid-first", "grand-bundled", "after"]);
+
+    // A fork keeps the source's bundle: its children come from it too.
+    let fork = p.dloop(&["fork", &parent, "--at", "1"]);
+    assert_eq!(fork.code, 0, "{}", fork.render());
+    assert_eq!(
+        marks(&p)[4..],
+        ["kid-first", "grand-bundled", "after"],
+        "{:?}",
+        marks(&p)
+    );
 }
 
 #[test]
