@@ -393,3 +393,25 @@ fn cancel_of_a_parent_running_its_child_on_a_worker_cancels_both_needs_postgres(
     assert_eq!(out.code, 0, "{}", stderr_of(p.root(), "w"));
     assert!(!marks(&p).contains(&"after".to_owned()), "{:?}", marks(&p));
 }
+
+#[test]
+fn submit_refuses_a_run_whose_grandchild_loop_is_missing_and_queues_nothing_needs_postgres() {
+    let Some(server) = TestServer::shared() else {
+        return;
+    };
+    let url = server.database();
+    let p = project(&url, "kid");
+    std::fs::remove_file(p.root().join(".loops/grand.yaml")).expect("delete grand");
+    let out = p.dloop(&["submit", "parent"]);
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(out.stderr.contains("grand"), "{}", out.render());
+    let status = p.dloop(&["status", "--all", "--json"]);
+    let runs = status.json();
+    let parents = runs
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|r| r["loop"] == "parent")
+        .count();
+    assert_eq!(parents, 0, "nothing was queued: {runs}");
+}
