@@ -415,3 +415,56 @@ fn submit_refuses_a_run_whose_grandchild_loop_is_missing_and_queues_nothing_need
         .count();
     assert_eq!(parents, 0, "nothing was queued: {runs}");
 }
+
+#[test]
+fn a_worker_shut_down_mid_child_hands_the_parent_back_and_releases_the_child_needs_postgres() {
+    let Some(server) = TestServer::shared() else {
+        return;
+    };
+    let url = server.database();
+    let p = project(&url, "slow");
+    let parent = submit(&p, "parent");
+    let a = spawn_worker(&p, "a", &[]);
+    assert!(
+        wait_for(Duration::from_secs(60), || marks(&p)
+            .contains(&"slow-waiting".to_owned())),
+        "worker a never reached the child's second step:\n{}",
+        stderr_of(p.root(), "a")
+    );
+    let child = child_of(&p, &parent).expect("child");
+    signal(a.id(), "TERM");
+    let out = p.wait(a, Duration::from_secs(30));
+    assert_eq!(out.code, 0, "{}", stderr_of(p.root(), "a"));
+    // The parent is queued again at once; the child holds no lease and is not queued.
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let row = |db: &mut postgres::Client, id: &str| {
+        let r = db
+            .query_one(
+                "SELECT queue, coalesce(lease_expires_at > clock_timestamp(), false)
+                 FROM runs WHERE id = $1",
+                &[&id],
+            )
+            .expect("row");
+        (r.get::<_, Option<String>>(0), r.get::<_, bool>(1))
+    };
+    assert_eq!(row(&mut db, &parent), (Some("queued".to_owned()), false));
+    assert_eq!(row(&mut db, &child), (None, false));
+    std::fs::write(p.root().join("go"), "").expect("go");
+    let b = spawn_worker(&p, "b", &["--exit-when-idle"]);
+    let out = p.wait(b, Duration::from_secs(60));
+    assert_eq!(out.code, 0, "{}", stderr_of(p.root(), "b"));
+    assert_eq!(
+        status_of(&p, &parent),
+        "completed",
+        "{}",
+        stderr_of(p.root(), "b")
+    );
+    assert_eq!(status_of(&p, &child), "completed");
+    let marks = marks(&p);
+    assert_eq!(
+        marks.iter().filter(|m| *m == "slow-first").count(),
+        1,
+        "{marks:?}"
+    );
+    assert_eq!(row(&mut db, &parent), (Some("done".to_owned()), false));
+}
