@@ -145,7 +145,8 @@ impl SubLoopHost for BundledLoops {
         match &self.bundle {
             Some(bundle) => bundle.load(name),
             None => Err(format!(
-                "no loops were kept with this run when it was submitted, so a worker cannot                  start sub-loop `{name}`; `dloop resume` it in the project instead"
+                "no loops were kept with this run when it was submitted, so a worker cannot \
+                 start sub-loop `{name}`; `dloop resume` it in the project instead"
             )),
         }
     }

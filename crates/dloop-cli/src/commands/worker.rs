@@ -270,8 +270,7 @@ fn drive(
         Err(e) => {
             // Left to the lease's expiry and the next worker.
             shared.ui.warn(&format!(
-                "{}: dropped: cannot connect for its sub-loops: {e}
-",
+                "{}: dropped: cannot connect for its sub-loops: {e}\n",
                 claim.id
             ));
             return;
@@ -281,19 +280,13 @@ fn drive(
     let host = match sub_loop_host(&storage, &claim.id, children) {
         Ok(host) => host,
         Err(e) => {
-            shared.ui.warn(&format!(
-                "{}: held: {e}
-",
-                claim.id
-            ));
+            shared.ui.warn(&format!("{}: held: {e}\n", claim.id));
             if let Some(pg) = storage.pg()
                 && let Err(e) = queue::settle(pg, &claim.id, claim.token, Settled::Held)
             {
-                shared.ui.warn(&format!(
-                    "{}: cannot record its outcome: {e}
-",
-                    claim.id
-                ));
+                shared
+                    .ui
+                    .warn(&format!("{}: cannot record its outcome: {e}\n", claim.id));
             }
             return;
         }
