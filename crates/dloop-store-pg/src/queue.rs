@@ -63,11 +63,15 @@ pub fn submit(store: &PgStore, meta: &RunMeta) -> Result<()> {
 }
 
 /// [`submit`], with `blobs` (name, bytes) stored on the run before it is queued: the run's
-/// lease is held from its creation until it is queued, so no worker sees it without them.
+/// lease is held from its creation until it is queued, so no worker sees it without them. A
+/// blob that cannot be stored deletes the run again (best effort): nothing is queued.
 pub fn submit_with(store: &PgStore, meta: &RunMeta, blobs: &[(&str, &[u8])]) -> Result<()> {
     let mut run = store.create_run(meta)?;
     for (name, bytes) in blobs {
-        run.put_blob(name, bytes)?;
+        if let Err(err) = run.put_blob(name, bytes) {
+            drop(run.delete());
+            return Err(err);
+        }
     }
     let id = meta.id.as_str();
     store.conn().run("queue a run", |c| {

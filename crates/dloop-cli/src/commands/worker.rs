@@ -40,6 +40,7 @@ use dloop_runtime::driver::SessionOptions;
 use dloop_runtime::observer::Silent;
 use dloop_runtime::process::{StopFlag, StopLevel};
 use dloop_runtime::runs::{ResumeInput, resume_run};
+use dloop_runtime::subloop::MAX_DEPTH;
 use dloop_runtime::{RuntimeError, RuntimeErrorKind};
 use dloop_store::StoreErrorKind;
 use dloop_store_pg::queue::{self, Claimed, Settled};
@@ -52,7 +53,6 @@ use crate::project::Project;
 use crate::render::Ui;
 use crate::storage::Storage;
 use crate::subloops::BundledLoops;
-use dloop_runtime::subloop::MAX_DEPTH;
 
 /// Claim queued runs from a PostgreSQL store and drive them
 #[derive(Debug, Args)]
