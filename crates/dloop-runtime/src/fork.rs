@@ -65,7 +65,8 @@ pub fn cut_after_step(records: &[Record], step: u64) -> Option<usize> {
 
 /// Creates a fork of run `source` at the end of `step`, paused; `argv` is the command line for
 /// its `run.json`. The fork uses the definition the source had in force then (its
-/// `definition_reloaded` blobs are copied); `resume --reload` semantics apply after.
+/// `definition_reloaded` blobs are copied, and its sub-loop bundle); `resume --reload`
+/// semantics apply after.
 ///
 /// # Errors
 /// The step has no finished action in the source, the source works in a worktree, or the
@@ -147,6 +148,10 @@ pub fn fork_run(
         {
             run.put_blob(&name, &bytes)?;
         }
+    }
+    // A submitted run's sub-loops: the fork's children start from them too, as the source's.
+    if let Some(bytes) = store.get_blob(source, crate::subloop::BUNDLE_BLOB)? {
+        run.put_blob(crate::subloop::BUNDLE_BLOB, &bytes)?;
     }
     // The output stream up to the end of the last copied output, so offsets stay true.
     let output_end = copied

@@ -222,28 +222,42 @@ pub(crate) fn new_meta(
     }
 }
 
+/// Stores a submitted run: its metadata and, when it has `loop:` states, its sub-loop bundle's
+/// bytes (see [`submit_run`]).
+pub type CreateSubmitted<'a> = dyn FnMut(&RunMeta, Option<&[u8]>) -> Result<(), StoreError> + 'a;
+
 /// Creates a run of `request` without driving it, for workers (`dloop submit`): `create` stores
 /// the new run's metadata (its `run_started` record is in [`RunMeta::started`]: whoever drives
-/// it first writes it, as resume does for a run that never started). A fresh id is tried
-/// while `create` finds the id taken.
+/// it first writes it, as resume does for a run that never started) and, when the loop has
+/// `loop:` states, `bundle` as its [`crate::subloop::BUNDLE_BLOB`] in the same creation. A
+/// fresh id is tried while `create` finds the id taken.
 ///
 /// # Errors
-/// A loop this version cannot run, or `create`'s failure.
+/// A `loop:` state whose loop `bundle` lacks (a worker could not start that child), or
+/// `create`'s failure.
 pub fn submit_run(
     request: &StartRequest<'_>,
+    bundle: &crate::subloop::SubLoopBundle,
     project_root: &std::path::Path,
     created_at: dloop_core::Timestamp,
-    create: &mut dyn FnMut(&RunMeta) -> Result<(), StoreError>,
+    create: &mut CreateSubmitted<'_>,
 ) -> Result<RunMeta, RuntimeError> {
-    // A worker knows no project loops to start children from.
-    crate::subloop::refuse_sub_loops(
-        request.def,
-        "runs only in `dloop run` and `dloop resume`, not on workers",
-    )?;
+    if let Some((state, name)) = request
+        .def
+        .states
+        .iter()
+        .find_map(|(n, s)| s.sub_loop.as_ref().map(|l| (n, l)))
+        .filter(|(_, l)| !bundle.loops.contains_key(*l))
+    {
+        return Err(RuntimeError::Unsupported(format!(
+            "state `{state}` runs sub-loop `{name}`, which is not in the loops kept with the run"
+        )));
+    }
+    let blob = (!bundle.is_empty()).then(|| bundle.to_bytes());
     for attempt in 0..64 {
         let id = RunId::new(request.loop_name, created_at, random_suffix(attempt))?;
         let meta = new_meta(request, &id, created_at, project_root);
-        match create(&meta) {
+        match create(&meta, blob.as_deref()) {
             Ok(()) => return Ok(meta),
             Err(StoreError::AlreadyExists { .. }) => continue,
             Err(err) => return Err(err.into()),

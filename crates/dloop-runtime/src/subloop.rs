@@ -54,7 +54,9 @@ use crate::error::RuntimeError;
 use crate::observer::RunObserver;
 use crate::runs::{ResumeInput, RunOptions, StartRequest};
 
+mod bundle;
 mod inherit;
+pub use bundle::{BUNDLE_BLOB, BundledLoop, SubLoopBundle};
 pub(crate) use inherit::{Inherited, budget_left};
 
 /// How deep sub-loops may nest: a top-level run is depth 0, its children depth 1, and a child
@@ -89,6 +91,23 @@ pub trait SubLoopHost: Send + Sync {
     /// The id cannot name a folder.
     fn local_dir(&self, run_id: &str) -> dloop_store::Result<PathBuf>;
 
+    /// The bundle the children of run `parent_run` resolve from ([`SubLoopBundle`]: kept with
+    /// a submitted run, and with each child created from one); `Ok(None)`: they resolve with
+    /// [`SubLoopHost::load`] and keep no bundle. `Err` is a sentence for the user.
+    fn bundle_for(&self, parent_run: &str) -> Result<Option<SubLoopBundle>, String> {
+        let _ = parent_run;
+        Ok(None)
+    }
+
+    /// The loop a `loop: NAME` state of run `parent_run` starts: from the run's bundle when it
+    /// has one (never from anywhere else then), else [`SubLoopHost::load`].
+    fn load_for(&self, parent_run: &str, name: &str) -> Result<ChildLoop, String> {
+        match self.bundle_for(parent_run)? {
+            Some(bundle) => bundle.load(name),
+            None => self.load(name),
+        }
+    }
+
     /// A recorded result for the `loop:` call `request` (its text is the step's loop and
     /// rendered `with:` values), written through `io`; `None`: run the child. Only a replay's
     /// host answers (`crate::replay`): a replay serves a recorded `loop:` step like any
@@ -115,20 +134,6 @@ pub fn check_sub_loops(def: &LoopDef, options: &SessionOptions) -> Result<(), Ru
         Some((name, _)) => Err(RuntimeError::Unsupported(format!(
             "state `{name}` runs a sub-loop, which this caller cannot run (it knows no loops \
              and no store for child runs)"
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// Refuses a loop with `loop:` states where sub-loops cannot run: `what` says where and why
-/// (`dloop submit`: workers know no project loops; `dloop replay`: a child would run for real).
-///
-/// # Errors
-/// [`RuntimeError::Unsupported`] naming the first such state.
-pub fn refuse_sub_loops(def: &LoopDef, what: &str) -> Result<(), RuntimeError> {
-    match def.states.iter().find(|(_, s)| s.sub_loop.is_some()) {
-        Some((name, _)) => Err(RuntimeError::Unsupported(format!(
-            "state `{name}` runs a sub-loop, which {what}"
         ))),
         None => Ok(()),
     }
@@ -226,6 +231,8 @@ pub(crate) fn create_child(
         }
         other => other?,
     };
+    let mut run = run;
+    keep_bundle(host, &link, &mut *run)?;
     let started = meta
         .started
         .clone()
@@ -240,6 +247,29 @@ pub(crate) fn create_child(
         options,
         observer,
     )
+}
+
+/// Writes the bundle of the parent `link` names, if it has one, as the blob of the child `run`
+/// (before the child's first record, so a child with records always has it): the child's own
+/// children resolve from it, wherever the child is resumed.
+fn keep_bundle(
+    host: &dyn SubLoopHost,
+    link: &Event,
+    run: &mut dyn RunHandle,
+) -> Result<(), RuntimeError> {
+    let Event::SubLoopOf { run_id: parent, .. } = link else {
+        return Ok(());
+    };
+    let bundle = host
+        .bundle_for(parent)
+        .map_err(|message| RuntimeError::StoredDefinition {
+            run_id: parent.clone(),
+            message,
+        })?;
+    if let Some(bundle) = bundle {
+        run.put_blob(BUNDLE_BLOB, &bundle.to_bytes())?;
+    }
+    Ok(())
 }
 
 /// Drives a child run whose log is empty: `first` (its `run_started` and `sub_loop_of`) is its
@@ -314,6 +344,7 @@ pub(crate) fn continue_child(
             drop(run);
             return continue_child(host, id, link, inherited, options, observer);
         }
+        keep_bundle(host, &link, &mut *run)?;
         let Some(started) = meta.started.clone() else {
             return Err(dloop_core::transition::ResumeError::NeverStarted {
                 run_id: id.to_owned(),

@@ -59,7 +59,20 @@ pub enum Settled {
 /// Creates run `meta` queued for workers (its `run_started` record is in `meta.started`: the
 /// worker that claims it writes it, as resume does for a run that never started).
 pub fn submit(store: &PgStore, meta: &RunMeta) -> Result<()> {
-    let run = store.create_run(meta)?;
+    submit_with(store, meta, &[])
+}
+
+/// [`submit`], with `blobs` (name, bytes) stored on the run before it is queued: the run's
+/// lease is held from its creation until it is queued, so no worker sees it without them. A
+/// blob that cannot be stored deletes the run again (best effort): nothing is queued.
+pub fn submit_with(store: &PgStore, meta: &RunMeta, blobs: &[(&str, &[u8])]) -> Result<()> {
+    let mut run = store.create_run(meta)?;
+    for (name, bytes) in blobs {
+        if let Err(err) = run.put_blob(name, bytes) {
+            drop(run.delete());
+            return Err(err);
+        }
+    }
     let id = meta.id.as_str();
     store.conn().run("queue a run", |c| {
         c.execute(
@@ -79,6 +92,25 @@ pub fn requeue(store: &PgStore, id: &str) -> Result<bool> {
             "UPDATE runs SET queue = 'queued', queued_at = clock_timestamp(),
                  stop_requested = NULL
              WHERE id = $1 AND NOT deleting",
+            &[&id],
+        )
+    })?;
+    Ok(n == 1)
+}
+
+/// Ends the lease a worker holds on sub-loop run `id` (a run never queued) at once, for the
+/// worker that just claimed its parent: a child is driven only by its parent's driver, so
+/// once the parent's lease has passed to a new holder the old holder's lease on the child is
+/// an orphan (its heartbeat may outlive the parent's by up to a TTL). Its old holder's next
+/// write or renewal is refused. Leases of other kinds (a `dloop resume CHILD`) are left alone.
+/// Returns whether a live lease was ended.
+pub fn end_orphan_lease(store: &PgStore, id: &str) -> Result<bool> {
+    dloop_store::validate_run_id(id)?;
+    let n = store.conn().run("end an orphaned lease", |c| {
+        c.execute(
+            "UPDATE runs SET lease_expires_at = clock_timestamp()
+             WHERE id = $1 AND queue IS NULL AND lease_kind = 'worker'
+               AND lease_expires_at > clock_timestamp()",
             &[&id],
         )
     })?;

@@ -1,6 +1,11 @@
 //! `dloop submit`: enqueue a run of a loop for workers (`dloop worker`) on a PostgreSQL store.
 //! The run is created whole (its definition, context and first record kept with it) and
 //! `queued`; the first worker to claim it starts it in its own checkout of the project.
+//!
+//! Every loop the run's `loop:` states reach is kept with it (its `sub-loops.json` bundle,
+//! written before the run is queued): workers start children from that copy, never from their
+//! own checkout. A sub-loop run is never queued on its own (`--resume CHILD` is refused): it
+//! runs only under its parent, which `--resume PARENT` hands back.
 
 use clap::Args;
 use dloop_core::HumanDuration;
@@ -57,6 +62,7 @@ pub(crate) fn cmd_submit(ctx: &Ctx, args: SubmitArgs) -> CmdResult {
         let run_id = crate::runs::resolve(storage.store(), &args.loop_arg, "paused", &|info| {
             info.is_resumable()
         })?;
+        refuse_child(storage.store(), &run_id)?;
         let queued = dloop_store_pg::queue::requeue(pg, &run_id)
             .map_err(|e| crate::runs::store_error(e, &run_id))?;
         if !queued {
@@ -95,14 +101,45 @@ pub(crate) fn cmd_submit(ctx: &Ctx, args: SubmitArgs) -> CmdResult {
         scope: None,
         options: Default::default(),
     };
+    let bundle = crate::subloops::bundle_for(&project, &ctx.cwd, def)?;
     let meta = submit_run(
         &request,
+        &bundle,
         &project.root,
         dloop_runtime::driver::now(),
-        &mut |meta| dloop_store_pg::queue::submit(pg, meta),
+        &mut |meta, bundle| match bundle {
+            Some(bytes) => dloop_store_pg::queue::submit_with(
+                pg,
+                meta,
+                &[(dloop_runtime::subloop::BUNDLE_BLOB, bytes)],
+            ),
+            None => dloop_store_pg::queue::submit(pg, meta),
+        },
     )
     .map_err(|e| crate::commands::session::runtime_error(e, None))?;
     print_id(ctx, &meta.id, args.json)
+}
+
+/// Refuses to queue a sub-loop run: a worker would drive it as a run of its own while its
+/// parent's resume continues it too. Its parent is the run to hand back.
+fn refuse_child(store: &dyn dloop_store::Store, run_id: &str) -> Result<(), CliError> {
+    let (state, _) = store
+        .load_state(run_id)
+        .map_err(|e| crate::runs::store_error(e, run_id))?;
+    match state.parent {
+        Some(parent) => Err(CliError::new(
+            ErrorKind::Refused,
+            format!(
+                "run {run_id} is a sub-loop run of {}: it runs only under its parent",
+                parent.run_id
+            ),
+        )
+        .with_hint(format!(
+            "`dloop submit --resume {}` hands the parent (and so this run) back to the workers",
+            parent.run_id
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn print_id(ctx: &Ctx, run_id: &str, json: bool) -> CmdResult {

@@ -15,6 +15,17 @@
 //! decision to make) `held`, runs this worker let go of on shutdown `queued` again. A run whose
 //! store failed (the database unreachable past the retries) is not settled: its lease expires
 //! and another worker continues it.
+//!
+//! Sub-loops (`loop:` states): children resolve from the loops kept with the claimed run at
+//! submit (its bundle, `crate::subloops::BundledLoops`), never from this checkout. A child is
+//! created in the same store under a lease of this worker's (same holder; its handle's own
+//! heartbeat renews it while the child runs, and its lease news raise the parent session's stop
+//! flag), and released when the child ends or pauses: a child has no queue state (`queue` NULL),
+//! so no claim ever takes it; it runs only under its parent's driver, and its end or pause
+//! settles with the parent's (`done`, `held`). A worker that claims a parent a dead worker held
+//! first ends the orphaned worker leases on the parent's current children
+//! (`queue::end_orphan_lease`), whose heartbeats may have outlived the parent's by up to a TTL,
+//! so the resume continues each child from its own log at once.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +40,7 @@ use dloop_runtime::driver::SessionOptions;
 use dloop_runtime::observer::Silent;
 use dloop_runtime::process::{StopFlag, StopLevel};
 use dloop_runtime::runs::{ResumeInput, resume_run};
+use dloop_runtime::subloop::MAX_DEPTH;
 use dloop_runtime::{RuntimeError, RuntimeErrorKind};
 use dloop_store::StoreErrorKind;
 use dloop_store_pg::queue::{self, Claimed, Settled};
@@ -40,6 +52,7 @@ use crate::exit::Exit;
 use crate::project::Project;
 use crate::render::Ui;
 use crate::storage::Storage;
+use crate::subloops::BundledLoops;
 
 /// Claim queued runs from a PostgreSQL store and drive them
 #[derive(Debug, Args)]
@@ -212,6 +225,36 @@ fn start(base: &PgStore, shared: &Shared, claim: Claimed) -> Result<Slot, String
     Ok(Slot { flag, thread })
 }
 
+/// The sub-loop host of claimed run `id`: its bundle (see `crate::subloops`), children in
+/// `children`. The orphaned leases a dead worker left on the run's current sub-loop runs are
+/// ended first, so that the resume continues them from their own logs at once.
+fn sub_loop_host(storage: &Storage, id: &str, children: Storage) -> Result<BundledLoops, String> {
+    let store = storage.store();
+    let bundle = crate::subloops::stored_bundle(store, id)?;
+    if let Some(pg) = storage.pg() {
+        let mut parent = id.to_owned();
+        // Bounded: a chain is at most MAX_DEPTH long, and a tampered log must not loop.
+        for _ in 0..MAX_DEPTH {
+            let (state, _) = store.load_state(&parent).map_err(|e| e.to_string())?;
+            let Some(child) = state.child_of_step(state.step).map(|c| c.run_id.clone()) else {
+                break;
+            };
+            let own = store
+                .load_state(&child)
+                .is_ok_and(|(c, _)| c.parent.is_some_and(|p| p.run_id == parent));
+            if !own {
+                break;
+            }
+            queue::end_orphan_lease(pg, &child).map_err(|e| e.to_string())?;
+            parent = child;
+        }
+    }
+    Ok(BundledLoops {
+        bundle,
+        storage: children,
+    })
+}
+
 /// Drives one claimed run to its end or pause, then settles it.
 fn drive(
     store: PgStore,
@@ -220,8 +263,36 @@ fn drive(
     flag: Arc<StopFlag>,
     user_stop: &AtomicBool,
 ) {
+    let children = match store.reconnect() {
+        // Children's handles release their leases when dropped: they have no queue state
+        // to settle, and a paused child must not block a `dloop resume` of its parent.
+        Ok(pg) => Storage::for_worker(&shared.project, pg.with_release_on_drop(true)),
+        Err(e) => {
+            // Left to the lease's expiry and the next worker.
+            shared.ui.warn(&format!(
+                "{}: dropped: cannot connect for its sub-loops: {e}\n",
+                claim.id
+            ));
+            return;
+        }
+    };
     let storage = Storage::for_worker(&shared.project, store);
+    let host = match sub_loop_host(&storage, &claim.id, children) {
+        Ok(host) => host,
+        Err(e) => {
+            shared.ui.warn(&format!("{}: held: {e}\n", claim.id));
+            if let Some(pg) = storage.pg()
+                && let Err(e) = queue::settle(pg, &claim.id, claim.token, Settled::Held)
+            {
+                shared
+                    .ui
+                    .warn(&format!("{}: cannot record its outcome: {e}\n", claim.id));
+            }
+            return;
+        }
+    };
     let mut options = SessionOptions::new(shared.project.root.clone());
+    options.sub_loops = Some(Arc::new(host));
     options.stop = flag;
     options.agents =
         Arc::clone(&shared.agents) as Arc<dyn dloop_runtime::agent_runners::AgentRunners>;

@@ -27,6 +27,7 @@ mod names;
 mod parallel;
 mod pg_cluster;
 mod pg_commands;
+mod pg_subloops;
 mod quoting;
 mod refusals;
 mod replay;

@@ -195,7 +195,7 @@ impl<R: RunHandle> Session<'_, R> {
         pending: &PendingAction,
         name: &str,
     ) -> Result<ChildStart, String> {
-        let child = host.load(name)?;
+        let child = host.load_for(&self.state.run_id, name)?;
         // Its runs are named after it: a name no run id can carry fails the step, not the run.
         dloop_core::run_id::RunId::new(&child.name, self.options.clock.now(), 0)
             .map_err(|err| format!("sub-loop `{name}` cannot name a run: {err}"))?;
