@@ -468,3 +468,36 @@ fn a_worker_shut_down_mid_child_hands_the_parent_back_and_releases_the_child_nee
     );
     assert_eq!(row(&mut db, &parent), (Some("done".to_owned()), false));
 }
+
+#[test]
+fn a_live_replay_of_a_submitted_run_starts_its_children_from_the_bundle_needs_postgres() {
+    let Some(server) = TestServer::shared() else {
+        return;
+    };
+    let p = project(&server.database(), "kid");
+    p.write_loop(
+        "parent",
+        &PARENT.replace(
+            "initial: call\nstates:\n",
+            "initial: before\nstates:\n  before:\n    shell: echo before ${env.FLAVOR?} >> marks\n    next: call\n",
+        ),
+    );
+    let parent = submit(&p, "parent");
+    let worker = spawn_worker(&p, "w", &["--exit-when-idle"]);
+    let out = p.wait(worker, Duration::from_secs(60));
+    assert_eq!(out.code, 0, "{}", stderr_of(p.root(), "w"));
+    assert_eq!(status_of(&p, &parent), "completed");
+
+    // The checkout lost the child loop; a live replay that diverges at step 1 (another
+    // FLAVOR) runs the `loop:` step for real, from the bundle kept with the source.
+    std::fs::remove_file(p.root().join(".loops/kid.yaml")).expect("delete kid");
+    let before = marks(&p).len();
+    let out = p.dloop_env(&["replay", &parent, "--live"], &[("FLAVOR", "b")]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(
+        marks(&p)[before..],
+        ["before b", "kid-first", "grand-bundled", "after"],
+        "{:?}",
+        marks(&p)
+    );
+}

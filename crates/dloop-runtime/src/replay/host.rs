@@ -17,7 +17,7 @@ use dloop_store::Store;
 use super::serve::{Replayer, stopped};
 use crate::actions::{ActionIo, ActionOutcome, ActionRequest};
 use crate::process::StopLevel;
-use crate::subloop::{ChildLoop, SubLoopHost};
+use crate::subloop::{ChildLoop, SubLoopBundle, SubLoopHost};
 
 /// A [`SubLoopHost`] that answers recorded `loop:` steps (see the module docs).
 pub(crate) struct ReplayHost {
@@ -28,6 +28,12 @@ pub(crate) struct ReplayHost {
 impl SubLoopHost for ReplayHost {
     fn load(&self, name: &str) -> Result<ChildLoop, String> {
         self.real.load(name)
+    }
+
+    // A live replay's run keeps the source's bundle when it replays the source's own
+    // definition (`create` copies it): its children then start from it, as the source's did.
+    fn bundle_for(&self, parent_run: &str) -> Result<Option<SubLoopBundle>, String> {
+        self.real.bundle_for(parent_run)
     }
 
     fn store(&self) -> &dyn Store {

@@ -375,7 +375,16 @@ fn create(
             worktree: None,
         };
         match target.create_run(&meta) {
-            Ok(run) => return Ok((run, meta)),
+            Ok(mut run) => {
+                // Replaying its own definition, the run's children come from where the
+                // source's came from: its bundle when it was submitted ([`crate::subloop`]).
+                if let Some(bundle) = &recorded.bundle
+                    && definition_sha256 == recorded.meta.definition_sha256
+                {
+                    run.put_blob(crate::subloop::BUNDLE_BLOB, bundle)?;
+                }
+                return Ok((run, meta));
+            }
             Err(StoreError::AlreadyExists { .. }) => continue,
             Err(err) => return Err(err.into()),
         }

@@ -71,6 +71,9 @@ pub struct Recorded {
     /// Context values given to `resume -c` (recorded in `run_resumed`), by the step of the
     /// first action the source started after that resume: the replay applies them there.
     pub(crate) overrides: BTreeMap<u64, BTreeMap<String, String>>,
+    /// Its sub-loop bundle (a submitted run's), which a live replay of its own definition
+    /// keeps, so its children start from the same loops as the source's did.
+    pub(crate) bundle: Option<Vec<u8>>,
 }
 
 impl Recorded {
@@ -233,6 +236,7 @@ pub fn load(store: &dyn Store, run_id: &str) -> Result<Recorded, RuntimeError> {
         actions,
         judges,
         overrides,
+        bundle: store.get_blob(run_id, crate::subloop::BUNDLE_BLOB)?,
     })
 }
 
