@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dloop_core::evaluate::{self, EvalInput};
-use dloop_core::event::{ActionTimeout, Event, PauseReason};
+use dloop_core::event::{ActionResult, ActionTimeout, Event, PauseReason};
 use dloop_core::interpolate::Quoting;
 use dloop_core::model::{ActionRef, Evaluate, LoopDef};
 use dloop_core::state::{PendingAction, Phase, RunStatus, StepResult};
@@ -357,7 +357,6 @@ impl<'a, R: RunHandle> Session<'a, R> {
                 pending.idempotency_key.clone(),
             ),
         ];
-        let capture = state_def.capture.clone();
         let scratch = self.run_dir.join("scripts");
         let stream_path = self.run_dir.join(dloop_core::event::OUTPUT_STREAM);
         self.stream()?;
@@ -446,12 +445,7 @@ impl<'a, R: RunHandle> Session<'a, R> {
                         })?;
                 result.error = Some(message);
                 crash_point("after_side_effect");
-                self.record(Event::ActionFinished {
-                    state: pending.state.clone(),
-                    step: pending.step,
-                    capture,
-                    result,
-                });
+                self.record_finished(&pending, result);
                 return Ok(());
             }
         };
@@ -504,16 +498,22 @@ impl<'a, R: RunHandle> Session<'a, R> {
                 .after_action(&pending.state, pending.step)
                 .map(Box::new);
         }
+        self.record_finished(&pending, result);
+        if let Some(setup) = &agent_setup {
+            self.after_prompt(&pending, &setup.profile);
+        }
+        Ok(())
+    }
+
+    /// Records how `pending`'s action ended, with what its state captures.
+    fn record_finished(&mut self, pending: &PendingAction, result: ActionResult) {
+        let capture = self.def.states[&pending.state].capture.clone();
         self.record(Event::ActionFinished {
             state: pending.state.clone(),
             step: pending.step,
             capture,
             result,
         });
-        if let Some(setup) = &agent_setup {
-            self.after_prompt(&pending, &setup.profile);
-        }
-        Ok(())
     }
 
     /// Judges the current state: its action's result, or its evaluator's `source:`.

@@ -365,13 +365,7 @@ impl<R: RunHandle> Session<'_, R> {
             });
             return Ok(true);
         }
-        let capture = self.def.states[&pending.state].capture.clone();
-        self.record(Event::ActionFinished {
-            state: pending.state.clone(),
-            step: pending.step,
-            capture,
-            result,
-        });
+        self.record_finished(pending, result);
         Ok(true)
     }
 
@@ -435,13 +429,7 @@ impl<R: RunHandle> Session<'_, R> {
                 .after_action(&pending.state, pending.step)
                 .map(Box::new);
         }
-        let capture = self.def.states[&pending.state].capture.clone();
-        self.record(Event::ActionFinished {
-            state: pending.state.clone(),
-            step: pending.step,
-            capture,
-            result,
-        });
+        self.record_finished(pending, result);
         Ok(())
     }
 }
