@@ -10,9 +10,11 @@
 //! - An index holds exactly what [`Outputs`] would collect from the log's records up to its last
 //!   seq: [`Outputs::feed`] is incremental, and a log only grows (a rewind appends a
 //!   `run_rewound` record; a log repair cuts only a torn tail, which a follow never returns).
-//! - An index never outlives its run: each ask reads the log's first record, and a run that is
-//!   gone, or whose first record differs (deleted and made again under the same id), is indexed
-//!   afresh. A follow that fails (a log replaced under it) is dropped and the index rebuilt once.
+//! - An index never outlives its run: each ask reads the log's first record and the run's last
+//!   seq (the state's snapshot and the log after it: a few small reads). A run that is gone,
+//!   whose first record differs (deleted and made again under the same id), or whose log ends
+//!   before the index does (cut, or an older copy put back), is indexed afresh. A follow that
+//!   fails (a log replaced under it) is dropped and the index rebuilt once.
 
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -38,6 +40,8 @@ pub(crate) struct RunOutputs {
     outputs: Outputs,
     /// Records fed so far.
     fed: u64,
+    /// The seq of the last record fed (0: none).
+    last_seq: u64,
 }
 
 impl RunOutputs {
@@ -47,6 +51,7 @@ impl RunOutputs {
             first,
             outputs: Outputs::default(),
             fed: 0,
+            last_seq: 0,
         }
     }
 
@@ -56,6 +61,15 @@ impl RunOutputs {
             self.outputs.feed(record);
         }
         self.fed += records.len() as u64;
+        if let Some(last) = records.last() {
+            self.last_seq = last.seq;
+        }
+    }
+
+    /// Whether this index may be of a log that now ends at `log_last_seq`: a log only grows, so
+    /// one that ends before what was indexed was cut or replaced (a copy restored over it).
+    pub(crate) fn fits(&self, log_last_seq: u64) -> bool {
+        self.last_seq <= log_last_seq
     }
 
     /// Records taken so far.
@@ -104,6 +118,15 @@ impl Indexes {
         let first = first_record(store, id)?;
         if indexed.as_ref().is_some_and(|r| r.outputs.first != first) {
             indexed = None;
+        }
+        // Read before the follow goes on, so what it reads is not counted against the log.
+        // A state that cannot be read (a log the next read reports) drops the index: it is
+        // read afresh, as every request did before there was an index.
+        if let Some(run) = &indexed {
+            let log_last_seq = store.load_state(id).map(|(state, _)| state.last_seq);
+            if !log_last_seq.is_ok_and(|seq| run.outputs.fits(seq)) {
+                indexed = None;
+            }
         }
         let polled = match indexed {
             Some(mut run) => match run.follow.poll() {
@@ -260,6 +283,8 @@ mod tests {
         index.feed(&log[1..]);
         // Only the new records were fed: nothing was read twice.
         assert_eq!(index.fed(), 3);
+        // A log that now ends before seq 3 is not the one indexed.
+        assert!(index.fits(3) && index.fits(4) && !index.fits(2));
         let mut whole = Outputs::default();
         for r in &log {
             whole.feed(r);

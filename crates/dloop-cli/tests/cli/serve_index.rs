@@ -113,3 +113,37 @@ fn a_removed_run_and_a_run_made_again_under_its_id_serve_no_stale_positions() {
     assert_eq!(out.code, 0, "{}", out.render());
     assert_eq!(server.get(&output_path(&quick, 1)).status, 404);
 }
+
+#[test]
+fn a_log_cut_back_after_it_was_indexed_serves_no_step_past_its_end() {
+    let p = project_with_loops();
+    let id = run_loop(&p, &["twostep"], 0);
+    let server = Server::start(&p, &["--addr", "127.0.0.1:0"], &[]);
+    assert_eq!(complete_output(&server, &id, 2)["text"], "two\n");
+
+    // An older copy of the log put back: it ends before the batch that started step 2.
+    let dir = run_dir(&p, &id);
+    let log = std::fs::read_to_string(dir.join("events.jsonl")).expect("log");
+    let mut cut = 0;
+    let mut at = 0;
+    for line in log.split_inclusive('\n') {
+        if line.contains("\"type\":\"action_started\"") && line.contains("\"step\":2,") {
+            break;
+        }
+        at += line.len();
+        if !line.contains("\"_more\":true") {
+            cut = at;
+        }
+    }
+    assert!(cut > 0 && cut < log.len(), "a batch boundary before step 2");
+    std::fs::write(dir.join("events.jsonl"), &log[..cut]).expect("cut the log");
+    let _ = std::fs::remove_file(dir.join("state.json"));
+
+    assert_eq!(server.get(&output_path(&id, 2)).status, 404);
+    // Step 1's end was in the batch that started step 2: the cut log has it still running,
+    // to the stream's end (what a read of the whole log says), not the index's finished step.
+    let first = server.get(&output_path(&id, 1)).json();
+    assert_eq!(first["status"], "open", "{first}");
+    assert_eq!(first["bytes"], serde_json::Value::Null, "{first}");
+    assert_eq!(first["text"], "one\ntwo\n", "{first}");
+}
