@@ -20,7 +20,7 @@ use super::steps::Timeline;
 use crate::error::CliError;
 use crate::render::json::StateJson;
 use crate::runs::{RunInfo, store_error};
-use crate::step_output::{OutputState, Outputs};
+use crate::step_output::{OutputState, StepOutput};
 
 /// The default and the largest slice of output one request returns.
 pub(crate) const OUTPUT_LIMIT: u64 = 64 * 1024;
@@ -247,12 +247,17 @@ pub(crate) struct OutputQuery {
     pub(crate) raw: bool,
 }
 
-/// Reads a slice of a step's output of run `id`; `agent_base` names the CLI of a runner
-/// profile, to read an agent step's stream as its transcript.
+/// Finds where step `step` of run `id` lies (its latest output; `None`: no such step).
+pub(crate) type Locate<'a> = dyn Fn(&str, u64) -> Result<Option<StepOutput>, CliError> + 'a;
+
+/// Reads a slice of a step's output of run `id`; `locate` finds where the step's output lies
+/// (the output index), `agent_base` names the CLI of a runner profile, to read an agent step's
+/// stream as its transcript.
 pub(crate) fn output(
     store: &dyn Store,
     id: &str,
     query: OutputQuery,
+    locate: &Locate<'_>,
     agent_base: &dyn Fn(&str) -> Option<Base>,
 ) -> Result<OutputJson, OutputError> {
     let OutputQuery {
@@ -261,19 +266,10 @@ pub(crate) fn output(
         limit,
         raw,
     } = query;
-    let mut outputs = Outputs::default();
-    let records = store
-        .records_from(id, 1)
-        .map_err(|e| OutputError::Store(store_error(e, id)))?;
-    for record in records {
-        outputs.feed(&record.map_err(|e| OutputError::Store(store_error(e, id)))?);
-    }
-    let found = outputs
-        .steps
-        .iter()
-        .rev()
-        .find(|s| s.step == step)
+    let found = locate(id, step)
+        .map_err(OutputError::Store)?
         .ok_or(OutputError::NoSuchStep)?;
+    let found = &found;
     let limit = limit.clamp(1, OUTPUT_LIMIT_MAX);
     let base = match (&found.profile, raw) {
         (Some(profile), false) => agent_base(profile),
@@ -335,7 +331,7 @@ pub(crate) fn output(
 fn transcript(
     store: &dyn Store,
     id: &str,
-    found: &crate::step_output::StepOutput,
+    found: &StepOutput,
     start: u64,
     base: Base,
 ) -> Result<String, OutputError> {

@@ -24,6 +24,7 @@ pub(crate) mod api;
 pub(crate) mod control;
 pub(crate) mod http;
 pub(crate) mod hub;
+pub(crate) mod output_index;
 pub(crate) mod routes;
 pub(crate) mod sse;
 pub(crate) mod steps;
@@ -69,7 +70,7 @@ impl Drop for Slot<'_> {
 /// so the feed starts whole), then a thread per connection.
 pub(crate) fn serve(
     listener: TcpListener,
-    site: routes::Site,
+    mut site: routes::Site,
     project: Project,
 ) -> Result<std::convert::Infallible, crate::error::CliError> {
     let hub = Arc::new(hub::Hub::default());
@@ -109,6 +110,7 @@ pub(crate) fn serve(
             ));
         }
     }
+    site.outputs = Some(output_index::OutputIndex::start(project.clone())?);
     let server = Arc::new(Server {
         site,
         hub,

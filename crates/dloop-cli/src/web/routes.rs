@@ -49,6 +49,9 @@ pub(crate) struct Site {
     pub(crate) root: std::path::PathBuf,
     /// The store URL in force, for stop and resume.
     pub(crate) store_url: Option<String>,
+    /// Where each step's output lies, kept between requests (`None`: read from the log on
+    /// each request).
+    pub(crate) outputs: Option<super::output_index::OutputIndex>,
 }
 
 impl Site {
@@ -63,6 +66,7 @@ impl Site {
             index,
             root,
             store_url,
+            outputs: None,
         }
     }
 }
@@ -90,7 +94,7 @@ pub(crate) fn route(site: &Site, store: &dyn Store, req: &Request) -> Answer {
             },
         },
         ["api", "runs", id, rest @ ..] => match known_run(store, id) {
-            Ok(()) => run_route(store, &site.root, id, rest, req),
+            Ok(()) => run_route(store, site, id, rest, req),
             Err(response) => response,
         },
         _ => Response::error(404, "no such page"),
@@ -166,13 +170,8 @@ fn runs(store: &dyn Store) -> Result<Vec<api::RunRowJson>, Response> {
 }
 
 /// `/api/runs/ID/...`.
-fn run_route(
-    store: &dyn Store,
-    root: &std::path::Path,
-    id: &str,
-    rest: &[&str],
-    req: &Request,
-) -> Response {
+fn run_route(store: &dyn Store, site: &Site, id: &str, rest: &[&str], req: &Request) -> Response {
+    let root = site.root.as_path();
     match rest {
         [] => match load_info(store, id) {
             Ok(info) => Response::json(200, &RunJson::from_info(&info)),
@@ -229,7 +228,13 @@ fn run_route(
                 limit,
                 raw,
             };
-            match api::output(store, id, query, &|profile| agent_base(root, profile)) {
+            let locate = |id: &str, step: u64| match &site.outputs {
+                Some(index) => index.find(id, step),
+                None => super::output_index::Indexes::default().find(store, id, step),
+            };
+            match api::output(store, id, query, &locate, &|profile| {
+                agent_base(root, profile)
+            }) {
                 Ok(output) => Response::json(200, &output),
                 Err(OutputError::NoSuchStep) => {
                     Response::error(404, "the run has no output of that step")

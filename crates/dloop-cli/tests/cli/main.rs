@@ -43,6 +43,7 @@ mod scopes;
 mod serve;
 mod serve_client;
 mod serve_edges;
+mod serve_index;
 mod show;
 mod soak;
 mod status;
