@@ -34,10 +34,20 @@ fn bad_record(id: &str, seq: i64, e: serde_json::Error) -> StoreError {
 
 /// Decodes a page of `(seq, record)` rows, checking each seq is `*next` and advancing it.
 pub(crate) fn decode_page(id: &str, rows: &[postgres::Row], next: &mut u64) -> Result<Vec<Record>> {
+    decode_rows(id, rows, next, 0)
+}
+
+/// [`decode_page`] over rows whose seq is column `seq_col` and whose record is the next one.
+fn decode_rows(
+    id: &str,
+    rows: &[postgres::Row],
+    next: &mut u64,
+    seq_col: usize,
+) -> Result<Vec<Record>> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let seq: i64 = row.get(0);
-        let text: &str = row.get(1);
+        let seq: i64 = row.get(seq_col);
+        let text: &str = row.get(seq_col + 1);
         if seq as u64 != *next {
             return Err(StoreError::SeqGap {
                 path: log_name(id),
@@ -316,7 +326,7 @@ pub(crate) fn list_runs(store: &PgStore) -> Result<RunList> {
             Ok(snapshot) => {
                 let mut state = snapshot.unwrap_or_default();
                 let mut next = state.last_seq + 1;
-                let decoded = decode_tail(&id, &tail, &mut next);
+                let decoded = decode_rows(&id, &tail, &mut next, 5);
                 decoded.map(|records| {
                     for r in &records {
                         state.apply(r);
@@ -334,25 +344,4 @@ pub(crate) fn list_runs(store: &PgStore) -> Result<RunList> {
     }
     list.incomplete = store.incomplete()?;
     Ok(list)
-}
-
-/// [`decode_page`] over rows whose seq and record are columns 5 and 6.
-fn decode_tail(id: &str, rows: &[postgres::Row], next: &mut u64) -> Result<Vec<Record>> {
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let seq: i64 = row.get(5);
-        let text: &str = row.get(6);
-        if seq as u64 != *next {
-            return Err(StoreError::SeqGap {
-                path: log_name(id),
-                line: *next,
-                offset: 0,
-                expected: *next,
-                found: seq as u64,
-            });
-        }
-        out.push(serde_json::from_str(text).map_err(|e| bad_record(id, seq, e))?);
-        *next += 1;
-    }
-    Ok(out)
 }

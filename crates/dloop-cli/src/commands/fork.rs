@@ -9,7 +9,7 @@ use dloop_runtime::runs::{ResumeInput, resume_run};
 use crate::commands::session::{self, runtime_error};
 use crate::commands::{CmdResult, Ctx};
 use crate::error::{CliError, ErrorKind};
-use crate::project::{LoopFile, Project, resolve_loop};
+use crate::project::{LoopFile, Project};
 use crate::runs::resolve_newest;
 use crate::storage::Storage;
 
@@ -48,16 +48,7 @@ pub(crate) fn cmd_fork(ctx: &Ctx, args: ForkArgs) -> CmdResult {
     // `--reload`: the loop file as it is now, checked as `dloop validate` (and `resume
     // --reload`) check it, before anything is created.
     let current_definition = if args.reload {
-        let path = meta
-            .loop_path
-            .as_deref()
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                resolve_loop(&meta.loop_name, &ctx.cwd, Some(&project))
-                    .ok()
-                    .map(|f| project.root.join(f.path))
-            })
-            .filter(|path| path.is_file())
+        let path = crate::commands::resume::current_loop_file(ctx, &project, &meta)
             .ok_or_else(|| {
                 CliError::new(
                     ErrorKind::Invalid,

@@ -97,16 +97,7 @@ pub(crate) fn cmd_resume(ctx: &Ctx, args: ResumeArgs) -> CmdResult {
         .map_err(|e| crate::runs::store_error(e, &run_id))?;
     // The loop file as it is now, to notice a change since the run started. A file that is
     // gone is no change: the run keeps its own copy.
-    let current_file = meta
-        .loop_path
-        .as_deref()
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            resolve_loop(&meta.loop_name, &ctx.cwd, Some(&project))
-                .ok()
-                .map(|f| project.root.join(f.path))
-        })
-        .filter(|path| path.is_file());
+    let current_file = current_loop_file(ctx, &project, &meta);
     let current_definition = match current_file {
         // `--reload` takes the file only as `dloop validate` accepts it (the same loader).
         Some(path) if args.reload => Some(load_for_reload(
@@ -175,6 +166,24 @@ fn held_by(store: &dyn dloop_store::Store, info: &RunInfo) -> Option<dloop_core:
     let parent = info.state.parent.as_ref()?;
     let (state, _) = store.load_state(&parent.run_id).ok()?;
     (!state.status.is_finished()).then(|| parent.clone())
+}
+
+/// The file of `meta`'s loop as it is now: the path the run started from, else the project's
+/// loop of that name; `None` when neither is a file (the run keeps its own copy).
+pub(crate) fn current_loop_file(
+    ctx: &Ctx,
+    project: &Project,
+    meta: &dloop_store::RunMeta,
+) -> Option<std::path::PathBuf> {
+    meta.loop_path
+        .as_deref()
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            resolve_loop(&meta.loop_name, &ctx.cwd, Some(project))
+                .ok()
+                .map(|f| project.root.join(f.path))
+        })
+        .filter(|path| path.is_file())
 }
 
 /// The text of a loop file given with `--reload` (resume, fork), taken only as `dloop validate`
