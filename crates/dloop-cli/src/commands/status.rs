@@ -127,6 +127,24 @@ pub(crate) fn nest_children(runs: Vec<RunInfo>) -> Vec<RunInfo> {
     out
 }
 
+/// How deep each run of `runs` (in [`nest_children`]'s order) is drawn: 0 for a run whose
+/// parent is not listed before it, its parent's depth + 1 otherwise.
+pub(crate) fn nesting_levels(runs: &[RunInfo]) -> Vec<usize> {
+    let mut levels: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    runs.iter()
+        .map(|info| {
+            let level = info
+                .state
+                .parent
+                .as_ref()
+                .and_then(|p| levels.get(p.run_id.as_str()))
+                .map_or(0, |l| l + 1);
+            levels.insert(&info.id, level);
+            level
+        })
+        .collect()
+}
+
 /// The current time.
 pub(crate) fn now() -> Timestamp {
     let ms = std::time::SystemTime::now()

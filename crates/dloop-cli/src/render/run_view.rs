@@ -137,17 +137,11 @@ pub(crate) fn status(runs: &[RunInfo], all: bool, now: Timestamp, color: bool) -
     }
     let agents = runs.iter().any(|r| !r.state.agent.is_empty());
     // A sub-loop run listed after its parent is drawn under it, one level deeper.
-    let mut levels: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    let levels = crate::commands::status::nesting_levels(runs);
     let rows: Vec<Vec<String>> = runs
         .iter()
-        .map(|info| {
-            let level = info
-                .state
-                .parent
-                .as_ref()
-                .and_then(|p| levels.get(p.run_id.as_str()))
-                .map_or(0, |l| l + 1);
-            levels.insert(&info.id, level);
+        .zip(levels)
+        .map(|(info, level)| {
             let id = match level {
                 0 => info.id.clone(),
                 n => format!("{}└ {}", "  ".repeat(n - 1), info.id),

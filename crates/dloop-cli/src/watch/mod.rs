@@ -169,21 +169,14 @@ impl App {
             .chain(finished.into_iter().take(RECENT_FINISHED))
             .collect();
         // Each sub-loop run right under its parent, one level deeper (as `status` lists them).
-        let mut levels: std::collections::BTreeMap<String, usize> = Default::default();
-        let rows = crate::commands::status::nest_children(keep)
+        let nested = crate::commands::status::nest_children(keep);
+        let levels = crate::commands::status::nesting_levels(&nested);
+        let rows = nested
             .iter()
-            .map(|info| {
-                let level = info
-                    .state
-                    .parent
-                    .as_ref()
-                    .and_then(|p| levels.get(&p.run_id))
-                    .map_or(0, |l| l + 1);
-                levels.insert(info.id.clone(), level);
-                Row {
-                    level,
-                    ..Row::from_info(info, now)
-                }
+            .zip(levels)
+            .map(|(info, level)| Row {
+                level,
+                ..Row::from_info(info, now)
             })
             .collect();
         let selected_id = self.current().map(|r| r.id.clone());
